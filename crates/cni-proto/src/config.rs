@@ -1,0 +1,305 @@
+//! The network configuration envelope.
+
+use serde_json::{Map, Value};
+
+use crate::env::NetworkName;
+use crate::error::ProtoError;
+use crate::version::SpecVersion;
+
+/// The network configuration envelope. Unknown keys are kept in `extra` (in order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConf {
+    pub cni_version: SpecVersion,
+    pub name: NetworkName,
+    /// `"type"` (empty when absent).
+    pub plugin_type: String,
+    pub ipam: Option<Value>,
+    pub dns: Option<Value>,
+    pub args: Option<Value>,
+    pub runtime_config: Option<Value>,
+    pub prev_result: Option<Value>,
+    pub extra: Map<String, Value>,
+    /// The whole document as received.
+    pub raw: Value,
+}
+
+const KNOWN_KEYS: [&str; 8] = [
+    "cniVersion",
+    "name",
+    "type",
+    "ipam",
+    "dns",
+    "args",
+    "runtimeConfig",
+    "prevResult",
+];
+
+/// A field as Go's encoding/json finds it: keys match case-insensitively, the last matching
+/// key of the document wins, and `null` is the same as absent.
+pub(crate) fn go_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    // A null assigns nothing in Go, so an earlier non-null match survives it.
+    obj.iter()
+        .rev()
+        .find(|(k, v)| k.eq_ignore_ascii_case(key) && !v.is_null())
+        .map(|(_, v)| v)
+}
+
+fn decode_err(reason: impl Into<String>) -> ProtoError {
+    ProtoError::Decode {
+        what: "network config".to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Stage 1 (the reference's `validateConfig`): the bytes must be JSON whose top level decodes
+/// into a struct (an object, or `null`), `name` must be a string, non-empty (code 7
+/// "missing network name") and valid (code 7 "invalid characters found in network name").
+/// Verified: empty stdin, whitespace and `{` are code 6; `[]` code 6; `{"name":5}` code 6;
+/// `{}` and `{"name":""}` code 7.
+pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Value, NetworkName), ProtoError> {
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| decode_err(e.to_string()))?;
+    let name = match &raw {
+        Value::Null => None,
+        Value::Object(obj) => match go_field(obj, "name") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(decode_err(format!(
+                    "\"name\" must be a string, not {}",
+                    json_type(other)
+                )))
+            }
+        },
+        other => {
+            return Err(decode_err(format!(
+                "the network config must be a JSON object, not {}",
+                json_type(other)
+            )))
+        }
+    };
+    let name = NetworkName::new(name.as_deref().unwrap_or(""))?;
+    Ok((raw, name))
+}
+
+/// The `cniVersion` text: "" when absent or null (which the reference treats as 0.1.0,
+/// verified: a config without cniVersion gets a 0.1.0-shaped result with `"cniVersion": "0.1.0"`).
+/// A non-string is code 6, as in the reference ("decoding version from network config: ...").
+pub(crate) fn raw_version(raw: &Value) -> Result<String, ProtoError> {
+    let Some(obj) = raw.as_object() else {
+        return Ok(String::new());
+    };
+    match go_field(obj, "cniVersion") {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(decode_err(format!(
+            "\"cniVersion\" must be a string, not {}",
+            json_type(other)
+        ))),
+    }
+}
+
+/// Map a raw version text to a spec version the plugin supports ("" is 0.1.0).
+pub(crate) fn resolve_version(
+    raw: &str,
+    supported: &[SpecVersion],
+) -> Result<SpecVersion, ProtoError> {
+    let text = if raw.is_empty() { "0.1.0" } else { raw };
+    match SpecVersion::parse(text) {
+        Some(v) if supported.contains(&v) => Ok(v),
+        _ => Err(ProtoError::IncompatibleVersion {
+            version: text.to_owned(),
+            supported: supported.to_vec(),
+        }),
+    }
+}
+
+/// Stage 3: the remaining envelope fields.
+pub(crate) fn finish(
+    raw: Value,
+    name: NetworkName,
+    cni_version: SpecVersion,
+) -> Result<NetConf, ProtoError> {
+    let empty = Map::new();
+    let obj = raw.as_object().unwrap_or(&empty);
+    let plugin_type = match go_field(obj, "type") {
+        None => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(decode_err(format!(
+                "\"type\" must be a string, not {}",
+                json_type(other)
+            )))
+        }
+    };
+    let get = |k: &str| go_field(obj, k).cloned();
+    let extra = obj
+        .iter()
+        .filter(|(k, _)| !KNOWN_KEYS.iter().any(|known| k.eq_ignore_ascii_case(known)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(NetConf {
+        cni_version,
+        name,
+        plugin_type,
+        ipam: get("ipam"),
+        dns: get("dns"),
+        args: get("args"),
+        runtime_config: get("runtimeConfig"),
+        prev_result: get("prevResult"),
+        extra,
+        raw,
+    })
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl NetConf {
+    /// Decode and validate the envelope: JSON (code 6), name (code 7), cniVersion (absent means
+    /// 0.1.0; non-string code 6; unknown or not in `supported` code 1).
+    pub fn parse(bytes: &[u8], supported: &[SpecVersion]) -> Result<NetConf, ProtoError> {
+        let (raw, name) = decode_envelope(bytes)?;
+        let version = resolve_version(&raw_version(&raw)?, supported)?;
+        finish(raw, name, version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(s: &str) -> Result<NetConf, ProtoError> {
+        NetConf::parse(s.as_bytes(), &SpecVersion::ALL)
+    }
+
+    #[test]
+    fn full_envelope() {
+        let c = parse(
+            r#"{"cniVersion":"1.0.0","name":"net1","type":"host-local","zeta":1,
+                "ipam":{"type":"host-local","subnet":"10.0.0.0/24"},"dns":{"nameservers":["1.1.1.1"]},
+                "args":{"cni":{"ips":["10.0.0.5"]}},"runtimeConfig":{"ips":[]},
+                "prevResult":{"ips":[]},"capabilities":{"ips":true},"alpha":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cni_version, SpecVersion::V1_0_0);
+        assert_eq!(c.name.as_str(), "net1");
+        assert_eq!(c.plugin_type, "host-local");
+        assert_eq!(c.ipam.unwrap()["subnet"], json!("10.0.0.0/24"));
+        assert_eq!(c.dns, Some(json!({"nameservers":["1.1.1.1"]})));
+        assert_eq!(c.args, Some(json!({"cni":{"ips":["10.0.0.5"]}})));
+        assert_eq!(c.runtime_config, Some(json!({"ips":[]})));
+        assert_eq!(c.prev_result, Some(json!({"ips":[]})));
+        let keys: Vec<_> = c.extra.keys().cloned().collect();
+        assert_eq!(keys, ["zeta", "capabilities", "alpha"]);
+        assert_eq!(c.raw["zeta"], json!(1));
+    }
+
+    #[test]
+    fn minimal_and_missing_version_is_010() {
+        let c = parse(r#"{"name":"n"}"#).unwrap();
+        assert_eq!(c.cni_version, SpecVersion::V0_1_0);
+        assert_eq!(c.plugin_type, "");
+        assert_eq!(c.ipam, None);
+        let c = parse(r#"{"name":"n","cniVersion":"","ipam":null}"#).unwrap();
+        assert_eq!(c.cni_version, SpecVersion::V0_1_0);
+        assert_eq!(c.ipam, None);
+        // Only 0.3.0+ supported: a versionless config is 0.1.0 and refused.
+        match NetConf::parse(br#"{"name":"n"}"#, &[SpecVersion::V1_0_0]) {
+            Err(ProtoError::IncompatibleVersion { version, .. }) => assert_eq!(version, "0.1.0"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn go_style_case_insensitive_keys() {
+        let c = parse(r#"{"NAME":"n","CNIVersion":"0.4.0","IPAM":{}}"#).unwrap();
+        assert_eq!(c.name.as_str(), "n");
+        assert_eq!(c.cni_version, SpecVersion::V0_4_0);
+        assert_eq!(c.ipam, Some(json!({})));
+        assert!(c.extra.is_empty());
+    }
+
+    #[test]
+    fn decode_errors_are_code_6() {
+        for bad in [
+            "",
+            "   ",
+            "{",
+            "[]",
+            "5",
+            "\"s\"",
+            r#"{"name":5}"#,
+            r#"{"name":"n","cniVersion":1}"#,
+            r#"{"name":"n","type":[]}"#,
+        ] {
+            match parse(bad) {
+                Err(e @ ProtoError::Decode { .. }) => {
+                    let c: crate::CniError = e.into();
+                    assert_eq!(c.code, 6, "{bad:?}");
+                    assert!(
+                        c.msg.starts_with("error decoding network config: "),
+                        "{}",
+                        c.msg
+                    );
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn name_errors_are_code_7() {
+        for (bad, value) in [
+            ("{}", ""),
+            ("null", ""),
+            (r#"{"name":""}"#, ""),
+            (r#"{"name":null}"#, ""),
+            (r#"{"name":"a/b"}"#, "a/b"),
+            (r#"{"name":".."}"#, ".."),
+        ] {
+            match parse(bad) {
+                Err(ProtoError::InvalidConfig {
+                    field, value: v, ..
+                }) => {
+                    assert_eq!(field, "name");
+                    assert_eq!(v, value, "{bad}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn version_errors() {
+        for bad in ["9.9.9", "garbage", "1.0", "v1.0.0"] {
+            match parse(&format!(r#"{{"name":"n","cniVersion":"{bad}"}}"#)) {
+                Err(ProtoError::IncompatibleVersion { version, supported }) => {
+                    assert_eq!(version, bad);
+                    assert_eq!(supported, SpecVersion::ALL);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            NetConf::parse(
+                br#"{"name":"n","cniVersion":"1.1.0"}"#,
+                &SpecVersion::ALL[..6]
+            ),
+            Err(ProtoError::IncompatibleVersion { .. })
+        ));
+        // The name is checked before the version.
+        assert!(matches!(
+            parse(r#"{"name":"a/b","cniVersion":"9"}"#),
+            Err(ProtoError::InvalidConfig { .. })
+        ));
+    }
+}

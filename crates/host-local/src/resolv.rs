@@ -1,0 +1,80 @@
+//! resolv.conf into the result's `dns`, as the reference reads it:
+//! `nameserver`, `domain`, `search` and `options` lines; `#` and `;` start
+//! comments; lines with fewer than two fields are ignored.
+
+use std::io::Read;
+use std::path::Path;
+
+use cni_proto::Dns;
+
+use crate::error::{Error, Result};
+
+/// A resolv.conf larger than this is not a resolv.conf.
+pub const MAX_RESOLV_CONF: u64 = 1 << 20;
+
+/// Parses resolv.conf text.
+pub fn parse(text: &str) -> Dns {
+    let mut dns = Dns::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 2 {
+            continue;
+        }
+        match fields[0] {
+            "nameserver" => dns.nameservers.push(fields[1].to_string()),
+            "domain" => dns.domain = Some(fields[1].to_string()),
+            "search" => dns.search.extend(fields[1..].iter().map(|s| s.to_string())),
+            "options" => dns
+                .options
+                .extend(fields[1..].iter().map(|s| s.to_string())),
+            _ => {}
+        }
+    }
+    dns
+}
+
+/// Reads and parses the file at `path`.
+pub fn load(path: &Path) -> Result<Dns> {
+    let err = |source| Error::ResolvConf {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(err)?;
+    let mut buf = Vec::new();
+    f.take(MAX_RESOLV_CONF + 1)
+        .read_to_end(&mut buf)
+        .map_err(err)?;
+    if buf.len() as u64 > MAX_RESOLV_CONF {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_RESOLV_CONF} bytes"),
+        )));
+    }
+    Ok(parse(&String::from_utf8_lossy(&buf)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind_of_line() {
+        let d = parse(
+            "# comment\n; other comment\nnameserver 1.1.1.1\nnameserver  2001:db8::53 \ndomain example.com\nsearch a.example b.example\noptions ndots:5 timeout:1\nsortlist x\nnameserver\n",
+        );
+        assert_eq!(d.nameservers, ["1.1.1.1", "2001:db8::53"]);
+        assert_eq!(d.domain.as_deref(), Some("example.com"));
+        assert_eq!(d.search, ["a.example", "b.example"]);
+        assert_eq!(d.options, ["ndots:5", "timeout:1"]);
+    }
+
+    #[test]
+    fn missing_file_names_path() {
+        let e = load(Path::new("/nonexistent/resolv.conf")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/resolv.conf"));
+    }
+}
