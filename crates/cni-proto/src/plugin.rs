@@ -70,7 +70,7 @@ impl From<ProtoError> for Failure {
 ///    code 1 "config version does not allow CHECK"); unknown or unsupported code 1
 ///    "incompatible CNI versions". For CHECK an unparseable version is code 6 as in the
 ///    reference.
-/// 7. CNI_NETNS, CNI_ARGS (code 999 like the reference), CNI_PATH.
+/// 7. CNI_NETNS, CNI_ARGS (code 4; the reference says 999), CNI_PATH.
 ///
 /// Success: ADD prints the result in the config's version (Go's four-space indent, no trailing
 /// newline); other commands print nothing. Failure: the error object, exit 1.
@@ -104,11 +104,24 @@ fn versions_line(plugin: &dyn Plugin) -> String {
     list.join(", ")
 }
 
+/// The largest network configuration accepted on stdin. Real configurations
+/// are a few KiB; anything this large is refused in bounded time and memory.
+pub const MAX_STDIN: u64 = 4 << 20;
+
 fn read_all(stdin: &mut dyn Read) -> Result<Vec<u8>, ProtoError> {
     let mut buf = Vec::new();
     stdin
+        .take(MAX_STDIN + 1)
         .read_to_end(&mut buf)
         .map_err(|source| ProtoError::Stdin { source })?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(ProtoError::Stdin {
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("network configuration larger than {MAX_STDIN} bytes"),
+            ),
+        });
+    }
     Ok(buf)
 }
 

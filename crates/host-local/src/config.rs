@@ -20,6 +20,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 /// accept: bounded work for any input.
 pub const MAX_ITEMS: usize = 1024;
 
+/// Largest number of ranges over all range sets (overlap checks are quadratic).
+pub const MAX_RANGES: usize = 4096;
+
 /// One range of addresses inside a subnet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
@@ -537,6 +540,14 @@ impl IpamConfig {
                 "ipam.ranges",
                 format!("{} range sets", ranges.len()),
                 format!("more than {MAX_ITEMS} range sets"),
+            ));
+        }
+        let total: usize = ranges.iter().map(|s| s.0.len()).sum();
+        if total > MAX_RANGES {
+            return Err(Error::config(
+                "ipam.ranges",
+                format!("{total} ranges"),
+                format!("more than {MAX_RANGES} ranges in all"),
             ));
         }
         let v4 = ranges.iter().filter(|s| s.is_ipv4()).count();
