@@ -196,6 +196,18 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
                 .join(", "),
         });
     }
+    let result = CniResult {
+        interfaces: Vec::new(),
+        ips,
+        routes: cfg.routes.clone(),
+        dns: Default::default(),
+    };
+    // A result the request's version cannot express (0.1.0/0.2.0: a route of
+    // a family without an address) must fail before anything is reserved.
+    result.to_wire(cfg.version).map_err(|e| Error::Convert {
+        version: cfg.version.as_str(),
+        reason: e.to_string(),
+    })?;
     s.reserve(id, ifname, &picks).map_err(|e| match e {
         crate::error::StoreError::Taken { ip } => Error::Unavailable {
             ip,
@@ -203,12 +215,7 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
         },
         other => store_err(cfg, other),
     })?;
-    Ok(CniResult {
-        interfaces: Vec::new(),
-        ips,
-        routes: cfg.routes.clone(),
-        dns: Default::default(),
-    })
+    Ok(result)
 }
 
 /// DEL: releases every reservation of the attachment (and, when there are
@@ -351,6 +358,7 @@ pub fn gc(cfg: &IpamConfig, s: &mut dyn Session, valid: &[ValidAttachment]) -> R
 /// STATUS: every range set can hand out an address. Cheap when the store
 /// holds fewer reservations than a set's capacity; otherwise probes.
 pub fn status(cfg: &IpamConfig, s: &mut dyn Session) -> Result<()> {
+    s.writable().map_err(|e| store_err(cfg, e))?;
     let count = s.count().map_err(|e| store_err(cfg, e))?;
     for (idx, set) in cfg.ranges.iter().enumerate() {
         if u128::from(count) < set.capacity() {
@@ -511,6 +519,27 @@ mod tests {
         let e = add(&c, s.as_mut(), "b", "eth0").unwrap_err();
         assert!(matches!(e, Error::Unplaced { .. }), "{e}");
         assert_eq!(s.count().unwrap(), 1);
+    }
+
+    #[test]
+    fn unconvertible_result_reserves_nothing() {
+        let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0"}]});
+        let c = IpamConfig::load(
+            "n",
+            SpecVersion::V0_2_0,
+            Some(&ipam),
+            None,
+            None,
+            &CniArgs::parse("").unwrap(),
+        )
+        .unwrap();
+        let mut st = MemoryStore::new();
+        {
+            let mut s = st.session().unwrap();
+            let e = add(&c, s.as_mut(), "a", "eth0").unwrap_err();
+            assert_eq!(e.code(), cni_proto::code::INCOMPATIBLE_VERSION, "{e}");
+        }
+        assert!(st.reservations.is_empty() && st.cursors.is_empty());
     }
 
     #[test]

@@ -76,8 +76,13 @@ pub enum Error {
     Exhausted { set_index: usize, set: String },
     #[error("requested address {ip} {reason}")]
     Unavailable { ip: IpAddr, reason: String },
-    #[error("requested addresses not in any range set: {ips}")]
+    #[error("requested addresses left over (outside every range set, or a second one for a range set): {ips}")]
     Unplaced { ips: String },
+    #[error("cannot express the result in cniVersion {version}: {reason}")]
+    Convert {
+        version: &'static str,
+        reason: String,
+    },
     #[error("{ip} in range set {set_index} is already allocated to container {container} (interface {ifname}); duplicate allocation is not allowed")]
     Duplicate {
         ip: IpAddr,
@@ -131,6 +136,7 @@ impl Error {
             Error::ResolvConf { .. } => code::IO,
             Error::Exhausted { .. } => own_code::RANGE_SET_EXHAUSTED,
             Error::Unavailable { .. } | Error::Unplaced { .. } => own_code::ADDRESS_UNAVAILABLE,
+            Error::Convert { .. } => code::INCOMPATIBLE_VERSION,
             Error::Duplicate { .. } => own_code::DUPLICATE_ALLOCATION,
             Error::NotReserved { .. } => own_code::NOT_RESERVED,
             Error::Mismatch { .. } => own_code::RESULT_MISMATCH,
