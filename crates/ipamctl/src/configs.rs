@@ -1,0 +1,171 @@
+//! Finding the host-local `ipam` sections of network configurations: a
+//! `.conf`, a `.conflist`, or a directory of them such as /etc/cni/net.d.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use cni_proto::{CniArgs, NetworkName, SpecVersion};
+use host_local::config::IpamConfig;
+use serde_json::Value;
+
+/// The host-local configuration of one network.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub network: String,
+    /// The file it came from.
+    pub source: PathBuf,
+    pub ipam: IpamConfig,
+    /// The plugin takes `ipRanges` from the runtime: addresses outside the
+    /// configured ranges may be legitimate.
+    pub runtime_ranges: bool,
+}
+
+/// Every host-local network found, by name, plus warnings about files that
+/// could not be used.
+#[derive(Debug, Default)]
+pub struct Configs {
+    pub path: Option<PathBuf>,
+    pub networks: BTreeMap<String, NetConfig>,
+    pub warnings: Vec<String>,
+}
+
+impl Configs {
+    pub fn get(&self, network: &str) -> Option<&NetConfig> {
+        self.networks.get(network)
+    }
+
+    /// The data directory named by the configurations, when they all agree.
+    pub fn single_data_dir(&self) -> Option<PathBuf> {
+        let mut dirs = self.networks.values().map(|c| &c.ipam.data_dir);
+        let first = dirs.next()?;
+        dirs.all(|d| d == first).then(|| first.clone())
+    }
+}
+
+fn is_config_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("conf" | "conflist" | "json")
+    )
+}
+
+/// Loads `path`: a file must hold a usable host-local section (else an
+/// error); in a directory, unusable files become warnings. Like libcni, files
+/// are taken in name order and the first one naming a network wins.
+pub fn load(path: &Path) -> Result<Configs> {
+    let mut out = Configs {
+        path: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    let meta = std::fs::metadata(path).with_context(|| format!("config {}", path.display()))?;
+    if meta.is_dir() {
+        let rd = std::fs::read_dir(path)
+            .with_context(|| format!("config directory {}", path.display()))?;
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| is_config_file(p) && p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            match parse_file(&f) {
+                Ok(found) => {
+                    for c in found {
+                        add(&mut out, c);
+                    }
+                }
+                Err(e) => out.warnings.push(format!("{}: {e:#}", f.display())),
+            }
+        }
+    } else {
+        let found = parse_file(path).with_context(|| format!("config {}", path.display()))?;
+        if found.is_empty() {
+            bail!(
+                "config {}: no plugin with a host-local ipam section",
+                path.display()
+            );
+        }
+        for c in found {
+            add(&mut out, c);
+        }
+    }
+    Ok(out)
+}
+
+fn add(out: &mut Configs, c: NetConfig) {
+    match out.networks.get(&c.network) {
+        Some(prev) => out.warnings.push(format!(
+            "{}: network {} already configured by {}; ignored",
+            c.source.display(),
+            c.network,
+            prev.source.display()
+        )),
+        None => {
+            out.networks.insert(c.network.clone(), c);
+        }
+    }
+}
+
+fn is_host_local(ipam: &Value) -> bool {
+    ipam.get("type").and_then(Value::as_str) == Some("host-local")
+}
+
+fn runtime_ranges(plugin: &Value) -> bool {
+    plugin
+        .get("capabilities")
+        .and_then(|c| c.get("ipRanges"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The host-local sections of one file (none is not an error here).
+fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
+    let text = std::fs::read(path)?;
+    let v: Value = serde_json::from_slice(&text).map_err(|e| anyhow!("not JSON: {e}"))?;
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("no network name"))?;
+    NetworkName::new(name).map_err(|e| anyhow!("{e}"))?;
+    let mut sections: Vec<(&Value, bool)> = Vec::new();
+    match v.get("plugins") {
+        Some(Value::Array(plugins)) => {
+            for p in plugins {
+                if let Some(ipam) = p.get("ipam").filter(|i| is_host_local(i)) {
+                    sections.push((ipam, runtime_ranges(p)));
+                }
+            }
+        }
+        Some(_) => bail!("plugins is not a list"),
+        None => {
+            if let Some(ipam) = v.get("ipam").filter(|i| is_host_local(i)) {
+                sections.push((ipam, runtime_ranges(&v)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (ipam, rt)) in sections.into_iter().enumerate() {
+        if i > 0 {
+            // Two host-local plugins in one list share one store directory;
+            // the first one's ranges are the ones shown.
+            continue;
+        }
+        let cfg = IpamConfig::load(
+            name,
+            SpecVersion::LATEST,
+            Some(ipam),
+            None,
+            None,
+            &CniArgs::default(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        out.push(NetConfig {
+            network: name.to_string(),
+            source: path.to_path_buf(),
+            ipam: cfg,
+            runtime_ranges: rt,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,158 @@
+//! Prometheus text exposition format, for stdout or a node_exporter
+//! textfile-collector file (written atomically).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::inspect::{NetworkView, ProblemKind};
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn family(f: &mut String, name: &str, help: &str) {
+    let _ = writeln!(f, "# HELP {name} {help}");
+    let _ = writeln!(f, "# TYPE {name} gauge");
+}
+
+/// The exposition text for every network.
+pub fn render(views: &[NetworkView], now: i64) -> String {
+    let mut o = String::new();
+    family(
+        &mut o,
+        "ipamctl_network_up",
+        "1 when the network's store could be read under its lock, else 0.",
+    );
+    for v in views {
+        let _ = writeln!(
+            o,
+            "ipamctl_network_up{{network=\"{}\"}} {}",
+            esc(&v.name),
+            u8::from(v.error.is_none())
+        );
+    }
+    family(
+        &mut o,
+        "ipamctl_reservations",
+        "Reservation files in the network's store directory (damaged ones included).",
+    );
+    for v in views.iter().filter(|v| v.error.is_none()) {
+        let _ = writeln!(
+            o,
+            "ipamctl_reservations{{network=\"{}\"}} {}",
+            esc(&v.name),
+            v.reservations.len()
+        );
+    }
+    family(
+        &mut o,
+        "ipamctl_problems",
+        "Reservations with a problem, by kind (damaged, outside-ranges, excluded, gateway, duplicate).",
+    );
+    for v in views.iter().filter(|v| v.error.is_none()) {
+        let counts = v.problem_counts();
+        for k in ProblemKind::ALL {
+            // Range-dependent kinds are only known with a configuration.
+            if v.config.is_none() && k != ProblemKind::Damaged {
+                continue;
+            }
+            let _ = writeln!(
+                o,
+                "ipamctl_problems{{network=\"{}\",kind=\"{}\"}} {}",
+                esc(&v.name),
+                k.as_str(),
+                counts.get(&k).copied().unwrap_or(0)
+            );
+        }
+    }
+    let sets: Vec<_> = views
+        .iter()
+        .filter(|v| v.error.is_none())
+        .flat_map(|v| v.sets.iter().map(move |s| (v, s)))
+        .collect();
+    for (name, help, get) in [
+        (
+            "ipamctl_range_set_capacity",
+            "Addresses a range set can hand out (gateway and exclusions left out).",
+            (|s: &crate::inspect::SetUsage| s.capacity as f64) as fn(&_) -> f64,
+        ),
+        (
+            "ipamctl_range_set_reserved",
+            "Reserved addresses a range set hands out.",
+            |s| s.reserved as f64,
+        ),
+        (
+            "ipamctl_range_set_free",
+            "Addresses a range set can still hand out.",
+            |s| s.free() as f64,
+        ),
+        (
+            "ipamctl_range_set_usage_ratio",
+            "Reserved over capacity (0 to 1).",
+            |s| s.usage(),
+        ),
+    ] {
+        family(&mut o, name, help);
+        for (v, s) in &sets {
+            let _ = writeln!(
+                o,
+                "{name}{{network=\"{}\",range_set=\"{}\",ranges=\"{}\"}} {}",
+                esc(&v.name),
+                s.index,
+                esc(&s.set.to_string()),
+                get(s)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "ipamctl_last_run_timestamp_seconds",
+        "When ipamctl produced these metrics.",
+    );
+    let _ = writeln!(o, "ipamctl_last_run_timestamp_seconds {now}");
+    o
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same
+/// directory (named so the textfile collector ignores it), fsynced, then
+/// renamed over `path`.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let base = path
+        .file_name()
+        .ok_or_else(|| anyhow!("output {}: not a file path", path.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{base}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("output {}", path.display()));
+    }
+    Ok(())
+}
