@@ -120,3 +120,252 @@ pub fn snapshot_dir(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> 
     walk(root, root, &mut out);
     out
 }
+
+// ---- helpers for the differential / versions / mixed / race suites ----
+
+/// One file of a store snapshot: permission bits and contents (dirs: empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub mode: u32,
+    pub is_dir: bool,
+    pub data: Vec<u8>,
+}
+
+/// A snapshot of a data directory as the reference would see it: every
+/// entry (relative path -> mode + contents) except our private index under
+/// `.host-local-rs/`.
+pub fn store_snapshot(data_dir: &Path) -> std::collections::BTreeMap<String, Entry> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Entry>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel == ".host-local-rs" || rel.starts_with(".host-local-rs/") {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let mode = md.permissions().mode() & 0o7777;
+            if md.is_dir() {
+                out.insert(
+                    format!("{rel}/"),
+                    Entry {
+                        mode,
+                        is_dir: true,
+                        data: Vec::new(),
+                    },
+                );
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    rel,
+                    Entry {
+                        mode,
+                        is_dir: false,
+                        data: std::fs::read(&p).unwrap_or_default(),
+                    },
+                );
+            }
+        }
+    }
+    walk(data_dir, data_dir, &mut out);
+    out
+}
+
+/// The reservation files of a network directory: address -> contents
+/// (`lock` and `last_reserved_ip.*` left out).
+pub fn reservations(net_dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(net_dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "lock" || name.starts_with("last_reserved_ip.") {
+            continue;
+        }
+        let data = std::fs::read(e.path()).unwrap_or_default();
+        out.insert(name, String::from_utf8_lossy(&data).into_owned());
+    }
+    out
+}
+
+/// Like `run_plugin`, but with the child's working directory set (so a
+/// relative path in a config cannot land in the source tree).
+pub fn run_plugin_in(bin: &Path, env: &[(&str, &str)], stdin: &[u8], cwd: &Path) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear();
+    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    {
+        let mut si = child.stdin.take().unwrap();
+        let _ = si.write_all(stdin);
+    }
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A mount made by a test (tmpfs or a bind mount), detached on drop, also
+/// when the test panics. Needs root (CAP_SYS_ADMIN).
+pub struct MountGuard {
+    pub path: PathBuf,
+}
+
+fn cstr(p: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn check_mount(rc: libc::c_int, what: &str) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        Err(std::io::Error::new(e.kind(), format!("{what}: {e}")))
+    }
+}
+
+impl MountGuard {
+    /// Mounts a tmpfs at `path` with `opts` (e.g. "size=64k,mode=0755").
+    pub fn tmpfs(path: &Path, opts: &str) -> std::io::Result<MountGuard> {
+        let (src, fs, target) = (c"tmpfs", c"tmpfs", cstr(path));
+        let data = std::ffi::CString::new(opts).unwrap();
+        // SAFETY: every pointer is a valid NUL-terminated string.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fs.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        check_mount(rc, &format!("mount tmpfs on {}", path.display()))?;
+        Ok(MountGuard {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Bind-mounts `src` on `path`, read-only.
+    pub fn bind_ro(src: &Path, path: &Path) -> std::io::Result<MountGuard> {
+        let (s, t) = (cstr(src), cstr(path));
+        // SAFETY: valid strings; null fstype and data are allowed for MS_BIND.
+        let rc = unsafe {
+            libc::mount(
+                s.as_ptr(),
+                t.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        check_mount(rc, &format!("bind {} on {}", src.display(), path.display()))?;
+        let g = MountGuard {
+            path: path.to_path_buf(),
+        };
+        // SAFETY: as above; remounting the bind read-only.
+        let rc = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                t.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        };
+        check_mount(rc, &format!("remount {} read-only", path.display()))?;
+        Ok(g)
+    }
+
+    /// Remounts this tmpfs read-only (`mount -o remount,ro`).
+    pub fn remount_ro(&self) -> std::io::Result<()> {
+        let t = cstr(&self.path);
+        // SAFETY: valid string; null source and data are allowed for MS_REMOUNT.
+        let rc = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                t.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REMOUNT | libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        };
+        check_mount(rc, &format!("remount {} read-only", self.path.display()))
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let t = cstr(&self.path);
+        // SAFETY: valid string. MNT_DETACH so a stray open descriptor cannot keep it.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// True when mounts can be made here (root with CAP_SYS_ADMIN). Otherwise
+/// a loud skip, or a panic under IPAM_REQUIRE_ALL=1.
+pub fn can_mount_or_skip(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return crate::netns_util::skip(what, "needs root to mount a tmpfs / read-only bind");
+    }
+    let probe = tempfile::tempdir().unwrap();
+    match MountGuard::tmpfs(probe.path(), "size=4k") {
+        Ok(_g) => true,
+        Err(e) => crate::netns_util::skip(what, &format!("cannot mount ({e})")),
+    }
+}
+
+/// A network configuration for host-local on stdin: `ipam` gets `type` and
+/// `dataDir` added; `top` keys are merged into the top level.
+pub fn net_conf(
+    version: &str,
+    name: &str,
+    data_dir: &Path,
+    mut ipam: serde_json::Value,
+    top: serde_json::Value,
+) -> Vec<u8> {
+    ipam["type"] = "host-local".into();
+    ipam["dataDir"] = data_dir.to_string_lossy().into_owned().into();
+    let mut c = serde_json::json!({
+        "cniVersion": version,
+        "name": name,
+        "type": "bridge",
+        "ipam": ipam,
+    });
+    if let serde_json::Value::Object(m) = top {
+        for (k, v) in m {
+            c[k] = v;
+        }
+    }
+    serde_json::to_vec(&c).unwrap()
+}
+
+/// The sorted names in a directory (empty when it does not exist).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
