@@ -184,7 +184,11 @@ impl DiskStore {
                 count: 0,
                 valid: false,
             });
-            s.validate_index()?;
+            // The index is a cache: when it cannot be brought up to date (a
+            // full or read-only filesystem), work from the directory alone.
+            if s.validate_index().is_err() {
+                s.invalidate();
+            }
         }
         Ok(s)
     }
@@ -601,9 +605,15 @@ impl DiskSession<'_> {
         let name = format!("{CURSOR_PREFIX}{set_index}");
         let path = self.path(&name);
         let text = ip.to_string();
+        let in_net = || write_replace(self.net.as_fd(), self.net.as_fd(), &name, text.as_bytes());
         match &self.index {
-            Some(idx) => write_replace(idx.dir.as_fd(), self.net.as_fd(), &name, text.as_bytes()),
-            None => write_replace(self.net.as_fd(), self.net.as_fd(), &name, text.as_bytes()),
+            // The network directory may be a mount of its own: EXDEV.
+            Some(idx) => write_replace(idx.dir.as_fd(), self.net.as_fd(), &name, text.as_bytes())
+                .or_else(|e| match e.raw_os_error() {
+                    Some(libc::EXDEV) => in_net(),
+                    _ => Err(e),
+                }),
+            None => in_net(),
         }
         .map_err(|e| StoreError::io("write cursor", path, e))
     }
@@ -728,7 +738,9 @@ impl Session for DiskSession<'_> {
             // Someone changed a file in place: the index cannot be trusted.
             self.invalidate();
             let entries = self.scan(true)?;
-            self.rebuild_index(&entries)?;
+            if self.rebuild_index(&entries).is_err() {
+                self.invalidate();
+            }
             return Ok(entries.into_iter().filter(|e| matches(&e.owner)).collect());
         }
         Ok(self
@@ -789,8 +801,10 @@ impl Session for DiskSession<'_> {
                 let _ = sys::unlinkat(self.net.as_fd(), name, 0);
             }
             let _ = self.fsync_dir();
-            if self.index_valid() {
-                self.write_stamp()?;
+            // Report the write that failed, never an index side effect; when
+            // nothing was linked the directory and its stamp still agree.
+            if !made.is_empty() && self.index_valid() && self.write_stamp().is_err() {
+                self.invalidate();
             }
             return Err(e);
         }
@@ -820,7 +834,11 @@ impl Session for DiskSession<'_> {
                     if let Some(idx) = self.index.as_mut() {
                         idx.count += picks.len() as u64;
                     }
-                    self.write_stamp()?;
+                    // The reservations are durable: an index that cannot
+                    // follow is dropped, the ADD does not fail.
+                    if self.write_stamp().is_err() {
+                        self.invalidate();
+                    }
                 }
                 Err(_) => self.invalidate(),
             }
@@ -857,7 +875,9 @@ impl Session for DiskSession<'_> {
                 if let Some(idx) = self.index.as_mut() {
                     idx.count = idx.count.saturating_sub(1);
                 }
-                self.write_stamp()?;
+                if self.write_stamp().is_err() {
+                    self.invalidate();
+                }
             } else {
                 self.invalidate();
             }
@@ -872,10 +892,15 @@ impl Session for DiskSession<'_> {
         Ok(self.scan(false)?.len() as u64)
     }
 
+    fn writable(&mut self) -> Result<(), StoreError> {
+        sys::can_create_in(self.net.as_fd())
+            .map_err(|e| StoreError::io("write to", self.store.network_dir(), e))
+    }
+
     fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
         let entries = self.scan(true)?;
-        if self.index.is_some() {
-            self.rebuild_index(&entries)?;
+        if self.index.is_some() && self.rebuild_index(&entries).is_err() {
+            self.invalidate();
         }
         Ok(entries)
     }

@@ -152,4 +152,10 @@ pub trait Session {
 
     /// Every reservation, reading each one (GC, the operator CLI).
     fn list(&mut self) -> Result<Vec<Entry>, StoreError>;
+
+    /// Whether a reservation could be written now (STATUS): not read-only,
+    /// not out of space. Cheap; the default assumes yes.
+    fn writable(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

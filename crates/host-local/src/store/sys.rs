@@ -180,6 +180,30 @@ pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(unsafe { libc::fsync(fd.as_raw_fd()) }).map(|_| ())
 }
 
+/// Whether the directory could take a new file now: EROFS or EACCES when it
+/// is read-only (for us), ENOSPC when its filesystem has no block or no
+/// inode left (filesystems that report no totals are given the benefit).
+pub fn can_create_in(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: valid descriptor and NUL-terminated ".".
+    check(unsafe {
+        libc::faccessat(
+            dir.as_raw_fd(),
+            c".".as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    })?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: valid descriptor and output buffer.
+    check(unsafe { libc::fstatvfs(dir.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstatvfs succeeded and filled the buffer.
+    let st = unsafe { st.assume_init() };
+    if (st.f_blocks > 0 && st.f_bfree == 0) || (st.f_files > 0 && st.f_ffree == 0) {
+        return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    Ok(())
+}
+
 /// The coarse real-time clock file timestamps come from on kernels without
 /// fine-grained (multigrain) timestamps.
 pub fn coarse_now() -> (i64, i64) {
