@@ -5,5 +5,12 @@
 
 mod bridge; // e2e: reference bridge plugin in netns (root)
 mod common;
+mod crash; // full / read-only filesystems (root, mounts)
+mod differential; // reference vs ours, step by step
+mod faults; // SIGKILL fault injection under concurrent ADD/DEL
+mod gc_status; // GC, STATUS, exclude
+mod mixed; // reference and ours on one data directory
 mod netns_util;
 mod podman; // e2e: podman 4 CNI backend (root)
+mod race; // concurrent processes on one network
+mod versions; // ours over every spec version
