@@ -574,16 +574,21 @@ impl DiskSession<'_> {
                 StoreError::io("create temporary", self.store.index_path().join(&tmp), e)
             })?;
             let mut f = std::fs::File::from(fd);
-            let r = f
-                .write_all(content)
-                .and_then(|_| sys::fsync(f.as_fd()))
-                .map_err(|e| StoreError::io("write reservation", &path, e))
-                .and_then(|_| {
-                    sys::linkat(idx.dir.as_fd(), &tmp, self.net.as_fd(), name)
-                        .map_err(|e| link_err(e, name, &path))
-                });
+            let written = f.write_all(content).and_then(|_| sys::fsync(f.as_fd()));
+            let linked = match written {
+                Err(e) => {
+                    let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, 0);
+                    return Err(StoreError::io("write reservation", &path, e));
+                }
+                Ok(()) => sys::linkat(idx.dir.as_fd(), &tmp, self.net.as_fd(), name),
+            };
             let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, 0);
-            return r;
+            match linked {
+                Ok(()) => return Ok(()),
+                // The network directory is a mount of its own: last resort below.
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+                Err(e) => return Err(link_err(e, name, &path)),
+            }
         }
         // Last resort, the reference's way: exclusive create, then write.
         let fd = sys::openat(
