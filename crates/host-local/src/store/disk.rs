@@ -274,7 +274,11 @@ impl DiskSession<'_> {
         let current = self.stamp_text()?;
         if let Some(stamp) = stamp {
             let text = String::from_utf8_lossy(&stamp);
-            // Everything but the count must match.
+            // The first line is the stamp (it is rewritten in place: a longer
+            // previous one may leave a tail after it). Everything but the
+            // count must match.
+            let text = text.lines().next().unwrap_or_default();
+            let current = current.lines().next().unwrap_or_default();
             let (a, b) = (text.rsplit_once(' '), current.rsplit_once(' '));
             if let (Some((sa, count)), Some((ca, _))) = (a, b) {
                 if sa == ca {
@@ -310,10 +314,9 @@ impl DiskSession<'_> {
             let name = format!("b{i:02x}");
             match buckets.get(&name) {
                 Some(text) => {
-                    write_replace(idx.dir.as_fd(), idx.dir.as_fd(), &name, text.as_bytes())
-                        .map_err(|e| {
-                            StoreError::io("write index", self.store.index_path().join(&name), e)
-                        })?
+                    write_in_place(idx.dir.as_fd(), &name, text.as_bytes()).map_err(|e| {
+                        StoreError::io("write index", self.store.index_path().join(&name), e)
+                    })?
                 }
                 None => match sys::unlinkat(idx.dir.as_fd(), &name, 0) {
                     Ok(()) => {}
@@ -361,7 +364,7 @@ impl DiskSession<'_> {
         }
         let text = self.stamp_text()?;
         let idx = self.index.as_mut().expect("checked above");
-        write_replace(idx.dir.as_fd(), idx.dir.as_fd(), STAMP, text.as_bytes()).map_err(|e| {
+        write_in_place(idx.dir.as_fd(), STAMP, text.as_bytes()).map_err(|e| {
             StoreError::io("write index stamp", self.store.index_path().join(STAMP), e)
         })?;
         idx.valid = true;
@@ -451,7 +454,7 @@ impl DiskSession<'_> {
                 _ => Ok(()),
             }
         } else {
-            write_replace(idx.dir.as_fd(), idx.dir.as_fd(), &name, text.as_bytes())
+            write_in_place(idx.dir.as_fd(), &name, text.as_bytes())
         };
         r.map_err(|e| StoreError::io("write index", path, e))
     }
@@ -687,6 +690,25 @@ fn read_small(dir: BorrowedFd<'_>, name: &str, max: u64) -> io::Result<Option<Ve
     let mut buf = Vec::with_capacity(st.st_size as usize);
     std::fs::File::from(fd).take(max).read_to_end(&mut buf)?;
     Ok(Some(buf))
+}
+
+/// Overwrites the index file `dir/name` with `data` in place (pwrite, then
+/// ftruncate to the new length; never truncating to zero, which would make
+/// ext4 flush the file on close). Not atomic, and it need not be: index files
+/// are only trusted when the stamp, written last, matches the network
+/// directory, and every change to that directory happens before its index
+/// update, so a crash in between leaves a stamp that no longer matches.
+fn write_in_place(dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let fd = sys::openat(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW,
+        0o600,
+    )?;
+    let f = std::fs::File::from(fd);
+    f.write_all_at(data, 0)?;
+    f.set_len(data.len() as u64)
 }
 
 /// Replaces `to_dir/name` atomically with `data`: a temporary file in
