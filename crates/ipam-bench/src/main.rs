@@ -1,0 +1,734 @@
+//! `ipam-bench`: times our `host-local` against the Go reference plugin, process invocation
+//! by process invocation, the two alternating in one run, each in its own data directory.
+//!
+//! One command from the workspace root (builds the release `host-local` first):
+//!
+//! ```text
+//! cargo run --release -p ipam-bench -- [--quick] [--markdown] [--ours PATH] [--reference PATH]
+//! ```
+//!
+//! Without `--ours` the bench runs `cargo build --release -p host-local` into its own target
+//! directory and measures `<target dir>/release/host-local`.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+mod report;
+use report::{
+    cores, cpu_model, file_size, filesystem_of, fmt_ms, median_i64, ms, ratio, read_trim, spread,
+    stats, thousands, utc_now, Table,
+};
+
+const NETWORK: &str = "bench";
+const SUBNET: &str = "10.128.0.0/16";
+/// First address given to a pre-filled reservation: 10.128.0.2 (10.128.0.1 is the gateway).
+const FILL_BASE: u32 = u32::from_be_bytes([10, 128, 0, 2]);
+const CONCURRENT: usize = 32;
+
+#[derive(Parser)]
+#[command(about = "Benchmark our host-local against the reference plugin")]
+struct Args {
+    /// Reduced run for CI smoke use (under a minute; stores of up to 1,000 reservations).
+    #[arg(long)]
+    quick: bool,
+    /// Our plugin [default: <target dir>/release/host-local, built first with cargo].
+    #[arg(long)]
+    ours: Option<PathBuf>,
+    /// The reference plugin.
+    #[arg(long, default_value = "/usr/lib/cni/host-local")]
+    reference: PathBuf,
+    /// Print the tables as Markdown.
+    #[arg(long)]
+    markdown: bool,
+    /// Parent of the data directories (should be a disk, not tmpfs).
+    #[arg(long, default_value = "/var/tmp")]
+    data_root: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Add,
+    Check,
+    Del,
+    Status,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Add, Op::Check, Op::Del, Op::Status];
+    fn name(self) -> &'static str {
+        match self {
+            Op::Add => "ADD",
+            Op::Check => "CHECK",
+            Op::Del => "DEL",
+            Op::Status => "STATUS",
+        }
+    }
+}
+
+struct Plugin {
+    path: PathBuf,
+    /// Whether VERSION lists 1.1.0; if not, STATUS is measured as the error exit it is.
+    supports_status: bool,
+    /// How STATUS failed, for plugins without 1.1.0.
+    status_note: Option<String>,
+    data: TempDir,
+    stderr: File,
+}
+
+struct Run {
+    wall: Duration,
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    maxrss_kib: i64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let ours = match &args.ours {
+        Some(p) => p.clone(),
+        None => build_ours()?,
+    };
+    let root = &args.data_root;
+    let mut plugins = [new_plugin(&ours, root)?, new_plugin(&args.reference, root)?];
+    let load = read_trim("/proc/loadavg");
+    let fsync_start = fsync_probe(root)?;
+
+    // (store size, ADD/CHECK/DEL/STATUS cycles), concurrency rounds, store size for memory.
+    let (plan, rounds, mem_size): (&[(usize, usize)], usize, usize) = if args.quick {
+        (&[(0, 40), (100, 30), (1_000, 20)], 3, 1_000)
+    } else {
+        (
+            &[
+                (0, 200),
+                (100, 200),
+                (1_000, 200),
+                (10_000, 40),
+                (60_000, 30),
+            ],
+            7,
+            10_000,
+        )
+    };
+
+    let mut latency = Table::new(&[
+        "store",
+        "op",
+        "n",
+        "ours median",
+        "ours p10–p90",
+        "ref median",
+        "ref p10–p90",
+        "ours/ref",
+    ]);
+    let mut rss_rows = Vec::new();
+    for &(size, iters) in plan {
+        eprintln!("store of {size} reservations: filling, then {iters} cycles");
+        let r = measure_store(&mut plugins, root, size, iters)?;
+        let store = if size == 0 {
+            "empty".to_string()
+        } else {
+            thousands(size)
+        };
+        let w = r.warm.map(ms);
+        latency.row(vec![
+            store.clone(),
+            "first ADD after fill".into(),
+            "1".into(),
+            fmt_ms(w[0]),
+            "–".into(),
+            fmt_ms(w[1]),
+            "–".into(),
+            ratio(w[0], w[1]),
+        ]);
+        for (i, op) in Op::ALL.iter().enumerate() {
+            let s = [stats(&r.samples[0][i]), stats(&r.samples[1][i])];
+            let cell = |k: usize| {
+                let err = *op == Op::Status && !plugins[k].supports_status;
+                (
+                    format!("{}{}", fmt_ms(s[k].0), if err { " (err)" } else { "" }),
+                    err,
+                )
+            };
+            let (c0, e0) = cell(0);
+            let (c1, e1) = cell(1);
+            latency.row(vec![
+                store.clone(),
+                op.name().into(),
+                iters.to_string(),
+                c0,
+                spread(s[0]),
+                c1,
+                spread(s[1]),
+                if e0 || e1 {
+                    "n/a".into()
+                } else {
+                    ratio(s[0].0, s[1].0)
+                },
+            ]);
+        }
+        if size == 0 || size == mem_size {
+            let m = r.add_rss.map(median_i64);
+            rss_rows.push((size, m));
+        }
+    }
+
+    eprintln!("{CONCURRENT} concurrent ADDs: {rounds} rounds");
+    let mut conc: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for k in order(round) {
+            conc[k].push(ms(concurrent_round(&mut plugins[k], root, round)?));
+        }
+    }
+
+    let mut summary = Table::new(&["measure", "ours", "reference", "ours/ref"]);
+    let c = [stats(&conc[0]), stats(&conc[1])];
+    summary.row(vec![
+        format!("{CONCURRENT} concurrent ADDs, wall (median of {rounds}; p10–p90)"),
+        format!("{} ({})", fmt_ms(c[0].0), spread(c[0])),
+        format!("{} ({})", fmt_ms(c[1].0), spread(c[1])),
+        ratio(c[0].0, c[1].0),
+    ]);
+    summary.row(vec![
+        format!("{CONCURRENT} concurrent ADDs: distinct addresses, {CONCURRENT} files"),
+        "ok".into(),
+        "ok".into(),
+        "–".into(),
+    ]);
+    for (size, m) in rss_rows {
+        let store = if size == 0 {
+            "empty store".into()
+        } else {
+            format!("{} reservations", thousands(size))
+        };
+        summary.row(vec![
+            format!("peak RSS of one ADD, {store} (median)"),
+            format!("{} KiB", m[0]),
+            format!("{} KiB", m[1]),
+            ratio(m[0] as f64, m[1] as f64),
+        ]);
+    }
+    let sizes = [file_size(&plugins[0].path)?, file_size(&plugins[1].path)?];
+    summary.row(vec![
+        "binary size".into(),
+        format!("{} bytes", thousands(sizes[0] as usize)),
+        format!("{} bytes", thousands(sizes[1] as usize)),
+        ratio(sizes[0] as f64, sizes[1] as f64),
+    ]);
+
+    print!(
+        "{}",
+        render_report(
+            &args,
+            &load,
+            [fsync_start, fsync_probe(root)?],
+            &plugins,
+            &latency,
+            &summary
+        )?
+    );
+    Ok(())
+}
+
+/// The machine description, both tables and the notes, as text or Markdown.
+fn render_report(
+    args: &Args,
+    load: &str,
+    fsync: [f64; 2],
+    plugins: &[Plugin; 2],
+    latency: &Table,
+    summary: &Table,
+) -> Result<String> {
+    let root = &args.data_root;
+    let (fstype, source) = filesystem_of(root)?;
+    let kind = if matches!(fstype.as_str(), "tmpfs" | "ramfs") {
+        "memory"
+    } else {
+        "disk"
+    };
+    let info = [
+        format!("date: {}", utc_now()),
+        format!("mode: {}", if args.quick { "--quick" } else { "full" }),
+        format!("cpu: {} ({} cores available)", cpu_model(), cores()),
+        format!("kernel: {}", read_trim("/proc/sys/kernel/osrelease")),
+        format!("load average at start: {load}"),
+        format!(
+            "fsync on the data dirs' disk (create, write 40 bytes, fsync file and dir; median of 20): \
+             {} at start, {} at end",
+            fmt_ms(fsync[0]),
+            fmt_ms(fsync[1])
+        ),
+        format!(
+            "data dirs: tempdirs under {} on {fstype} ({source}, {kind}); page cache warm",
+            root.display()
+        ),
+        format!("ours: {}", plugins[0].path.display()),
+        format!("reference: {}", plugins[1].path.display()),
+        "times: wall time of one process invocation (spawn, config on stdin, exit), \
+         invocations of the two plugins alternating"
+            .into(),
+        "reserved store: contiguous from 10.128.0.2 in 10.128.0.0/16, half the files in the \
+         old one-line format, cursor on the last one; each cycle adds one new container"
+            .into(),
+    ];
+    let mut notes: Vec<String> = plugins
+        .iter()
+        .zip(["ours", "reference"])
+        .filter_map(|(p, name)| {
+            p.status_note.as_ref().map(|n| {
+                format!("{name} does not list cniVersion 1.1.0 (VERSION); its STATUS row times the error exit ({n})")
+            })
+        })
+        .collect();
+    notes.push(
+        "CHECK and DEL carry the ADD result as prevResult; STATUS sends a cniVersion 1.1.0 config \
+         with only CNI_COMMAND and CNI_PATH set"
+            .into(),
+    );
+    notes.push(
+        "first ADD after fill: the first call on a freshly filled store (ours may build its index)"
+            .into(),
+    );
+
+    let mut out = String::new();
+    if args.markdown {
+        out.push_str("### host-local benchmark: ours vs reference\n\n");
+        for l in &info {
+            out.push_str(&format!("- {l}\n"));
+        }
+        out.push('\n');
+    } else {
+        out.push_str("host-local benchmark: ours vs reference\n");
+        for l in &info {
+            out.push_str(&format!("  {l}\n"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&latency.render(args.markdown));
+    out.push('\n');
+    out.push_str(&summary.render(args.markdown));
+    out.push('\n');
+    for n in &notes {
+        out.push_str(&format!(
+            "{}{n}\n",
+            if args.markdown { "- " } else { "note: " }
+        ));
+    }
+    Ok(out)
+}
+
+/// Builds the release `host-local` into this binary's target directory, the way
+/// `scripts/build-release.sh` does (statically linked on glibc Linux), and
+/// returns its path.
+fn build_ours() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("bench binary is not in <target>/<profile>/")?;
+    let host = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        })
+        .unwrap_or_default();
+    let static_gnu = host.contains("-linux-gnu");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    if manifest.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--release", "-p", "host-local", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target);
+        if static_gnu {
+            // As scripts/build-release.sh: crt-static needs an explicit target
+            // so proc macros (built for the host) stay dynamic.
+            let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+            flags.push_str(" -C target-feature=+crt-static");
+            cmd.args(["--target", &host]).env("RUSTFLAGS", flags.trim());
+            eprintln!(
+                "building ours: cargo build --release -p host-local --target {host} (crt-static)"
+            );
+        } else {
+            eprintln!("building ours: cargo build --release -p host-local");
+        }
+        let st = cmd.status().context("running cargo")?;
+        ensure!(
+            st.success(),
+            "cargo build --release -p host-local failed ({st}); or pass --ours PATH"
+        );
+    }
+    let ours = if static_gnu {
+        target.join(&host).join("release").join("host-local")
+    } else {
+        target.join("release").join("host-local")
+    };
+    ensure!(
+        ours.exists(),
+        "{} not found; build it or pass --ours PATH",
+        ours.display()
+    );
+    Ok(ours)
+}
+
+fn new_plugin(path: &Path, root: &Path) -> Result<Plugin> {
+    let path = fs::canonicalize(path).with_context(|| format!("plugin {}", path.display()))?;
+    let mut p = Plugin {
+        path,
+        supports_status: false,
+        status_note: None,
+        data: new_datadir(root)?,
+        stderr: tempfile::tempfile_in(root)?,
+    };
+    let run = invoke(&mut p, "VERSION", "", br#"{"cniVersion":"1.1.0"}"#)?;
+    expect_ok(&p, &run, "VERSION")?;
+    let v: Value = serde_json::from_slice(&run.stdout).context("VERSION output")?;
+    p.supports_status = v["supportedVersions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s == "1.1.0"));
+    Ok(p)
+}
+
+/// Median time to create a small file, write it and fsync it and its directory: the floor
+/// under any plugin that makes its writes durable.
+fn fsync_probe(root: &Path) -> Result<f64> {
+    let dir = new_datadir(root)?;
+    let d = File::open(dir.path())?;
+    let mut v = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        let mut f = File::create(dir.path().join(i.to_string()))?;
+        f.write_all(&[b'x'; 40])?;
+        f.sync_all()?;
+        d.sync_all()?;
+        v.push(ms(t.elapsed()));
+    }
+    Ok(stats(&v).0)
+}
+
+/// syncfs() on the data dirs' filesystem, so that writeback of the fill (or of removing the
+/// last store) does not land in the fsyncs of the calls that are timed next.
+fn settle(root: &Path) -> Result<()> {
+    let d = File::open(root)?;
+    // SAFETY: syncfs only reads the descriptor, which `d` keeps open.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("syncfs");
+    }
+    Ok(())
+}
+
+fn new_datadir(root: &Path) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("ipam-bench-")
+        .tempdir_in(root)
+        .with_context(|| format!("tempdir in {}", root.display()))
+}
+
+fn netconf(version: &str, data_dir: &Path, prev: Option<&Value>) -> Vec<u8> {
+    let mut c = json!({
+        "cniVersion": version, "name": NETWORK, "type": "bridge",
+        "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": data_dir},
+    });
+    if let Some(p) = prev {
+        c["prevResult"] = p.clone();
+    }
+    serde_json::to_vec(&c).expect("config serializes")
+}
+
+/// Starts the plugin with only CNI_* in its environment and the config on stdin.
+fn spawn(path: &Path, cmd: &str, id: &str, stdin: &[u8], stderr: &File) -> Result<Child> {
+    let mut c = Command::new(path);
+    c.env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_PATH", "/usr/lib/cni");
+    if !id.is_empty() {
+        c.env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", "/var/run/netns/bench")
+            .env("CNI_IFNAME", "eth0");
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr.try_clone()?)
+        .spawn()
+        .with_context(|| format!("spawning {}", path.display()))?;
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    match pipe.write_all(stdin) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(child),
+    }
+}
+
+/// Reads the child's stdout to the end and reaps it with wait4() for its peak RSS.
+fn finish(mut child: Child) -> Result<(ExitStatus, Vec<u8>, i64)> {
+    let mut out = Vec::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_end(&mut out)?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own unreaped child; status and ru are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return Err(e).context("wait4");
+        }
+    }
+    Ok((ExitStatus::from_raw(status), out, ru.ru_maxrss))
+}
+
+fn invoke(p: &mut Plugin, cmd: &str, id: &str, stdin: &[u8]) -> Result<Run> {
+    p.stderr.set_len(0)?;
+    p.stderr.seek(SeekFrom::Start(0))?;
+    let t = Instant::now();
+    let child = spawn(&p.path, cmd, id, stdin, &p.stderr)?;
+    let (status, stdout, maxrss_kib) = finish(child)?;
+    let wall = t.elapsed();
+    let mut stderr = Vec::new();
+    p.stderr.seek(SeekFrom::Start(0))?;
+    p.stderr.read_to_end(&mut stderr)?;
+    Ok(Run {
+        wall,
+        status,
+        stdout,
+        stderr,
+        maxrss_kib,
+    })
+}
+
+fn expect_ok(p: &Plugin, run: &Run, what: &str) -> Result<()> {
+    if !run.status.success() {
+        bail!(
+            "{} {what} failed ({})\nstdout: {}\nstderr: {}",
+            p.path.display(),
+            run.status,
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn first_address(stdout: &[u8]) -> Result<(Value, String)> {
+    let v: Value = serde_json::from_slice(stdout).with_context(|| {
+        format!(
+            "ADD result is not JSON: {}",
+            String::from_utf8_lossy(stdout)
+        )
+    })?;
+    let a = v["ips"][0]["address"]
+        .as_str()
+        .context("ADD result without ips[0].address")?;
+    let a = a.split('/').next().unwrap_or(a).to_string();
+    Ok((v, a))
+}
+
+/// Writes `n` reservations in the reference layout: contiguous from 10.128.0.2, even ones as
+/// "<id>\r\n<ifname>", odd ones in the old one-line format, the cursor on the last one, `lock`.
+fn fill_store(net_dir: &Path, n: usize) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    fs::create_dir_all(net_dir)?;
+    let write = |name: &str, body: &str, mode: u32| -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(net_dir.join(name))
+            .with_context(|| format!("creating {name}"))?;
+        Ok(f.write_all(body.as_bytes())?)
+    };
+    let mut last = Ipv4Addr::from(FILL_BASE);
+    for i in 0..n {
+        last = Ipv4Addr::from(FILL_BASE + i as u32);
+        let id = format!("filled{i:06}abcdef0123456789");
+        let body = if i.is_multiple_of(2) {
+            format!("{id}\r\neth0")
+        } else {
+            id
+        };
+        write(&last.to_string(), &body, 0o600)?;
+    }
+    write("last_reserved_ip.0", &last.to_string(), 0o600)?;
+    write("lock", "", 0o750)
+}
+
+struct StoreResult {
+    warm: [Duration; 2],
+    /// samples[plugin][op] in milliseconds.
+    samples: [[Vec<f64>; 4]; 2],
+    add_rss: [Vec<i64>; 2],
+}
+
+fn order(i: usize) -> [usize; 2] {
+    if i.is_multiple_of(2) {
+        [0, 1]
+    } else {
+        [1, 0]
+    }
+}
+
+/// Fresh data dirs filled with `size` reservations, one warm-up cycle, then `iters` cycles of
+/// ADD, CHECK, DEL, STATUS for new containers, the two plugins alternating on every call.
+fn measure_store(
+    plugins: &mut [Plugin; 2],
+    root: &Path,
+    size: usize,
+    iters: usize,
+) -> Result<StoreResult> {
+    for p in plugins.iter_mut() {
+        p.data = new_datadir(root)?;
+        fill_store(&p.data.path().join(NETWORK), size)?;
+    }
+    settle(root)?;
+    let mut r = StoreResult {
+        warm: [Duration::ZERO; 2],
+        samples: Default::default(),
+        add_rss: Default::default(),
+    };
+    for i in 0..=iters {
+        let id = format!("bench-{size}-{i}");
+        let mut prev: [Option<Value>; 2] = [None, None];
+        for (o, op) in Op::ALL.into_iter().enumerate() {
+            for k in order(i) {
+                let p = &mut plugins[k];
+                let dir = p.data.path().to_path_buf();
+                let conf = match op {
+                    Op::Add => netconf("1.0.0", &dir, None),
+                    Op::Check | Op::Del => netconf("1.0.0", &dir, prev[k].as_ref()),
+                    Op::Status => netconf("1.1.0", &dir, None),
+                };
+                let id = if op == Op::Status { "" } else { id.as_str() };
+                let run = invoke(p, op.name(), id, &conf)?;
+                if op == Op::Status && !p.supports_status {
+                    if run.status.success() {
+                        bail!(
+                            "{} STATUS succeeded without 1.1.0 support",
+                            p.path.display()
+                        );
+                    }
+                    p.status_note.get_or_insert_with(|| {
+                        let out = serde_json::from_slice::<Value>(&run.stdout).map_or_else(
+                            |_| String::from_utf8_lossy(&run.stdout).into(),
+                            |v| v.to_string(),
+                        );
+                        format!("{}, {}", run.status, out.trim())
+                    });
+                } else {
+                    expect_ok(
+                        p,
+                        &run,
+                        &format!("{} of {id} at {size} reservations", op.name()),
+                    )?;
+                }
+                if op == Op::Add {
+                    prev[k] = Some(first_address(&run.stdout)?.0);
+                }
+                if i == 0 {
+                    // The first cycle is the warm-up; only its ADD time is reported.
+                    if op == Op::Add {
+                        r.warm[k] = run.wall;
+                    }
+                    continue;
+                }
+                r.samples[k][o].push(ms(run.wall));
+                if op == Op::Add {
+                    r.add_rss[k].push(run.maxrss_kib);
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// 32 ADDs for distinct containers started at once on an empty store; returns the wall time
+/// from the first spawn to the last exit, after checking that no address went out twice.
+fn concurrent_round(p: &mut Plugin, root: &Path, round: usize) -> Result<Duration> {
+    p.data = new_datadir(root)?;
+    settle(root)?;
+    let dir = p.data.path().to_path_buf();
+    let conf = netconf("1.0.0", &dir, None);
+    let ids: Vec<String> = (0..CONCURRENT)
+        .map(|k| format!("conc-{round}-{k}"))
+        .collect();
+    let errs = (0..CONCURRENT)
+        .map(|_| tempfile::tempfile_in(root))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let t = Instant::now();
+    let children = ids
+        .iter()
+        .zip(&errs)
+        .map(|(id, e)| spawn(&p.path, "ADD", id, &conf, e))
+        .collect::<Result<Vec<_>>>()?;
+    let outs = children
+        .into_iter()
+        .map(finish)
+        .collect::<Result<Vec<_>>>()?;
+    let wall = t.elapsed();
+
+    let mut seen = HashSet::new();
+    for ((id, (status, stdout, _)), mut err) in ids.iter().zip(outs).zip(errs) {
+        if !status.success() {
+            let mut e = String::new();
+            err.seek(SeekFrom::Start(0))?;
+            err.read_to_string(&mut e)?;
+            bail!(
+                "{} concurrent ADD of {id} failed ({status})\nstdout: {}\nstderr: {e}",
+                p.path.display(),
+                String::from_utf8_lossy(&stdout)
+            );
+        }
+        let (_, addr) = first_address(&stdout)?;
+        ensure!(
+            seen.insert(addr.clone()),
+            "{}: {addr} handed out twice",
+            p.path.display()
+        );
+        let body = fs::read_to_string(dir.join(NETWORK).join(&addr))
+            .with_context(|| format!("reservation file of {addr}"))?;
+        ensure!(
+            body.lines().next() == Some(id),
+            "{addr} is reserved for {body:?}, not {id}"
+        );
+    }
+    let files = fs::read_dir(dir.join(NETWORK))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<IpAddr>().is_ok())
+        })
+        .count();
+    ensure!(
+        files == CONCURRENT,
+        "{}: {files} reservation files, expected {CONCURRENT}",
+        p.path.display()
+    );
+    Ok(wall)
+}

@@ -1,0 +1,185 @@
+//! Statistics, table rendering and the description of the machine for `ipam-bench`.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// (median, p10, p90), nearest rank.
+pub fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let q = |p: f64| s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+    (q(0.5), q(0.1), q(0.9))
+}
+
+pub fn median_i64(mut v: Vec<i64>) -> i64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+pub fn fmt_ms(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.3} ms")
+    } else {
+        format!("{x:.1} ms")
+    }
+}
+
+pub fn spread(s: (f64, f64, f64)) -> String {
+    let p = |x: f64| {
+        if x < 10.0 {
+            format!("{x:.3}")
+        } else {
+            format!("{x:.1}")
+        }
+    };
+    format!("{}–{}", p(s.1), p(s.2))
+}
+
+pub fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}", a / b)
+}
+
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(head: &[&str]) -> Self {
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+    pub fn row(&mut self, r: Vec<String>) {
+        self.rows.push(r);
+    }
+    pub fn render(&self, markdown: bool) -> String {
+        let all = std::iter::once(&self.head).chain(&self.rows);
+        let mut out = String::new();
+        if markdown {
+            for (i, r) in all.enumerate() {
+                out.push_str(&format!("| {} |\n", r.join(" | ")));
+                if i == 0 {
+                    out.push_str(&format!("|{}\n", "---|".repeat(r.len())));
+                }
+            }
+            return out;
+        }
+        let mut w = vec![0; self.head.len()];
+        for r in all.clone() {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        for (n, r) in all.enumerate() {
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+            if n == 0 {
+                let rule: Vec<String> = w.iter().map(|&x| "-".repeat(x)).collect();
+                out.push_str(&rule.join("  "));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+// ---- machine description ----
+
+pub fn file_size(p: &Path) -> Result<u64> {
+    Ok(fs::metadata(p)
+        .with_context(|| format!("{}", p.display()))?
+        .len())
+}
+
+pub fn read_trim(p: &str) -> String {
+    fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// (fstype, source) of the mount holding `p`, from /proc/self/mountinfo.
+pub fn filesystem_of(p: &Path) -> Result<(String, String)> {
+    let p = fs::canonicalize(p)?;
+    let info = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut best: Option<(usize, String, String)> = None;
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        let (Some(mnt), Some(fstype), Some(src)) = (f.get(4), f.get(sep + 1), f.get(sep + 2))
+        else {
+            continue;
+        };
+        let mnt = mnt.replace("\\040", " ");
+        if p.starts_with(&mnt) && best.as_ref().is_none_or(|b| mnt.len() >= b.0) {
+            best = Some((mnt.len(), fstype.to_string(), src.to_string()));
+        }
+    }
+    let (_, t, s) = best.context("no mount found for the data root")?;
+    Ok((t, s))
+}
+
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
