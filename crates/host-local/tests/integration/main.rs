@@ -9,6 +9,8 @@ mod crash; // full / read-only filesystems (root, mounts)
 mod differential; // reference vs ours, step by step
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL
 mod gc_status; // GC, STATUS, exclude
+mod hostile; // escapes, planted symlinks/FIFOs/huge files, oversized input
+mod load; // 64 processes of mixed ADD/CHECK/DEL/GC on one network
 mod mixed; // reference and ours on one data directory
 mod netns_util;
 mod podman; // e2e: podman 4 CNI backend (root)
