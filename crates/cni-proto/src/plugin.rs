@@ -106,7 +106,7 @@ fn versions_line(plugin: &dyn Plugin) -> String {
 
 /// The largest network configuration accepted on stdin. Real configurations
 /// are a few KiB; anything this large is refused in bounded time and memory.
-pub const MAX_STDIN: u64 = 4 << 20;
+pub const MAX_STDIN: u64 = 1 << 20;
 
 fn read_all(stdin: &mut dyn Read) -> Result<Vec<u8>, ProtoError> {
     let mut buf = Vec::new();
