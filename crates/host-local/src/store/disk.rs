@@ -42,6 +42,9 @@ pub const INDEX_DIR: &str = ".host-local-rs";
 /// Reservation files larger than this are damaged, never read whole.
 pub const MAX_RESERVATION_SIZE: u64 = 4096;
 const STAMP: &str = "stamp";
+/// The spare cursor file (see `write_cursor`) and the old cursor's link.
+const CURSOR_SPARE: &str = "cursor.spare";
+const CURSOR_OLD: &str = "cursor.old";
 const STAMP_MAGIC: &str = "hlrs1";
 const MAX_BUCKET_SIZE: u64 = 64 << 20;
 
@@ -609,21 +612,45 @@ impl DiskSession<'_> {
         Ok(())
     }
 
+    /// Replaces `last_reserved_ip.<n>` atomically (rename), without the
+    /// costs of a fresh temporary each time: the new value is written in
+    /// place into a spare file kept in the index directory, the current
+    /// cursor is hard-linked there first (so the rename frees no inode and no
+    /// block, which ext4 does synchronously, about 0.2 ms), the spare is
+    /// renamed over the cursor, and the old cursor becomes the next spare. A
+    /// process killed at any point leaves the old or the new cursor, never a
+    /// mix, and nothing stray in the network directory. (The cursor is only a
+    /// round-robin hint: after a power loss it may hold an older value.)
     fn write_cursor(&self, set_index: usize, ip: IpAddr) -> Result<(), StoreError> {
         let name = format!("{CURSOR_PREFIX}{set_index}");
         let path = self.path(&name);
         let text = ip.to_string();
         let in_net = || write_replace(self.net.as_fd(), self.net.as_fd(), &name, text.as_bytes());
-        match &self.index {
-            // The network directory may be a mount of its own: EXDEV.
-            Some(idx) => write_replace(idx.dir.as_fd(), self.net.as_fd(), &name, text.as_bytes())
-                .or_else(|e| match e.raw_os_error() {
-                    Some(libc::EXDEV) => in_net(),
-                    _ => Err(e),
-                }),
-            None => in_net(),
-        }
-        .map_err(|e| StoreError::io("write cursor", path, e))
+        let Some(idx) = &self.index else {
+            return in_net().map_err(|e| StoreError::io("write cursor", path, e));
+        };
+        let dir = idx.dir.as_fd();
+        let swap = || -> io::Result<()> {
+            write_in_place(dir, CURSOR_SPARE, text.as_bytes())?;
+            let keep_old = matches!(sys::lstatat(self.net.as_fd(), &name),
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG);
+            if keep_old {
+                let _ = sys::unlinkat(dir, CURSOR_OLD, 0);
+                sys::linkat(self.net.as_fd(), &name, dir, CURSOR_OLD)?;
+            }
+            sys::renameat(dir, CURSOR_SPARE, self.net.as_fd(), &name)?;
+            if keep_old {
+                sys::renameat(dir, CURSOR_OLD, dir, CURSOR_SPARE)?;
+            }
+            Ok(())
+        };
+        swap()
+            .or_else(|e| match e.raw_os_error() {
+                // The network directory is a mount of its own.
+                Some(libc::EXDEV) => in_net(),
+                _ => Err(e),
+            })
+            .map_err(|e| StoreError::io("write cursor", path, e))
     }
 
     fn fsync_dir(&self) -> Result<(), StoreError> {
@@ -993,6 +1020,49 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn cursor_is_replaced_by_rename_through_a_spare() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let mut st = store(d.path());
+        let net = d.path().join("net");
+        let cursor = net.join("last_reserved_ip.0");
+        let mut s = st.session().unwrap();
+        for (i, ip) in ["10.0.0.2", "10.0.0.10", "10.0.0.9"].iter().enumerate() {
+            let before = std::fs::metadata(&cursor).ok().map(|m| m.ino());
+            s.reserve(&format!("c{i}"), "eth0", &[pick(ip, 0)]).unwrap();
+            assert_eq!(std::fs::read_to_string(&cursor).unwrap(), *ip);
+            let m = std::fs::metadata(&cursor).unwrap();
+            assert_eq!(m.nlink(), 1);
+            assert_ne!(
+                Some(m.ino()),
+                before,
+                "a new inode: replaced, not rewritten"
+            );
+        }
+        // The reference rewrites the cursor in place; we still replace it.
+        std::fs::write(&cursor, "10.0.0.50").unwrap();
+        assert_eq!(s.cursor(0).unwrap(), Some("10.0.0.50".parse().unwrap()));
+        s.reserve("c9", "eth0", &[pick("10.0.0.51", 0)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&cursor).unwrap(), "10.0.0.51");
+        let mut names: Vec<String> = std::fs::read_dir(&net)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "10.0.0.10",
+                "10.0.0.2",
+                "10.0.0.51",
+                "10.0.0.9",
+                "last_reserved_ip.0",
+                "lock"
+            ]
+        );
     }
 
     #[test]
