@@ -34,3 +34,23 @@ if cargo clippy --version >/dev/null 2>&1; then
 fi
 step "cargo test (workspace)"
 cargo test --workspace
+
+# Coverage-guided fuzzing of every parser of outside input, bounded in time.
+if ! cargo fuzz --version >/dev/null 2>&1 && [ "${IPAM_REQUIRE_ALL:-0}" = 1 ]; then
+  step "cargo install cargo-fuzz"
+  cargo install -q --locked cargo-fuzz
+fi
+if cargo fuzz --version >/dev/null 2>&1; then
+  step "fuzzing (${FUZZ_SECONDS:-8} s per target)"
+  FUZZ_SECONDS="${FUZZ_SECONDS:-8}" scripts/fuzz.sh
+else
+  echo "SKIPPED fuzzing: cargo-fuzz not installed (cargo install cargo-fuzz)" >&2
+fi
+
+# The benchmark must keep working; its figures are for the README, not a gate.
+if [ -x /usr/lib/cni/host-local ]; then
+  step "benchmark smoke run (ipam-bench --quick)"
+  cargo run --release -q -p ipam-bench -- --quick
+else
+  echo "SKIPPED benchmark smoke run: /usr/lib/cni/host-local missing" >&2
+fi
