@@ -49,6 +49,26 @@ impl Output {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
     }
+    /// The addresses (without prefix length) of an ADD result's `ips`.
+    pub fn ips(&self) -> Vec<String> {
+        self.json()["ips"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|i| {
+                        i["address"]
+                            .as_str()
+                            .unwrap()
+                            .split('/')
+                            .next()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The CNI error code printed on stdout, if any.
     pub fn err_code(&self) -> Option<u64> {
         self.json().get("code").and_then(|c| c.as_u64())
@@ -58,11 +78,18 @@ impl Output {
 /// One invocation: CNI_* variables from `env` (pairs), stdin bytes. The
 /// environment is cleared first so nothing leaks in from the test runner.
 pub fn run_plugin(bin: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    spawn_plugin(bin, env, stdin, None)
+}
+
+fn spawn_plugin(bin: &Path, env: &[(&str, &str)], stdin: &[u8], cwd: Option<&Path>) -> Output {
     let mut cmd = Command::new(bin);
     cmd.env_clear();
     cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -196,29 +223,7 @@ pub fn reservations(net_dir: &Path) -> std::collections::BTreeMap<String, String
 /// Like `run_plugin`, but with the child's working directory set (so a
 /// relative path in a config cannot land in the source tree).
 pub fn run_plugin_in(bin: &Path, env: &[(&str, &str)], stdin: &[u8], cwd: &Path) -> Output {
-    let mut cmd = Command::new(bin);
-    cmd.env_clear();
-    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-    {
-        let mut si = child.stdin.take().unwrap();
-        let _ = si.write_all(stdin);
-    }
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    spawn_plugin(bin, env, stdin, Some(cwd))
 }
 
 /// A mount made by a test (tmpfs or a bind mount), detached on drop, also
@@ -368,4 +373,21 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// xorshift64*: enough randomness for tests (victims, operations), no
+/// dependency, deterministic for a seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }

@@ -33,18 +33,6 @@ fn msg(o: &Output) -> String {
     o.json()["msg"].as_str().unwrap_or_default().to_string()
 }
 
-fn ips_of(o: &Output) -> Vec<String> {
-    o.json()["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let a = i["address"].as_str().unwrap();
-            a.split('/').next().unwrap().to_string()
-        })
-        .collect()
-}
-
 /// Fills the filesystem at `dir` until ENOSPC, then gives back `pages` pages.
 fn fill(dir: &Path, pages: u64) {
     let path = dir.join("filler");
@@ -110,7 +98,7 @@ fn full_filesystem_add_fails_cleanly_and_del_still_frees() {
     let _g = MountGuard::tmpfs(data, "size=64k,mode=0755").unwrap();
     let o = call("ADD", data, "c1");
     assert_eq!(o.code, 0, "{o:?}");
-    let c1 = ips_of(&o);
+    let c1 = o.ips();
     let o = call("ADD", data, "c2");
     assert_eq!(o.code, 0, "{o:?}");
     fill(data, 0);
@@ -190,7 +178,7 @@ fn nearly_full_filesystem_add_is_all_or_nothing() {
         let after = store_snapshot(&net);
         match o.code {
             0 => {
-                let ips = ips_of(&o);
+                let ips = o.ips();
                 assert_eq!(ips.len(), 2);
                 for ip in &ips {
                     assert_eq!(
@@ -324,12 +312,12 @@ fn network_dir_on_its_own_filesystem_keeps_round_robin() {
     let net = data.join(NET);
     std::fs::create_dir(&net).unwrap();
     let _g = MountGuard::tmpfs(&net, "size=1m,mode=0755").unwrap();
-    let first = ips_of(&call("ADD", data, "c1"));
-    let second = ips_of(&call("ADD", data, "c2"));
+    let first = call("ADD", data, "c1").ips();
+    let second = call("ADD", data, "c2").ips();
     assert_eq!(first, ["10.0.0.2", "2001:db8::2"]);
     assert_eq!(second, ["10.0.0.3", "2001:db8::3"]);
     assert_eq!(call("DEL", data, "c2").code, 0);
-    let third = ips_of(&call("ADD", data, "c3"));
+    let third = call("ADD", data, "c3").ips();
     assert_eq!(
         third,
         ["10.0.0.4", "2001:db8::4"],

@@ -31,20 +31,6 @@ fn ipam() -> Value {
     json!({"ranges": [[{"subnet": "10.77.0.0/24"}], [{"subnet": "2001:db8:77::/120"}]]})
 }
 
-/// xorshift64*: enough randomness for choosing victims, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// What the test knows about one attachment from the outcomes it saw.
 #[derive(Clone, Debug, PartialEq)]
 enum State {

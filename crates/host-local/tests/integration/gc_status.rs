@@ -24,15 +24,7 @@ fn add(data: &Path, ipam: &Value, cid: &str, ifname: &str) -> Output {
 fn add_ok(data: &Path, ipam: &Value, cid: &str, ifname: &str) -> Vec<String> {
     let o = add(data, ipam, cid, ifname);
     assert_eq!(o.code, 0, "ADD {cid}/{ifname}: {o:?}");
-    o.json()["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let a = i["address"].as_str().unwrap();
-            a.split('/').next().unwrap().to_string()
-        })
-        .collect()
+    o.ips()
 }
 
 fn del(data: &Path, ipam: &Value, cid: &str, ifname: &str) -> Output {

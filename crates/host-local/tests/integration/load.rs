@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::common::{cni_env, our_bin, run_plugin};
+use crate::common::{cni_env, our_bin, run_plugin, Rng};
 
 type Att = (String, String);
 
@@ -79,20 +79,6 @@ fn conf(data: &Path, valid: Option<&BTreeSet<Att>>) -> Vec<u8> {
             .collect();
     }
     serde_json::to_vec(&c).unwrap()
-}
-
-/// xorshift64*: deterministic per worker.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Attachments per worker: two containers with two interfaces each.
