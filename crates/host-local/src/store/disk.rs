@@ -220,7 +220,7 @@ pub struct DiskSession<'a> {
 }
 
 /// What is at a name in the network directory.
-enum Read_ {
+enum AtName {
     Missing,
     Found(Owner),
 }
@@ -464,7 +464,7 @@ impl DiskSession<'_> {
 
     /// Reads what is at `name` in the network directory, never following a
     /// symlink and never reading more than MAX_RESERVATION_SIZE.
-    fn read_entry(&self, name: &str) -> Result<Read_, StoreError> {
+    fn read_entry(&self, name: &str) -> Result<AtName, StoreError> {
         let fd = match sys::openat(
             self.net.as_fd(),
             name,
@@ -472,14 +472,14 @@ impl DiskSession<'_> {
             0,
         ) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read_::Missing),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(AtName::Missing),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Ok(Read_::Found(Owner::Damaged {
+                return Ok(AtName::Found(Owner::Damaged {
                     reason: "a symlink, not a reservation file".into(),
                 }))
             }
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                return Ok(Read_::Found(Owner::Damaged {
+                return Ok(AtName::Found(Owner::Damaged {
                     reason: "not a regular file".into(),
                 }))
             }
@@ -488,12 +488,12 @@ impl DiskSession<'_> {
         let st = sys::fstat(fd.as_fd())
             .map_err(|e| StoreError::io("stat reservation", self.path(name), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(Read_::Found(Owner::Damaged {
+            return Ok(AtName::Found(Owner::Damaged {
                 reason: "not a regular file".into(),
             }));
         }
         if st.st_size as u64 > MAX_RESERVATION_SIZE {
-            return Ok(Read_::Found(Owner::Damaged {
+            return Ok(AtName::Found(Owner::Damaged {
                 reason: format!("{} bytes, larger than any reservation", st.st_size),
             }));
         }
@@ -502,7 +502,7 @@ impl DiskSession<'_> {
             .take(MAX_RESERVATION_SIZE + 1)
             .read_to_end(&mut buf)
             .map_err(|e| StoreError::io("read reservation", self.path(name), e))?;
-        Ok(Read_::Found(Owner::parse(&buf)))
+        Ok(AtName::Found(Owner::parse(&buf)))
     }
 
     /// Every entry of the network directory named by an address. With
@@ -527,8 +527,8 @@ impl DiskSession<'_> {
             };
             let owner = if read {
                 match self.read_entry(name)? {
-                    Read_::Missing => continue,
-                    Read_::Found(o) => o,
+                    AtName::Missing => continue,
+                    AtName::Found(o) => o,
                 }
             } else {
                 Owner::Damaged {
@@ -782,7 +782,7 @@ impl Session for DiskSession<'_> {
             let mut stale = false;
             for e in &candidates {
                 match self.read_entry(&e.ip.to_string())? {
-                    Read_::Found(o) if o == e.owner => {}
+                    AtName::Found(o) if o == e.owner => {}
                     _ => stale = true,
                 }
             }
@@ -815,8 +815,8 @@ impl Session for DiskSession<'_> {
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
         Ok(match self.read_entry(&ip.to_string())? {
-            Read_::Missing => None,
-            Read_::Found(o) => Some(o),
+            AtName::Missing => None,
+            AtName::Found(o) => Some(o),
         })
     }
 
@@ -906,8 +906,8 @@ impl Session for DiskSession<'_> {
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
         let name = entry.ip.to_string();
         let current = match self.read_entry(&name)? {
-            Read_::Missing => return Ok(false),
-            Read_::Found(o) => o,
+            AtName::Missing => return Ok(false),
+            AtName::Found(o) => o,
         };
         let same = match (&current, &entry.owner) {
             (Owner::Damaged { .. }, Owner::Damaged { .. }) => true,
