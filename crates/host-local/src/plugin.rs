@@ -9,7 +9,7 @@ use crate::alloc::{self, ValidAttachment};
 use crate::config::IpamConfig;
 use crate::error::Error;
 use crate::store::disk::DiskStore;
-use crate::store::Store;
+use crate::store::{Entry, Owner, Store};
 
 /// Opens the store for a configuration (the disk store in production).
 pub type StoreOpener = Box<dyn FnMut(&IpamConfig) -> Box<dyn Store>>;
@@ -78,8 +78,27 @@ impl HostLocal {
         };
         let (id, ifname) = Self::attachment(req);
         let mut store = (self.open_store)(&cfg);
-        let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        let mut result = alloc::add(&cfg, s.as_mut(), &id, &ifname)?;
+        store.prepare(&id, &ifname, cfg.ranges.len());
+        let mut result = {
+            let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
+            alloc::add(&cfg, s.as_mut(), &id, &ifname)?
+        };
+        if let Err(e) = store.sync() {
+            // Not durable: take the reservations back (all or nothing).
+            if let Ok(mut s) = store.session() {
+                let owner = Owner::Attachment {
+                    id: id.clone(),
+                    ifname: ifname.clone(),
+                };
+                for ip in &result.ips {
+                    let _ = s.release(&Entry {
+                        ip: ip.address.addr(),
+                        owner: owner.clone(),
+                    });
+                }
+            }
+            return Err(Self::store_err(&cfg, e));
+        }
         result.dns = dns;
         Ok(result)
     }

@@ -49,11 +49,23 @@ const STAMP_MAGIC: &str = "hlrs1";
 const MAX_BUCKET_SIZE: u64 = 64 << 20;
 
 /// A store for one network in `<data_dir>/<network>`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DiskStore {
     data_dir: PathBuf,
     network: String,
     use_index: bool,
+    /// Unnamed reservation files written and fsynced before the lock.
+    prepared: Prepared,
+    /// The network directory, while reservations linked by the last session
+    /// await the directory fsync of [`Store::sync`].
+    unsynced: std::cell::RefCell<Option<OwnedFd>>,
+}
+
+/// O_TMPFILE inodes holding `content`, written and fsynced by `prepare`.
+#[derive(Debug, Default)]
+struct Prepared {
+    content: Vec<u8>,
+    files: Vec<std::fs::File>,
 }
 
 impl DiskStore {
@@ -63,6 +75,8 @@ impl DiskStore {
             data_dir: data_dir.into(),
             network: network.to_string(),
             use_index: true,
+            prepared: Prepared::default(),
+            unsynced: std::cell::RefCell::new(None),
         }
     }
 
@@ -179,6 +193,7 @@ impl DiskStore {
             index: None,
             multigrain: sys::multigrain_timestamps(),
             boot_id: String::new(),
+            prepared: std::cell::RefCell::new(Prepared::default()),
         };
         if let Some(fd) = index_fd {
             s.boot_id = boot_id();
@@ -199,7 +214,59 @@ impl DiskStore {
 
 impl Store for DiskStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
-        Ok(Box::new(self.start(true)?))
+        let prepared = std::mem::take(&mut self.prepared);
+        let s = self.start(true)?;
+        *s.prepared.borrow_mut() = prepared;
+        Ok(Box::new(s))
+    }
+
+    /// Writes and fsyncs `count` unnamed (O_TMPFILE) reservation files for
+    /// the attachment before the lock is taken: concurrent ADDs then do their
+    /// data writes and file fsyncs in parallel, and the journal batches their
+    /// commits, instead of one after the other under the lock. `reserve`
+    /// links them. Unused ones vanish when closed. Best effort: on any
+    /// failure `reserve` writes its own and reports what fails.
+    fn prepare(&mut self, id: &str, ifname: &str, count: usize) {
+        let Some(content) = (Owner::Attachment {
+            id: id.to_string(),
+            ifname: ifname.to_string(),
+        })
+        .to_content() else {
+            return;
+        };
+        let Ok((_data, net)) = self.open_dirs(true) else {
+            return;
+        };
+        let mut files = Vec::with_capacity(count);
+        for _ in 0..count.min(16) {
+            let Ok(fd) = sys::openat(net.as_fd(), ".", libc::O_TMPFILE | libc::O_WRONLY, 0o600)
+            else {
+                break;
+            };
+            let mut f = std::fs::File::from(fd);
+            if f.write_all(content.as_bytes())
+                .and_then(|_| sys::fsync(f.as_fd()))
+                .is_err()
+            {
+                break;
+            }
+            files.push(f);
+        }
+        self.prepared = Prepared {
+            content: content.into_bytes(),
+            files,
+        };
+    }
+
+    /// The directory fsync that makes the last session's new names durable,
+    /// done after its lock is released so concurrent ADDs' commits batch.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        match self.unsynced.borrow_mut().take() {
+            Some(fd) => {
+                sys::fsync(fd.as_fd()).map_err(|e| StoreError::io("fsync", self.network_dir(), e))
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -217,6 +284,8 @@ pub struct DiskSession<'a> {
     index: Option<Index>,
     multigrain: bool,
     boot_id: String,
+    /// Files written by `DiskStore::prepare`, used by `create_reservation`.
+    prepared: std::cell::RefCell<Prepared>,
 }
 
 /// What is at a name in the network directory.
@@ -544,6 +613,19 @@ impl DiskSession<'_> {
     /// Creates `name` holding `content`, crash-safely, never replacing.
     fn create_reservation(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
         let path = self.path(name);
+        let ready = {
+            let mut p = self.prepared.borrow_mut();
+            if p.content == content {
+                p.files.pop()
+            } else {
+                None
+            }
+        };
+        if let Some(f) = ready {
+            // Written and fsynced by `DiskStore::prepare`.
+            return sys::link_tmpfile(f.as_fd(), self.net.as_fd(), name)
+                .map_err(|e| link_err(e, name, &path));
+        }
         match sys::openat(
             self.net.as_fd(),
             ".",
@@ -868,12 +950,19 @@ impl Session for DiskSession<'_> {
                 cursor_err.get_or_insert(e);
             }
         }
-        if let Err(e) = self.fsync_dir() {
-            for name in &made {
-                let _ = sys::unlinkat(self.net.as_fd(), name, 0);
+        // The directory fsync comes from `Store::sync`, after the lock is
+        // released and before the ADD reports its result.
+        match self.net.try_clone() {
+            Ok(fd) => *self.store.unsynced.borrow_mut() = Some(fd),
+            Err(_) => {
+                if let Err(e) = self.fsync_dir() {
+                    for name in &made {
+                        let _ = sys::unlinkat(self.net.as_fd(), name, 0);
+                    }
+                    self.invalidate();
+                    return Err(e);
+                }
             }
-            self.invalidate();
-            return Err(e);
         }
         if self.index_valid() {
             let added: Vec<Entry> = picks

@@ -121,6 +121,19 @@ pub struct Pick {
 pub trait Store {
     /// Takes the exclusive lock; it is held until the session is dropped.
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError>;
+
+    /// A hint before an ADD's session: `count` reservations for the
+    /// attachment will probably be made, so work that needs no lock (writing
+    /// their content durably) may happen now. Best effort; failures surface
+    /// in [`Session::reserve`].
+    fn prepare(&mut self, _id: &str, _ifname: &str, _count: usize) {}
+
+    /// Makes durable what the last session reserved. Called after that
+    /// session (and its lock) is gone and before the result is reported; on
+    /// error the caller releases those reservations again.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Operations under the store's lock.
@@ -140,7 +153,8 @@ pub trait Session {
 
     /// Reserves every pick for the attachment, or none: if one address is
     /// taken ([`StoreError::Taken`]) or a write fails, the ones made by this
-    /// call are removed again. Advances each pick's cursor on success.
+    /// call are removed again. Advances each pick's cursor on success. The
+    /// reservations are visible at once, durable after [`Store::sync`].
     fn reserve(&mut self, id: &str, ifname: &str, picks: &[Pick]) -> Result<(), StoreError>;
 
     /// Removes the reservation of `entry.ip` if it still holds `entry.owner`
