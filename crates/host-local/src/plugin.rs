@@ -232,3 +232,118 @@ impl Plugin for HostLocal {
         self.do_status(req).map_err(CniError::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{RefCell, RefMut};
+    use std::ffi::OsString;
+    use std::net::IpAddr;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::error::StoreError;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Pick, Session};
+
+    /// A memory store shared with the test, whose `sync` can be made to fail.
+    struct Shared {
+        inner: Rc<RefCell<MemoryStore>>,
+        fail_sync: bool,
+    }
+
+    struct SharedSession<'a>(RefMut<'a, MemoryStore>);
+
+    impl Session for SharedSession<'_> {
+        fn find(&mut self, id: &str, ifname: &str) -> Result<Vec<Entry>, StoreError> {
+            self.0.session()?.find(id, ifname)
+        }
+        fn is_reserved(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
+            self.0.session()?.is_reserved(ip)
+        }
+        fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
+            self.0.session()?.owner_of(ip)
+        }
+        fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
+            self.0.session()?.cursor(set_index)
+        }
+        fn reserve(&mut self, id: &str, ifname: &str, picks: &[Pick]) -> Result<(), StoreError> {
+            self.0.session()?.reserve(id, ifname, picks)
+        }
+        fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
+            self.0.session()?.release(entry)
+        }
+        fn count(&mut self) -> Result<u64, StoreError> {
+            self.0.session()?.count()
+        }
+        fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
+            self.0.session()?.list()
+        }
+    }
+
+    impl Store for Shared {
+        fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
+            Ok(Box::new(SharedSession(self.inner.borrow_mut())))
+        }
+        fn sync(&mut self) -> Result<(), StoreError> {
+            if self.fail_sync {
+                Err(StoreError::io(
+                    "fsync",
+                    "/data/net",
+                    std::io::Error::from_raw_os_error(libc::EIO),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn add(fail_sync: bool) -> (i32, serde_json::Value, MemoryStore) {
+        let inner = Rc::new(RefCell::new(MemoryStore::new()));
+        let handle = inner.clone();
+        let mut plugin = HostLocal::new(Box::new(move |_: &IpamConfig| {
+            Box::new(Shared {
+                inner: handle.clone(),
+                fail_sync,
+            }) as Box<dyn Store>
+        }));
+        let env = |k: &str| -> Option<OsString> {
+            let v = match k {
+                "CNI_COMMAND" => "ADD",
+                "CNI_CONTAINERID" => "c1",
+                "CNI_NETNS" => "/var/run/netns/c1",
+                "CNI_IFNAME" => "eth0",
+                "CNI_PATH" => "/opt/cni/bin",
+                _ => return None,
+            };
+            Some(v.into())
+        };
+        let conf = br#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"host-local",
+            "ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00::/64"}]],"dataDir":"/data"}}"#;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let o = cni_proto::run(&mut plugin, &env, &mut &conf[..], &mut out, &mut err);
+        let json = serde_json::from_slice(&out).unwrap();
+        drop(plugin);
+        let store = Rc::try_unwrap(inner).ok().unwrap().into_inner();
+        (o.exit_code, json, store)
+    }
+
+    #[test]
+    fn add_is_durable_before_it_reports() {
+        let (code, json, store) = add(false);
+        assert_eq!(code, 0, "{json}");
+        assert_eq!(json["ips"].as_array().unwrap().len(), 2);
+        assert_eq!(store.reservations.len(), 2);
+    }
+
+    #[test]
+    fn a_failed_sync_takes_the_reservations_back() {
+        let (code, json, store) = add(true);
+        assert_eq!(code, 1);
+        assert_eq!(json["code"], 5, "{json}");
+        assert!(
+            json["msg"].as_str().unwrap().contains("/data/net"),
+            "{json}"
+        );
+        assert!(store.reservations.is_empty(), "{:?}", store.reservations);
+    }
+}
