@@ -386,20 +386,12 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use crate::store::Store;
-    use cni_proto::{CniArgs, SpecVersion};
+    use cni_proto::SpecVersion;
     use proptest::prelude::*;
     use serde_json::json;
 
     fn cfg(ipam: serde_json::Value) -> IpamConfig {
-        IpamConfig::load(
-            "n",
-            SpecVersion::V1_0_0,
-            Some(&ipam),
-            None,
-            None,
-            &CniArgs::parse("").unwrap(),
-        )
-        .unwrap()
+        crate::config::load_ipam(SpecVersion::V1_0_0, &ipam).unwrap()
     }
 
     fn walk(set: &RangeSet, cursor: Option<&str>) -> Vec<String> {
@@ -524,15 +516,7 @@ mod tests {
     #[test]
     fn unconvertible_result_reserves_nothing() {
         let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0"}]});
-        let c = IpamConfig::load(
-            "n",
-            SpecVersion::V0_2_0,
-            Some(&ipam),
-            None,
-            None,
-            &CniArgs::parse("").unwrap(),
-        )
-        .unwrap();
+        let c = crate::config::load_ipam(SpecVersion::V0_2_0, &ipam).unwrap();
         let mut st = MemoryStore::new();
         {
             let mut s = st.session().unwrap();

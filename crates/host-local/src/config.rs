@@ -605,6 +605,20 @@ impl IpamConfig {
     }
 }
 
+/// Tests' shorthand: the configuration of network "n" from an `ipam` object
+/// alone (no args, no runtimeConfig, empty CNI_ARGS).
+#[cfg(test)]
+pub(crate) fn load_ipam(version: SpecVersion, ipam: &Value) -> Result<IpamConfig> {
+    IpamConfig::load(
+        "n",
+        version,
+        Some(ipam),
+        None,
+        None,
+        &CniArgs::parse("").unwrap(),
+    )
+}
+
 /// A dataDir must be absolute, free of NUL and of `..` components: it is
 /// where we create files as root.
 fn check_data_dir(s: &str) -> Result<PathBuf> {
@@ -704,28 +718,12 @@ mod tests {
     #[test]
     fn two_sets_per_family_need_030() {
         let ipam = json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.1.0/24"}]]});
-        let e = IpamConfig::load(
-            "n",
-            SpecVersion::V0_2_0,
-            Some(&ipam),
-            None,
-            None,
-            &CniArgs::parse("").unwrap(),
-        )
-        .unwrap_err();
+        let e = load_ipam(SpecVersion::V0_2_0, &ipam).unwrap_err();
         assert!(
             e.to_string().contains("more than 1 address per family"),
             "{e}"
         );
-        assert!(IpamConfig::load(
-            "n",
-            SpecVersion::V0_3_0,
-            Some(&ipam),
-            None,
-            None,
-            &CniArgs::parse("").unwrap()
-        )
-        .is_ok());
+        assert!(load_ipam(SpecVersion::V0_3_0, &ipam).is_ok());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct DiskStore {
 struct Prepared {
     content: Vec<u8>,
     files: Vec<std::fs::File>,
+    /// The data and network directories `prepare` opened, for the session.
+    dirs: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl DiskStore {
@@ -157,11 +159,19 @@ impl DiskStore {
     /// A session that only reads: it takes the lock but never creates the
     /// network directory or anything in it (for the operator CLI).
     pub fn read_session(&self) -> Result<DiskSession<'_>, StoreError> {
-        self.start(false)
+        self.start(false, None)
     }
 
-    fn start(&self, create: bool) -> Result<DiskSession<'_>, StoreError> {
-        let (data, net) = self.open_dirs(create)?;
+    /// `dirs`: the data and network directories when already open.
+    fn start(
+        &self,
+        create: bool,
+        dirs: Option<(OwnedFd, OwnedFd)>,
+    ) -> Result<DiskSession<'_>, StoreError> {
+        let (data, net) = match dirs {
+            Some(d) => d,
+            None => self.open_dirs(create)?,
+        };
         let lock_path = self.network_dir().join(LOCK_FILE);
         let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
         let lock_fd = match sys::openat(net.as_fd(), LOCK_FILE, flags, 0o750) {
@@ -214,8 +224,8 @@ impl DiskStore {
 
 impl Store for DiskStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
-        let prepared = std::mem::take(&mut self.prepared);
-        let s = self.start(true)?;
+        let mut prepared = std::mem::take(&mut self.prepared);
+        let s = self.start(true, prepared.dirs.take())?;
         *s.prepared.borrow_mut() = prepared;
         Ok(Box::new(s))
     }
@@ -234,7 +244,7 @@ impl Store for DiskStore {
         .to_content() else {
             return;
         };
-        let Ok((_data, net)) = self.open_dirs(true) else {
+        let Ok((data, net)) = self.open_dirs(true) else {
             return;
         };
         let mut files = Vec::with_capacity(count);
@@ -255,6 +265,7 @@ impl Store for DiskStore {
         self.prepared = Prepared {
             content: content.into_bytes(),
             files,
+            dirs: Some((data, net)),
         };
     }
 
@@ -1057,6 +1068,16 @@ mod tests {
         DiskStore::new(dir, "net")
     }
 
+    /// The sorted file names of a directory.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn pick(ip: &str, set: usize) -> Pick {
         Pick {
             ip: ip.parse().unwrap(),
@@ -1087,13 +1108,8 @@ mod tests {
             std::fs::read_to_string(net.join("last_reserved_ip.1")).unwrap(),
             "2001:db8::2"
         );
-        let mut names: Vec<String> = std::fs::read_dir(&net)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
         assert_eq!(
-            names,
+            names_in(&net),
             [
                 "10.0.0.2",
                 "2001:db8::2",
@@ -1136,13 +1152,8 @@ mod tests {
         assert_eq!(s.cursor(0).unwrap(), Some("10.0.0.50".parse().unwrap()));
         s.reserve("c9", "eth0", &[pick("10.0.0.51", 0)]).unwrap();
         assert_eq!(std::fs::read_to_string(&cursor).unwrap(), "10.0.0.51");
-        let mut names: Vec<String> = std::fs::read_dir(&net)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
         assert_eq!(
-            names,
+            names_in(&net),
             [
                 "10.0.0.10",
                 "10.0.0.2",
