@@ -6,6 +6,9 @@
 mod bridge; // e2e: reference bridge plugin in netns (root)
 mod common;
 mod crash; // full / read-only filesystems (root, mounts)
+mod cri; // e2e: containerd 1.6 CRI plugin driven over CRI v1 (root)
+mod cri_api;
+mod cri_world;
 mod differential; // reference vs ours, step by step
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL
 mod gc_status; // GC, STATUS, exclude
