@@ -12,6 +12,7 @@ use crate::attach;
 use crate::cli::{ChangeArgs, ConfigArg};
 use crate::duration;
 use crate::inspect::now_secs;
+use crate::render;
 
 pub struct Args {
     pub network: String,
@@ -77,7 +78,7 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
                 reason: format!(
                     "younger than --min-age {} ({}); the container may have started after the list was made",
                     duration::show(a.min_age),
-                    age.map_or_else(|| "age unknown".to_string(), |s| format!("{s}s old"))
+                    age.map_or_else(|| "age unknown".to_string(), |s| format!("{} old", render::age(s)))
                 ),
             });
             continue;
