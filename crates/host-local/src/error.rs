@@ -37,6 +37,12 @@ pub enum StoreError {
     Taken { ip: IpAddr },
     #[error("{reason}")]
     Backend { reason: String },
+    /// The lock stayed held longer than the caller would wait.
+    #[error("timed out waiting for lock {path}{}", holder_pid.map(|p| format!(" (held by PID {p})")).unwrap_or_default())]
+    LockTimeout {
+        path: PathBuf,
+        holder_pid: Option<u32>,
+    },
 }
 
 impl StoreError {
@@ -141,7 +147,7 @@ impl Error {
             Error::NotReserved { .. } => own_code::NOT_RESERVED,
             Error::Mismatch { .. } => own_code::RESULT_MISMATCH,
             Error::Store { source, .. } => match source {
-                StoreError::Taken { .. } => code::TRY_AGAIN_LATER,
+                StoreError::Taken { .. } | StoreError::LockTimeout { .. } => code::TRY_AGAIN_LATER,
                 _ => code::IO,
             },
             Error::Gc { .. } => code::IO,

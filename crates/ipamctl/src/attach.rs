@@ -1,13 +1,16 @@
 //! What the runtime still knows: a list of valid attachments (authoritative)
 //! and libcni's result cache (a heuristic).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use host_local::store::Owner;
 use serde_json::Value;
+
+use crate::report::Pod;
 
 /// Valid attachments, from `--valid`.
 #[derive(Debug, Default)]
@@ -20,9 +23,19 @@ pub struct ValidSet {
     /// Containers listed without an ifname: every attachment of theirs is valid.
     whole: HashSet<String>,
     pub count: usize,
+    /// The `name` of a GC network configuration given as the list.
+    pub network: Option<String>,
 }
 
 impl ValidSet {
+    /// Listed container IDs that are a proper prefix of `id` (a list made
+    /// with truncated IDs, like `podman ps -q`).
+    pub fn truncates(&self, id: &str) -> bool {
+        self.ids
+            .iter()
+            .any(|v| v.len() < id.len() && id.starts_with(v.as_str()))
+    }
+
     /// Whether the reservation's owner is still valid, with the plugin's GC
     /// rules: an attachment must match exactly, a legacy (ID-only) file is
     /// kept when its container has any valid attachment, a damaged file is
@@ -99,6 +112,7 @@ pub fn parse_valid(text: &str) -> Result<ValidSet> {
             check_id(&a.container_id)?;
             out.push(&a.container_id, Some(&a.ifname));
         }
+        out.network = v.get("name").and_then(Value::as_str).map(str::to_string);
         return Ok(out);
     }
     for (n, line) in text.lines().enumerate() {
@@ -131,10 +145,24 @@ fn check_id(id: &str) -> Result<()> {
         .map_err(|e| anyhow!("{e}"))
 }
 
+/// One attachment libcni cached a result for (cniCacheV1 format).
+#[derive(Clone, Debug)]
+pub struct Cached {
+    pub id: String,
+    pub ifname: String,
+    pub pod: Option<Pod>,
+    /// The addresses of the cached result.
+    pub ips: Vec<IpAddr>,
+    /// The cache file.
+    pub file: PathBuf,
+}
+
 /// libcni's result cache (`<cacheDir>/results/<network>-<containerID>-<ifname>`).
 #[derive(Debug, Default)]
 pub struct ResultsCache {
     pub dir: PathBuf,
+    /// Attachments of this network, by (containerID, ifname).
+    pub attachments: BTreeMap<(String, String), Cached>,
     /// (network, containerID, ifname) from files in libcni's cniCacheV1 format.
     parsed: HashSet<(String, String, String)>,
     /// File names, for older caches holding only the result.
@@ -173,10 +201,39 @@ impl ResultsCache {
             if let (Some(net), Some(id), Some(ifname)) =
                 (get("networkName"), get("containerId"), get("ifName"))
             {
+                if net == network {
+                    out.attachments.insert(
+                        (id.clone(), ifname.clone()),
+                        Cached {
+                            id: id.clone(),
+                            ifname: ifname.clone(),
+                            pod: pod_of(&v),
+                            ips: result_ips(v.get("result")),
+                            file: ent.path(),
+                        },
+                    );
+                }
                 out.parsed.insert((net, id, ifname));
             }
         }
         Ok(out)
+    }
+
+    /// The pod of the reservation's attachment, when the cache names it (a
+    /// legacy reservation: any interface of its container).
+    pub fn pod(&self, owner: &Owner) -> Option<Pod> {
+        match owner {
+            Owner::Attachment { id, ifname } => self
+                .attachments
+                .get(&(id.clone(), ifname.clone()))
+                .and_then(|c| c.pod.clone()),
+            Owner::Legacy { id } => self
+                .attachments
+                .values()
+                .filter(|c| &c.id == id)
+                .find_map(|c| c.pod.clone()),
+            Owner::Damaged { .. } => None,
+        }
     }
 
     /// Whether the runtime cached a result for the reservation's attachment.
@@ -197,6 +254,46 @@ impl ResultsCache {
             Owner::Damaged { .. } => false,
         }
     }
+}
+
+/// `cniArgs`: a list of [key, value] pairs, as libcni writes them.
+fn pod_of(v: &Value) -> Option<Pod> {
+    let args = v.get("cniArgs")?.as_array()?;
+    let get = |key: &str| {
+        args.iter().find_map(|kv| {
+            let kv = kv.as_array()?;
+            (kv.first()?.as_str()? == key).then(|| kv.get(1)?.as_str().map(str::to_string))?
+        })
+    };
+    Some(Pod {
+        namespace: get("K8S_POD_NAMESPACE")?,
+        name: get("K8S_POD_NAME")?,
+    })
+}
+
+/// The addresses of a cached result: `ips[].address` (0.3.0 and later) or
+/// `ip4.ip`/`ip6.ip` (0.1.0, 0.2.0), without their prefix length.
+fn result_ips(result: Option<&Value>) -> Vec<IpAddr> {
+    let Some(r) = result else { return Vec::new() };
+    let mut texts: Vec<&str> = r
+        .get("ips")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|ip| ip.get("address")?.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for k in ["ip4", "ip6"] {
+        if let Some(t) = r.get(k).and_then(|o| o.get("ip")).and_then(Value::as_str) {
+            texts.push(t);
+        }
+    }
+    texts
+        .into_iter()
+        .filter_map(|t| t.split('/').next()?.parse().ok())
+        .map(host_local::addr::canonical)
+        .collect()
 }
 
 fn read_limited(p: &Path) -> Option<Vec<u8>> {

@@ -19,6 +19,9 @@ pub struct NetConfig {
     /// The plugin takes `ipRanges` from the runtime: addresses outside the
     /// configured ranges may be legitimate.
     pub runtime_ranges: bool,
+    /// The section names a `dataDir` (else the default applies, and
+    /// `--data-dir` may stand in for it).
+    pub data_dir_explicit: bool,
 }
 
 /// Every host-local network found, by name, plus warnings about files that
@@ -35,9 +38,13 @@ impl Configs {
         self.networks.get(network)
     }
 
-    /// The data directory named by the configurations, when they all agree.
+    /// The data directory named explicitly by the configurations, when they all agree.
     pub fn single_data_dir(&self) -> Option<PathBuf> {
-        let mut dirs = self.networks.values().map(|c| &c.ipam.data_dir);
+        let mut dirs = self
+            .networks
+            .values()
+            .filter(|c| c.data_dir_explicit)
+            .map(|c| &c.ipam.data_dir);
         let first = dirs.next()?;
         dirs.all(|d| d == first).then(|| first.clone())
     }
@@ -165,6 +172,11 @@ fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
             source: path.to_path_buf(),
             ipam: cfg,
             runtime_ranges: rt,
+            // Go's decoder matches keys case-insensitively.
+            data_dir_explicit: ipam.as_object().is_some_and(|o| {
+                o.iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("dataDir") && !v.is_null())
+            }),
         });
     }
     Ok(out)

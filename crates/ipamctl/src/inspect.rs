@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use host_local::config::RangeSet;
@@ -104,6 +104,11 @@ impl SetUsage {
         self.capacity.saturating_sub(self.reserved)
     }
 
+    /// No address left to hand out: every ADD on the network fails.
+    pub fn exhausted(&self) -> bool {
+        self.free() == 0
+    }
+
     pub fn usage(&self) -> f64 {
         if self.capacity == 0 {
             0.0
@@ -117,12 +122,16 @@ impl SetUsage {
 #[derive(Clone, Debug)]
 pub struct NetworkView {
     pub name: String,
+    /// The data directory it was read from.
+    pub data_dir: PathBuf,
     pub path: PathBuf,
     pub exists: bool,
     pub reservations: Vec<Reservation>,
     pub config: Option<NetConfig>,
     pub sets: Vec<SetUsage>,
     pub error: Option<String>,
+    /// Remarks for the operator (a disagreeing --data-dir, ...).
+    pub notes: Vec<String>,
 }
 
 impl NetworkView {
@@ -173,25 +182,28 @@ fn mtime_of(path: &Path) -> Option<i64> {
     })
 }
 
-/// Reads `<data_dir>/<name>` under the plugin's lock, creating nothing.
-/// A missing directory is not an error when `allow_missing` (a configured
-/// network that never had an address).
+/// Reads `<data_dir>/<name>` under the plugin's lock (waiting at most
+/// `lock_timeout`), creating nothing. A missing directory is not an error
+/// when `allow_missing` (a configured network that never had an address).
 pub fn read_network(
     data_dir: &Path,
     name: &str,
     config: Option<&NetConfig>,
     allow_missing: bool,
+    lock_timeout: Duration,
 ) -> Result<NetworkView> {
-    let store = DiskStore::new(data_dir, name);
+    let store = DiskStore::new(data_dir, name).with_lock_timeout(lock_timeout);
     let path = store.network_dir();
     let mut view = NetworkView {
         name: name.to_string(),
+        data_dir: data_dir.to_path_buf(),
         path: path.clone(),
         exists: true,
         reservations: Vec::new(),
         config: config.cloned(),
         sets: Vec::new(),
         error: None,
+        notes: Vec::new(),
     };
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

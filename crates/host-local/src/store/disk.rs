@@ -59,6 +59,8 @@ pub struct DiskStore {
     /// The network directory, while reservations linked by the last session
     /// await the directory fsync of [`Store::sync`].
     unsynced: std::cell::RefCell<Option<OwnedFd>>,
+    /// Wait at most this long for the lock (None: as long as it takes).
+    lock_timeout: Option<std::time::Duration>,
 }
 
 /// O_TMPFILE inodes holding `content`, written and fsynced by `prepare`.
@@ -79,7 +81,15 @@ impl DiskStore {
             use_index: true,
             prepared: Prepared::default(),
             unsynced: std::cell::RefCell::new(None),
+            lock_timeout: None,
         }
+    }
+
+    /// Sessions wait at most `timeout` for the lock, then fail with
+    /// [`StoreError::LockTimeout`] (for the operator CLI; the plugin waits).
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
     }
 
     /// A store that scans the directory on every call, like the reference.
@@ -189,8 +199,12 @@ impl DiskStore {
             Err(e) => return Err(StoreError::io("open lock", &lock_path, e)),
         };
         let lock = std::fs::File::from(lock_fd);
-        lock.lock()
-            .map_err(|e| StoreError::io("lock", &lock_path, e))?;
+        match self.lock_timeout {
+            Some(t) => super::lock_wait::lock_within(&lock, &lock_path, t)?,
+            None => lock
+                .lock()
+                .map_err(|e| StoreError::io("lock", &lock_path, e))?,
+        }
         let index_fd = if create {
             self.open_index(data.as_fd())
         } else {

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use crate::error::StoreError;
 
 pub mod disk;
+mod lock_wait;
 pub mod memory;
 mod sys;
 

@@ -7,7 +7,31 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::inspect::{NetworkView, ProblemKind};
+use super::{load_configs, Ctx, FAILED, OK};
+use crate::cli::ConfigArg;
+use crate::inspect::{now_secs, ProblemKind};
+use crate::out;
+use crate::report::{NetworkReport, RangeSetReport};
+
+pub fn run(ctx: &Ctx, cfg_arg: &ConfigArg, output: Option<std::path::PathBuf>) -> Result<u8> {
+    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let views = ctx.read_all(&cfgs)?;
+    let now = now_secs();
+    let reports: Vec<NetworkReport> = views.iter().map(|v| NetworkReport::new(v, now)).collect();
+    let text = render(&reports, now);
+    match output {
+        Some(p) => write_atomic(&p, &text)?,
+        None => out::print(&text)?,
+    }
+    let mut code = OK;
+    for n in &reports {
+        if let Some(e) = &n.error {
+            out::warn(format_args!("{}: {e}", n.name));
+            code = FAILED;
+        }
+    }
+    Ok(code)
+}
 
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -28,7 +52,7 @@ fn family(f: &mut String, name: &str, help: &str) {
 }
 
 /// The exposition text for every network.
-pub fn render(views: &[NetworkView], now: i64) -> String {
+pub fn render(views: &[NetworkReport], now: i64) -> String {
     let mut o = String::new();
     family(
         &mut o,
@@ -53,7 +77,37 @@ pub fn render(views: &[NetworkView], now: i64) -> String {
             o,
             "ipamctl_reservations{{network=\"{}\"}} {}",
             esc(&v.name),
-            v.reservations.len()
+            v.reservations
+        );
+    }
+    family(
+        &mut o,
+        "ipamctl_oldest_reservation_age_seconds",
+        "Age of the oldest reservation file (absent when the network has none).",
+    );
+    for v in views.iter().filter(|v| v.error.is_none()) {
+        if let Some(a) = v.oldest_age_seconds {
+            let _ = writeln!(
+                o,
+                "ipamctl_oldest_reservation_age_seconds{{network=\"{}\"}} {a}",
+                esc(&v.name)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "ipamctl_network_exhausted",
+        "1 when a range set of the network has no free address (every ADD fails), else 0 (needs a configuration).",
+    );
+    for v in views
+        .iter()
+        .filter(|v| v.error.is_none() && v.config.is_some())
+    {
+        let _ = writeln!(
+            o,
+            "ipamctl_network_exhausted{{network=\"{}\"}} {}",
+            esc(&v.name),
+            u8::from(v.exhausted)
         );
     }
     family(
@@ -62,7 +116,7 @@ pub fn render(views: &[NetworkView], now: i64) -> String {
         "Reservations with a problem, by kind (damaged, outside-ranges, excluded, gateway, duplicate).",
     );
     for v in views.iter().filter(|v| v.error.is_none()) {
-        let counts = v.problem_counts();
+        let counts = &v.problems;
         for k in ProblemKind::ALL {
             // Range-dependent kinds are only known with a configuration.
             if v.config.is_none() && k != ProblemKind::Damaged {
@@ -80,28 +134,33 @@ pub fn render(views: &[NetworkView], now: i64) -> String {
     let sets: Vec<_> = views
         .iter()
         .filter(|v| v.error.is_none())
-        .flat_map(|v| v.sets.iter().map(move |s| (v, s)))
+        .flat_map(|v| v.range_sets.iter().map(move |s| (v, s)))
         .collect();
     for (name, help, get) in [
         (
             "ipamctl_range_set_capacity",
             "Addresses a range set can hand out (gateway and exclusions left out).",
-            (|s: &crate::inspect::SetUsage| s.capacity as f64) as fn(&_) -> f64,
+            (|s: &RangeSetReport| s.capacity.0 as f64) as fn(&_) -> f64,
         ),
         (
             "ipamctl_range_set_reserved",
             "Reserved addresses a range set hands out.",
-            |s| s.reserved as f64,
+            |s| s.reserved.0 as f64,
         ),
         (
             "ipamctl_range_set_free",
             "Addresses a range set can still hand out.",
-            |s| s.free() as f64,
+            |s| s.free.0 as f64,
         ),
         (
             "ipamctl_range_set_usage_ratio",
             "Reserved over capacity (0 to 1).",
-            |s| s.usage(),
+            |s| s.usage,
+        ),
+        (
+            "ipamctl_range_set_exhausted",
+            "1 when the range set has no free address (every ADD on the network fails), else 0.",
+            |s| f64::from(u8::from(s.exhausted)),
         ),
     ] {
         family(&mut o, name, help);
@@ -111,7 +170,7 @@ pub fn render(views: &[NetworkView], now: i64) -> String {
                 "{name}{{network=\"{}\",range_set=\"{}\",ranges=\"{}\"}} {}",
                 esc(&v.name),
                 s.index,
-                esc(&s.set.to_string()),
+                esc(&s.text),
                 get(s)
             );
         }

@@ -1,192 +1,14 @@
-//! Runs the real ipamctl binary on stores in the reference layout.
+//! The first round: every command on the fixture, human and JSON snapshots,
+//! stores written by the Go plugin, reads racing allocations.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipamctl");
-const GO_PLUGIN: &str = "/usr/lib/cni/host-local";
-
-/// Skips a test loudly, or fails it when IPAM_REQUIRE_ALL=1.
-fn skip(what: &str) {
-    if std::env::var("IPAM_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("IPAM_REQUIRE_ALL=1 but {what}");
-    }
-    eprintln!("\n*** SKIPPED: {what} (set IPAM_REQUIRE_ALL=1 to make this fail) ***\n");
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("NO_COLOR")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn ipamctl");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out: Output = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-/// A fixture: `<tmp>/data/net1` in the reference layout and its conflist.
-struct Fixture {
-    tmp: tempfile::TempDir,
-}
-
-const AGE: Duration = Duration::from_secs(3 * 3600 + 5);
-
-impl Fixture {
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-    fn data(&self) -> PathBuf {
-        self.root().join("data")
-    }
-    fn net(&self) -> PathBuf {
-        self.data().join("net1")
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_stdin(args, None)
-    }
-    fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        let mut full = vec!["--data-dir", "data"];
-        full.extend_from_slice(args);
-        run_in(self.root(), &full, stdin)
-    }
-}
-
-fn write_aged(path: &Path, content: &[u8]) {
-    std::fs::write(path, content).unwrap();
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(SystemTime::now() - AGE).unwrap();
-}
-
-const CONFLIST: &str = r#"{
-  "cniVersion": "1.0.0",
-  "name": "net1",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0",
-     "ipam": {"type": "host-local",
-              "ranges": [[{"subnet": "10.1.0.0/24", "exclude": ["10.1.0.20/30"]}],
-                         [{"subnet": "2001:db8::/120"}]]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}"#;
-
-/// New and legacy files, an empty file, a garbage file, a file outside the
-/// ranges, an excluded one, the gateway reserved; a second network without
-/// a config; a dot-directory (an index) that is no network.
-fn fixture() -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let f = Fixture { tmp };
-    let net = f.net();
-    std::fs::create_dir_all(&net).unwrap();
-    std::fs::write(net.join("lock"), "").unwrap();
-    for (name, content) in [
-        ("10.1.0.2", &b"c1\r\neth0"[..]),
-        ("10.1.0.3", b"c2\r\neth0"),
-        ("10.1.0.4", b"legacy1"),
-        ("10.1.0.5", b""),
-        ("10.1.0.6", b"\xff\xfegarbage"),
-        ("10.1.0.1", b"c3\r\neth0"),
-        ("10.9.0.9", b"c4\r\neth0"),
-        ("10.1.0.21", b"c5\r\neth0"),
-        ("2001:db8::2", b"c1\r\neth0"),
-        ("2001:db8::3", b"c2\r\neth0"),
-    ] {
-        write_aged(&net.join(name), content);
-    }
-    std::fs::write(net.join("last_reserved_ip.0"), "10.1.0.3").unwrap();
-    std::fs::write(net.join("last_reserved_ip.1"), "2001:db8::3").unwrap();
-    let other = f.data().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("lock"), "").unwrap();
-    write_aged(&other.join("192.168.5.7"), b"k1\r\nnet0");
-    std::fs::create_dir_all(f.data().join(".host-local-rs/net1")).unwrap();
-    std::fs::write(f.root().join("net1.conflist"), CONFLIST).unwrap();
-    f
-}
-
-/// Every path under `dir` with its content and mtime: to prove nothing changed.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p.clone());
-                out.insert(p, (Vec::new(), m.modified().unwrap()));
-            } else {
-                out.insert(
-                    p.clone(),
-                    (std::fs::read(&p).unwrap(), m.modified().unwrap()),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// Ages and timestamps vary between runs: replace them; round ratios.
-fn normalise_json(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m.iter_mut() {
-                if (k == "mtime" || k == "ageSeconds") && x.is_number() {
-                    *x = json!("<time>");
-                } else if k == "usage" && x.is_f64() {
-                    // Six places: float parsing need not round-trip exactly.
-                    *x = json!((x.as_f64().unwrap() * 1e6).round() / 1e6);
-                } else {
-                    normalise_json(x);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(normalise_json),
-        _ => {}
-    }
-}
-
-fn parse_json(s: &str) -> Value {
-    let mut v: Value = serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"));
-    normalise_json(&mut v);
-    v
-}
-
-fn assert_text(actual: &str, expected: &str) {
-    if actual != expected {
-        panic!("output differs\n--- expected\n{expected}\n--- actual\n{actual}\n---");
-    }
-}
+use crate::common::*;
 
 #[test]
 fn list_human_without_and_with_config() {
@@ -223,7 +45,7 @@ fn list_json() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = parse_json(&r.stdout);
     let expected = json!({
-      "schema": 1,
+      "schema": 2,
       "command": "list",
       "dataDir": "data",
       "config": "net1.conflist",
@@ -231,12 +53,15 @@ fn list_json() {
         {
           "name": "net1",
           "path": "data/net1",
+          "dataDir": "data",
           "exists": true,
           "error": null,
           "reservations": 10,
           "formats": {"attachment": 7, "damaged": 2, "legacy": 1},
           "withProblems": 5,
           "problems": {"damaged": 2, "outside-ranges": 1, "excluded": 1, "gateway": 1, "duplicate": 0},
+          "exhausted": false,
+          "oldestAgeSeconds": "<time>",
           "config": {"source": "net1.conflist", "dataDir": "/var/lib/cni/networks", "runtimeRanges": false},
           "rangeSets": [
             {
@@ -244,28 +69,33 @@ fn list_json() {
               "ranges": [{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.1", "rangeEnd": "10.1.0.254",
                           "gateway": "10.1.0.1", "exclude": ["10.1.0.20/30"]}],
               "capacity": 249, "reserved": 5, "free": 244, "usage": 0.02008,
-              "lastReserved": "10.1.0.3"
+              "exhausted": false, "lastReserved": "10.1.0.3"
             },
             {
               "index": 1, "family": 6,
               "ranges": [{"subnet": "2001:db8::/120", "rangeStart": "2001:db8::1", "rangeEnd": "2001:db8::ff",
                           "gateway": "2001:db8::1", "exclude": []}],
               "capacity": 254, "reserved": 2, "free": 252, "usage": 0.007874,
-              "lastReserved": "2001:db8::3"
+              "exhausted": false, "lastReserved": "2001:db8::3"
             }
-          ]
+          ],
+          "notes": []
         },
         {
           "name": "other",
           "path": "data/other",
+          "dataDir": "data",
           "exists": true,
           "error": null,
           "reservations": 1,
           "formats": {"attachment": 1, "damaged": 0, "legacy": 0},
           "withProblems": 0,
           "problems": {"damaged": 0, "outside-ranges": 0, "excluded": 0, "gateway": 0, "duplicate": 0},
+          "exhausted": false,
+          "oldestAgeSeconds": "<time>",
           "config": null,
-          "rangeSets": []
+          "rangeSets": [],
+          "notes": []
         }
       ]
     });
@@ -311,7 +141,7 @@ fn show_without_config_only_knows_damage() {
         &r.stdout,
         "\
 network other  (data/other)
-no config: range problems (outside, excluded, gateway) not checked; use --config
+no config: range problems (outside, excluded, gateway) and exhaustion not checked; use --config
 
 ADDRESS      CONTAINER  IFNAME   AGE  PROBLEMS
 192.168.5.7  k1         net0    3h0m
@@ -370,36 +200,36 @@ fn show_json() {
     let r = f.run(&["show", "net1", "--config", "net1.conflist", "--json"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let v = parse_json(&r.stdout);
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["command"], "show");
     assert_eq!(v["network"]["name"], "net1");
     assert_eq!(v["network"]["withProblems"], 5);
     let t = "<time>";
     let expected = json!([
-      {"address": "10.1.0.1", "family": 4, "format": "attachment", "containerId": "c3", "ifname": "eth0",
+      {"address": "10.1.0.1", "family": 4, "format": "attachment", "containerId": "c3", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": null,
        "problems": [{"kind": "gateway", "detail": "gateway of range 10.1.0.1-10.1.0.254 in range set 0; never handed out"}]},
-      {"address": "10.1.0.2", "family": 4, "format": "attachment", "containerId": "c1", "ifname": "eth0",
+      {"address": "10.1.0.2", "family": 4, "format": "attachment", "containerId": "c1", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0, "problems": []},
-      {"address": "10.1.0.3", "family": 4, "format": "attachment", "containerId": "c2", "ifname": "eth0",
+      {"address": "10.1.0.3", "family": 4, "format": "attachment", "containerId": "c2", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0, "problems": []},
-      {"address": "10.1.0.4", "family": 4, "format": "legacy", "containerId": "legacy1", "ifname": null,
+      {"address": "10.1.0.4", "family": 4, "format": "legacy", "containerId": "legacy1", "ifname": null, "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0, "problems": []},
-      {"address": "10.1.0.5", "family": 4, "format": "damaged", "containerId": null, "ifname": null,
+      {"address": "10.1.0.5", "family": 4, "format": "damaged", "containerId": null, "ifname": null, "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0,
        "problems": [{"kind": "damaged", "detail": "empty: names no attachment"}]},
-      {"address": "10.1.0.6", "family": 4, "format": "damaged", "containerId": null, "ifname": null,
+      {"address": "10.1.0.6", "family": 4, "format": "damaged", "containerId": null, "ifname": null, "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0,
        "problems": [{"kind": "damaged", "detail": "not UTF-8: names no attachment"}]},
-      {"address": "10.1.0.21", "family": 4, "format": "attachment", "containerId": "c5", "ifname": "eth0",
+      {"address": "10.1.0.21", "family": 4, "format": "attachment", "containerId": "c5", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": null,
        "problems": [{"kind": "excluded", "detail": "excluded (10.1.0.20-10.1.0.23) from range 10.1.0.1-10.1.0.254 in range set 0"}]},
-      {"address": "10.9.0.9", "family": 4, "format": "attachment", "containerId": "c4", "ifname": "eth0",
+      {"address": "10.9.0.9", "family": 4, "format": "attachment", "containerId": "c4", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": null,
        "problems": [{"kind": "outside-ranges", "detail": "outside every configured range"}]},
-      {"address": "2001:db8::2", "family": 6, "format": "attachment", "containerId": "c1", "ifname": "eth0",
+      {"address": "2001:db8::2", "family": 6, "format": "attachment", "containerId": "c1", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 1, "problems": []},
-      {"address": "2001:db8::3", "family": 6, "format": "attachment", "containerId": "c2", "ifname": "eth0",
+      {"address": "2001:db8::3", "family": 6, "format": "attachment", "containerId": "c2", "ifname": "eth0", "pod": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 1, "problems": []}
     ]);
     assert_eq!(
@@ -492,7 +322,7 @@ fn leaks_json_from_gc_config_on_stdin() {
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     let v = parse_json(&r.stdout);
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["command"], "leaks");
     assert_eq!(
         v["sources"]["valid"],
@@ -656,10 +486,10 @@ fn release_by_container_and_by_ip() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!f.net().join("10.1.0.4").exists());
-    // Nothing left to match: fine, and said.
+    // Nothing left to match: said, exit 1 (tested further in release_not_reserved).
     let r = f.run(&["release", "net1", "--container", "c1", "--yes"]);
-    assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("nothing to remove"), "{}", r.stdout);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("not reserved"), "{}", r.stdout);
     // The rest is untouched.
     let r = f.run(&["show", "net1", "--json"]);
     let v = parse_json(&r.stdout);
@@ -730,7 +560,7 @@ fn gc_removes_invalid_and_damaged() {
     std::fs::write(f.root().join("empty.txt"), "# nothing runs\n").unwrap();
     let r = f.run(&["gc", "net1", "--valid", "empty.txt", "--yes"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--allow-empty"), "{}", r.stderr);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
     assert!(f.net().join("10.1.0.2").exists());
 }
 
@@ -742,7 +572,11 @@ fn metrics_stdout_and_textfile() {
     let text: String = r
         .stdout
         .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("ipamctl_last_run"))
+        .filter(|l| {
+            !l.starts_with('#')
+                && !l.starts_with("ipamctl_last_run")
+                && !l.starts_with("ipamctl_oldest_reservation_age_seconds")
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     assert_text(
@@ -751,6 +585,7 @@ fn metrics_stdout_and_textfile() {
 ipamctl_network_up{network="other"} 1
 ipamctl_reservations{network="net1"} 10
 ipamctl_reservations{network="other"} 1
+ipamctl_network_exhausted{network="net1"} 0
 ipamctl_problems{network="net1",kind="damaged"} 2
 ipamctl_problems{network="net1",kind="outside-ranges"} 1
 ipamctl_problems{network="net1",kind="excluded"} 1
@@ -765,10 +600,21 @@ ipamctl_range_set_free{network="net1",range_set="0",ranges="10.1.0.1-10.1.0.254"
 ipamctl_range_set_free{network="net1",range_set="1",ranges="2001:db8::1-2001:db8::ff"} 252
 ipamctl_range_set_usage_ratio{network="net1",range_set="0",ranges="10.1.0.1-10.1.0.254"} 0.020080321285140562
 ipamctl_range_set_usage_ratio{network="net1",range_set="1",ranges="2001:db8::1-2001:db8::ff"} 0.007874015748031496
+ipamctl_range_set_exhausted{network="net1",range_set="0",ranges="10.1.0.1-10.1.0.254"} 0
+ipamctl_range_set_exhausted{network="net1",range_set="1",ranges="2001:db8::1-2001:db8::ff"} 0
 "#,
     );
     // Every sample has HELP and TYPE.
     assert!(r.stdout.contains("# TYPE ipamctl_range_set_free gauge"));
+    // The oldest reservation is about three hours old.
+    let oldest: i64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ipamctl_oldest_reservation_age_seconds{network=\"net1\"} "))
+        .expect("oldest age of net1")
+        .parse()
+        .unwrap();
+    assert!((AGE.as_secs() as i64..AGE.as_secs() as i64 + 120).contains(&oldest));
     let out_dir = f.root().join("textfile");
     std::fs::create_dir_all(&out_dir).unwrap();
     let r = f.run(&[
@@ -990,6 +836,8 @@ fn store_written_by_the_go_plugin() {
             "gonet",
             "--valid",
             "valid.txt",
+            "--min-age",
+            "0",
             "--yes",
         ],
         None,

@@ -1,0 +1,276 @@
+//! The command line: every subcommand, its options, help and examples.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ipamctl",
+    version,
+    about = "See, explain and repair host-local IPAM allocations",
+    long_about = "See, explain and repair host-local IPAM allocations.\n\n\
+        Works on any data directory in the reference host-local layout (also one written only by \
+        the Go plugin). Every read takes the same flock as the plugin (waiting at most \
+        --lock-timeout) and creates nothing; nothing is changed unless `release` or `gc` is \
+        confirmed.",
+    after_help = "Exit status:\n  0  fine\n  1  findings: problems, an exhausted range set (show, list), \
+        leaks (leaks), inconsistencies (check), an address or container not reserved (release), \
+        a planned removal skipped or declined (release, gc)\n  2  errors: usage, I/O, a lock held \
+        longer than --lock-timeout, a refused gc\n\n\
+        Examples:\n  ipamctl list --config /etc/cni/net.d\n  ipamctl show mynet --config /etc/cni/net.d --map\n  \
+        ipamctl show mynet --pod kube-system/coredns-7db6d8ff4d-x2x9q\n  \
+        ipamctl leaks mynet --valid attachments.txt\n  ipamctl gc mynet --valid attachments.txt --dry-run\n  \
+        ipamctl check mynet --config /etc/cni/net.d\n  \
+        ipamctl metrics --config /etc/cni/net.d --output /var/lib/node_exporter/ipam.prom"
+)]
+pub struct Cli {
+    /// The host-local data directory for networks whose configuration names no dataDir (default:
+    /// /var/lib/cni/networks). A configuration's own dataDir wins; a disagreement is reported.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Wait at most this long for a network's lock (e.g. 500ms, 5s, 1m), then fail with exit 2
+    /// naming the lock file and its holder.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Full container IDs (on a terminal they are shortened to 12 characters).
+    #[arg(long, global = true)]
+    pub no_trunc: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArg {
+    /// A network configuration (.conf, .conflist) or a directory of them (like /etc/cni/net.d);
+    /// host-local ipam sections are matched to stores by network name, and each network is read
+    /// from its own configuration's dataDir.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResultsArg {
+    /// libcni's result cache directory (files <network>-<containerID>-<ifname>; default
+    /// /var/lib/cni/results when it exists).
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Every network: reservation counts, and with --config capacity, free addresses, usage and
+    /// exhaustion per range set.
+    #[command(
+        after_help = "Exit status 1 when a range set is exhausted (no free address: every ADD \
+        fails), 2 when a network could not be read.\n\n\
+        Examples:\n  ipamctl list\n  ipamctl list --config /etc/cni/net.d\n  \
+        ipamctl --data-dir /srv/cni/networks list --json | jq '.networks[].name'"
+    )]
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON output (schema in SCHEMA.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every reservation of a network: address, container, pod, ifname, age and problems.
+    #[command(
+        after_help = "Problems: damaged (empty or unparseable file), and with --config: \
+        outside-ranges, excluded, gateway, duplicate (one attachment holding several addresses of \
+        a range set). Pods are named from libcni's result cache (K8S_POD_NAMESPACE/K8S_POD_NAME). \
+        Exit status 1 when a listed reservation has a problem, a range set is exhausted, or \
+        --pod/--ip found nothing.\n\n\
+        Examples:\n  ipamctl show mynet\n  ipamctl show mynet --config /etc/cni/net.d/10-mynet.conflist --map\n  \
+        ipamctl show mynet --pod default/web-0\n  ipamctl show mynet --ip 10.22.0.17\n  \
+        ipamctl show mynet --problems --older-than 1d\n  \
+        ipamctl show mynet --json | jq '.reservations[] | select(.problems != [])'"
+    )]
+    Show {
+        /// The network name (a directory of the data directory).
+        network: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        results: ResultsArg,
+        /// Only the reservations of this pod (NAMESPACE/NAME, from the result cache).
+        #[arg(long, value_name = "NS/NAME")]
+        pod: Option<String>,
+        /// Only the reservation of this address.
+        #[arg(long, value_name = "ADDR")]
+        ip: Option<IpAddr>,
+        /// Only reservations with a problem.
+        #[arg(long)]
+        problems: bool,
+        /// Only reservations older than this (e.g. 30m, 2h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Draw each range as a grid, one character per address, 64 per row (needs --config).
+        #[arg(long)]
+        map: bool,
+        /// At most this many map rows per range; larger ranges show only rows holding something.
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        map_rows: usize,
+        /// JSON output (schema in SCHEMA.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reservations whose attachment the runtime no longer knows.
+    #[command(
+        after_help = "Sources: --valid lists the attachments the runtime still has \
+        (authoritative). Without it, libcni's result cache (--results-dir) is used as a heuristic: \
+        a reservation without a cached result is only suspected, because not every runtime keeps \
+        that cache. Damaged files are always reported: they name no attachment.\n\
+        Exit status 1 when anything is found.\n\n\
+        --valid formats: lines holding a container ID alone (keeps every interface of that \
+        container: recommended) or `containerID ifname`; a JSON list [{\"containerID\",\"ifname\"}]; \
+        or a whole GC network configuration carrying cni.dev/valid-attachments.\n\n\
+        Examples:\n  crictl pods -q --no-trunc > valid.txt     # full IDs, one per line\n  \
+        ipamctl leaks mynet --valid valid.txt\n  ipamctl leaks mynet            # heuristic: /var/lib/cni/results\n  \
+        ipamctl leaks mynet --valid - --json < valid.json"
+    )]
+    Leaks {
+        /// The network name (a directory of the data directory).
+        network: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        valid: ValidArg,
+        #[command(flatten)]
+        results: ResultsArg,
+        /// JSON output (schema in SCHEMA.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Releases the reservations of one attachment or address.
+    #[command(
+        group(clap::ArgGroup::new("what").required(true).args(["container", "ip"])),
+        after_help = "Removal goes through the plugin's own store code under its lock, and only \
+        if the file still names the same owner as when listed. Without --yes a terminal is asked \
+        y/N; without a terminal nothing changes. --container takes a full ID or a unique prefix \
+        of at least 8 characters (as podman and crictl print them). Exit status 1 when nothing \
+        is reserved for the address or container.\n\n\
+        Examples:\n  ipamctl release mynet --container 3f2a9c41 --dry-run\n  \
+        ipamctl release mynet --container 3f2a9c41 --ifname eth1 --yes\n  ipamctl release mynet --ip 10.22.0.17"
+    )]
+    Release {
+        /// The network name (a directory of the data directory).
+        network: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Every reservation of this container (legacy ID-only files included); a unique ID
+        /// prefix of 8 or more characters is accepted.
+        #[arg(long, value_name = "ID")]
+        container: Option<String>,
+        /// Only this interface's reservations (and legacy ID-only files of the container).
+        #[arg(long, value_name = "IF", requires = "container")]
+        ifname: Option<String>,
+        /// The reservation of this address, whoever holds it (damaged files too).
+        #[arg(long, value_name = "ADDR", conflicts_with = "container")]
+        ip: Option<IpAddr>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Removes every reservation whose attachment is not valid (and every damaged file).
+    #[command(
+        after_help = "The plugin's CNI GC rules: an attachment must be listed (an ID-only line \
+        keeps every interface of its container); a legacy ID-only file stays when its container \
+        is listed; damaged files always go.\n\n\
+        Guards (each overridden by --force): a list that keeps none of the network's \
+        reservations (IDs from another runtime, or truncated) is refused; a GC configuration for \
+        another network (its \"name\") is refused; removing every reservation is refused. \
+        Reservations younger than --min-age are never removed: the container may have started \
+        after the list was made.\n\n\
+        Examples:\n  ipamctl gc mynet --valid valid.txt --dry-run\n  ipamctl gc mynet --valid valid.txt --yes\n  \
+        ipamctl gc mynet --valid gc-config.json --json --yes"
+    )]
+    Gc {
+        /// The network name (a directory of the data directory).
+        network: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        valid: ValidRequired,
+        /// Override the guards: a list matching nothing, another network's GC configuration,
+        /// removing every reservation.
+        #[arg(long, alias = "allow-empty")]
+        force: bool,
+        /// Never remove a reservation younger than this.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+        min_age: Duration,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The reverse of leaks: attachments the runtime cached whose reservation is missing or
+    /// held by another container, and addresses reserved outside the configured ranges.
+    #[command(
+        after_help = "A cached attachment (libcni's result cache) whose address has no \
+        reservation file, or whose file names another container, means the address can be (or \
+        was) handed out twice. Exit status 1 on any finding.\n\n\
+        Examples:\n  ipamctl check mynet --config /etc/cni/net.d\n  \
+        ipamctl check mynet --results-dir /var/lib/cni/results --json"
+    )]
+    Check {
+        /// The network name (a directory of the data directory).
+        network: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        results: ResultsArg,
+        /// JSON output (schema in SCHEMA.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prometheus metrics: reservations, capacity, free, usage and exhaustion per range set,
+    /// problems per kind, the oldest reservation's age.
+    #[command(
+        after_help = "Examples:\n  ipamctl metrics --config /etc/cni/net.d\n  \
+        ipamctl metrics --config /etc/cni/net.d --output /var/lib/node_exporter/textfile/ipam.prom\n\n\
+        With --output the file is replaced atomically (temporary file in the same directory, then \
+        rename). Exit status 2 if a network could not be read (its ipamctl_network_up is 0)."
+    )]
+    Metrics {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write to this file atomically instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Prints a shell completion script.
+    #[command(
+        after_help = "Examples:\n  ipamctl completions bash > /etc/bash_completion.d/ipamctl\n  \
+        ipamctl completions zsh > \"${fpath[1]}/_ipamctl\""
+    )]
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args, Debug)]
+pub struct ValidArg {
+    /// Valid attachments: a file, or - for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub valid: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidRequired {
+    /// Valid attachments: a file, or - for stdin.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub valid: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ChangeArgs {
+    /// Show what would be removed and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do it without asking (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,223 @@
+//! What `release` and `gc` share: the plan, the confirmation, and the
+//! removal through the plugin's own store session.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+use host_local::store::disk::DiskStore;
+use host_local::store::{Entry, Owner, Store};
+use serde::Serialize;
+
+use super::{age_cell, plural, Ctx, FAILED, FOUND, OK};
+use crate::cli::ChangeArgs;
+use crate::inspect::{NetworkView, Reservation};
+use crate::out;
+use crate::render::{Table, YELLOW};
+use crate::report::ReservationReport;
+
+/// A reservation planned for removal.
+#[derive(Serialize)]
+pub struct Planned {
+    #[serde(flatten)]
+    pub reservation: ReservationReport,
+    pub why: String,
+    #[serde(skip)]
+    owner: Owner,
+}
+
+/// An address not removed, and why.
+#[derive(Serialize)]
+pub struct Skipped {
+    pub address: IpAddr,
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeReport {
+    pub data_dir: PathBuf,
+    pub network: String,
+    pub dry_run: bool,
+    pub planned: Vec<Planned>,
+    pub removed: Vec<IpAddr>,
+    pub skipped: Vec<Skipped>,
+    /// Reservations left alone on purpose (gc: younger than --min-age).
+    pub kept: Vec<Skipped>,
+}
+
+pub fn plan(r: &Reservation, why: impl Into<String>, now: i64) -> Planned {
+    Planned {
+        reservation: ReservationReport::new(r, now, None),
+        why: why.into(),
+        owner: r.owner.clone(),
+    }
+}
+
+/// Asks on the terminal; without one, only --yes allows changes.
+fn confirm(question: &str, yes: bool) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change anything without --yes (stdin is not a terminal); use --dry-run to see what would change");
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn plan_table(ctx: &Ctx, title: &str, planned: &[Planned]) -> String {
+    let mut o = format!("{title}\n");
+    let mut t = Table::new(&["ADDRESS", "CONTAINER", "IFNAME", "AGE>", "WHY"]);
+    for p in planned {
+        let (c, i) = ctx.owner_cells(&p.reservation);
+        t.row(vec![
+            p.reservation.address.to_string().into(),
+            c,
+            i,
+            age_cell(&p.reservation),
+            p.why.clone().into(),
+        ]);
+    }
+    o.push_str(&t.render(ctx.style));
+    o
+}
+
+/// Shows the plan and, unless a dry run or declined, removes each planned
+/// reservation if its file still names the owner listed.
+/// `nothing`: the text and exit code when nothing is planned.
+pub fn apply(
+    ctx: &Ctx,
+    command: &str,
+    view: &NetworkView,
+    planned: Vec<Planned>,
+    kept: Vec<Skipped>,
+    change: &ChangeArgs,
+    nothing: (&str, u8),
+) -> Result<u8> {
+    let mut report = ChangeReport {
+        data_dir: view.data_dir.clone(),
+        network: view.name.clone(),
+        dry_run: change.dry_run,
+        planned,
+        removed: Vec::new(),
+        skipped: Vec::new(),
+        kept,
+    };
+    let n = report.planned.len();
+    let name = &view.name;
+    let kept_text = |r: &ChangeReport| -> String {
+        let mut o = String::new();
+        for k in &r.kept {
+            let _ = writeln!(o, "kept {}: {}", k.address, k.reason);
+        }
+        o
+    };
+    if n == 0 {
+        if change.json {
+            out::json(command, &report)?;
+        } else {
+            out::print(&format!("{}{}\n", kept_text(&report), nothing.0))?;
+        }
+        return Ok(nothing.1);
+    }
+    if change.dry_run {
+        if change.json {
+            out::json(command, &report)?;
+        } else {
+            out::print(&format!(
+                "{}{}",
+                plan_table(
+                    ctx,
+                    &format!(
+                        "would remove {n} reservation{} of network {name} (dry run: nothing changed)",
+                        plural(n)
+                    ),
+                    &report.planned
+                ),
+                kept_text(&report)
+            ))?;
+        }
+        return Ok(OK);
+    }
+    if !change.json {
+        out::print(&format!(
+            "{}{}",
+            plan_table(
+                ctx,
+                &format!("{n} reservation{} of network {name} to remove:", plural(n)),
+                &report.planned
+            ),
+            kept_text(&report)
+        ))?;
+    }
+    if !confirm(
+        &format!("remove {n} reservation{} of network {name}?", plural(n)),
+        change.yes,
+    )? {
+        out::warn("declined; nothing changed");
+        return Ok(FOUND);
+    }
+    // The plugin's own session: its lock, its index kept right. Each removal
+    // happens only if the file still names the owner listed above.
+    let mut store = DiskStore::new(&view.data_dir, name).with_lock_timeout(ctx.lock_timeout);
+    let mut session = store.session().map_err(|e| anyhow!("{e}"))?;
+    let mut errors = false;
+    for p in &report.planned {
+        let entry = Entry {
+            ip: p.reservation.address,
+            owner: p.owner.clone(),
+        };
+        match session.release(&entry) {
+            Ok(true) => report.removed.push(entry.ip),
+            Ok(false) => report.skipped.push(Skipped {
+                address: entry.ip,
+                reason: "changed since it was listed (gone or another owner); left alone".into(),
+            }),
+            Err(e) => {
+                errors = true;
+                report.skipped.push(Skipped {
+                    address: entry.ip,
+                    reason: format!("error: {e}"),
+                });
+            }
+        }
+    }
+    drop(session);
+    if change.json {
+        out::json(command, &report)?;
+    } else {
+        let mut o = String::new();
+        for ip in &report.removed {
+            let _ = writeln!(o, "removed {ip}");
+        }
+        for s in &report.skipped {
+            let _ = writeln!(
+                o,
+                "{} {}: {}",
+                ctx.style.paint("skipped", YELLOW),
+                s.address,
+                s.reason
+            );
+        }
+        let _ = writeln!(
+            o,
+            "{} of {n} reservation{} removed from network {name}",
+            report.removed.len(),
+            plural(n)
+        );
+        out::print(&o)?;
+    }
+    Ok(if errors {
+        FAILED
+    } else if report.skipped.is_empty() {
+        OK
+    } else {
+        FOUND
+    })
+}

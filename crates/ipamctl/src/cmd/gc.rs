@@ -1,0 +1,101 @@
+//! `ipamctl gc NETWORK --valid FILE`: removes reservations whose attachment
+//! is not valid, behind guards against a wrong list.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use host_local::store::Owner;
+
+use super::change::{apply, plan, Skipped};
+use super::{load_configs, Ctx, OK};
+use crate::attach;
+use crate::cli::{ChangeArgs, ConfigArg};
+use crate::duration;
+use crate::inspect::now_secs;
+use crate::render;
+
+pub struct Args {
+    pub network: String,
+    pub config: ConfigArg,
+    pub valid: String,
+    pub force: bool,
+    pub min_age: Duration,
+}
+
+pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
+    let network = a.network.as_str();
+    super::check_network_name(network)?;
+    let valid = attach::load_valid(&a.valid)?;
+    if let Some(other) = valid.network.as_deref().filter(|n| *n != network) {
+        if !a.force {
+            bail!(
+                "valid attachments {}: a GC configuration for network {other:?}, not {network:?}; \
+                 refusing (use --force if that is meant)",
+                valid.source
+            );
+        }
+    }
+    if valid.is_empty() && !a.force {
+        bail!(
+            "valid attachments {}: empty; this would remove every reservation (use --force if that is meant)",
+            valid.source
+        );
+    }
+    let cfgs = load_configs(a.config.config.as_deref())?;
+    let view = ctx.read_one(network, &cfgs)?;
+    let named: Vec<_> = view
+        .reservations
+        .iter()
+        .filter(|r| !matches!(r.owner, Owner::Damaged { .. }))
+        .collect();
+    if !named.is_empty() && !named.iter().any(|r| valid.keeps(&r.owner)) && !a.force {
+        let truncated = named
+            .iter()
+            .filter_map(|r| r.owner.container_id())
+            .any(|id| valid.truncates(id));
+        bail!(
+            "valid attachments {}: the list keeps none of the {} reservations of network {network}, \
+             so every one would be removed; it is probably from another runtime or network{}. \
+             Refusing (use --force if every container of this network is really gone)",
+            valid.source,
+            named.len(),
+            if truncated {
+                ", or its IDs are truncated (use full IDs, e.g. `podman ps -q --no-trunc`, `crictl pods -q --no-trunc`)"
+            } else {
+                ""
+            }
+        );
+    }
+    let now = now_secs();
+    let min_age = a.min_age.as_secs() as i64;
+    let mut planned = Vec::new();
+    let mut kept = Vec::new();
+    for r in view.reservations.iter().filter(|r| !valid.keeps(&r.owner)) {
+        let age = r.mtime.map(|m| now - m);
+        if age.is_none_or(|s| s < min_age) {
+            kept.push(Skipped {
+                address: r.ip,
+                reason: format!(
+                    "younger than --min-age {} ({}); the container may have started after the list was made",
+                    duration::show(a.min_age),
+                    age.map_or_else(|| "age unknown".to_string(), |s| format!("{} old", render::age(s)))
+                ),
+            });
+            continue;
+        }
+        let why = match &r.owner {
+            Owner::Damaged { reason } => format!("damaged file ({reason})"),
+            _ => "not a valid attachment".into(),
+        };
+        planned.push(plan(r, why, now));
+    }
+    apply(
+        ctx,
+        "gc",
+        &view,
+        planned,
+        kept,
+        change,
+        (&format!("nothing to remove in network {network}"), OK),
+    )
+}

@@ -1,0 +1,248 @@
+//! `ipamctl leaks NETWORK`: reservations whose attachment the runtime no
+//! longer knows (a valid list: authoritative; the result cache: a heuristic).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use host_local::store::Owner;
+use serde::Serialize;
+
+use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
+use crate::attach;
+use crate::cli::ConfigArg;
+use crate::inspect::now_secs;
+use crate::out;
+use crate::render::{colored, Table, BOLD, DIM, RED, YELLOW};
+use crate::report::ReservationReport;
+
+#[derive(Serialize)]
+pub struct ValidSource {
+    pub path: String,
+    pub attachments: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheSource {
+    pub path: PathBuf,
+    pub entries: usize,
+    pub heuristic: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sources {
+    pub valid: Option<ValidSource>,
+    pub results_cache: Option<CacheSource>,
+    pub authoritative: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    Damaged,
+    NotValid,
+    NoCachedResult,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Leak {
+    #[serde(flatten)]
+    pub reservation: ReservationReport,
+    pub reason: Reason,
+    pub heuristic: bool,
+    pub cached_result: Option<bool>,
+    #[serde(skip)]
+    damage: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaksReport {
+    pub data_dir: PathBuf,
+    pub network: String,
+    pub sources: Sources,
+    pub reservations: usize,
+    pub leaks: Vec<Leak>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+pub fn run(
+    ctx: &Ctx,
+    network: &str,
+    cfg_arg: &ConfigArg,
+    valid_arg: Option<&str>,
+    results_dir: Option<PathBuf>,
+    json: bool,
+) -> Result<u8> {
+    super::check_network_name(network)?;
+    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let valid = valid_arg.map(attach::load_valid).transpose()?;
+    let cache = results_cache(results_dir.as_deref(), network)?;
+    // An empty cache for this network says the runtime does not keep one:
+    // every reservation would look leaked.
+    let cache = match cache {
+        Some(c) if c.entries == 0 && results_dir.is_none() => None,
+        Some(c) if c.entries == 0 && valid.is_none() => bail!(
+            "results cache {}: no entries for network {network}; the runtime does not seem to keep \
+             libcni's cache, so it cannot tell leaks (give --valid FILE)",
+            c.dir.display()
+        ),
+        other => other,
+    };
+    if valid.is_none() && cache.is_none() {
+        bail!(
+            "no source of valid attachments: give --valid FILE, or --results-dir (libcni's cache; {} \
+             does not exist or has no entry for network {network})",
+            super::DEFAULT_RESULTS_DIR
+        );
+    }
+    let view = ctx.read_one(network, &cfgs)?;
+    let now = now_secs();
+    let mut leaks = Vec::new();
+    for r in &view.reservations {
+        let cached = cache.as_ref().map(|c| c.knows(network, &r.owner));
+        let reason = if matches!(r.owner, Owner::Damaged { .. }) {
+            Some(Reason::Damaged)
+        } else if let Some(v) = &valid {
+            (!v.keeps(&r.owner)).then_some(Reason::NotValid)
+        } else {
+            (cached == Some(false)).then_some(Reason::NoCachedResult)
+        };
+        let Some(reason) = reason else { continue };
+        leaks.push(Leak {
+            reservation: ReservationReport::new(
+                r,
+                now,
+                cache.as_ref().and_then(|c| c.pod(&r.owner)),
+            ),
+            reason,
+            heuristic: reason == Reason::NoCachedResult,
+            cached_result: cached,
+            damage: match &r.owner {
+                Owner::Damaged { reason } => Some(reason.clone()),
+                _ => None,
+            },
+        });
+    }
+    let report = LeaksReport {
+        data_dir: view.data_dir.clone(),
+        network: network.to_string(),
+        sources: Sources {
+            valid: valid.as_ref().map(|v| ValidSource {
+                path: v.source.clone(),
+                attachments: v.count,
+            }),
+            results_cache: cache.as_ref().map(|c| CacheSource {
+                path: c.dir.clone(),
+                entries: c.entries,
+                heuristic: true,
+            }),
+            authoritative: valid.is_some(),
+        },
+        reservations: view.reservations.len(),
+        leaks,
+        path: view.path.clone(),
+    };
+    if json {
+        out::json("leaks", &report)?;
+    } else {
+        out::print(&render(ctx, &report))?;
+    }
+    Ok(if report.leaks.is_empty() { OK } else { FOUND })
+}
+
+fn render(ctx: &Ctx, r: &LeaksReport) -> String {
+    let style = ctx.style;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} {}  {}",
+        style.paint("network", BOLD),
+        r.network,
+        style.paint(&format!("({})", r.path.display()), DIM)
+    );
+    if let Some(v) = &r.sources.valid {
+        let _ = writeln!(
+            o,
+            "source: valid attachments from {} ({} listed; authoritative)",
+            v.path, v.attachments
+        );
+    }
+    if let Some(c) = &r.sources.results_cache {
+        let role = if r.sources.valid.is_some() {
+            "shown for reference"
+        } else {
+            "HEURISTIC: a missing cache entry only suggests a leak"
+        };
+        let _ = writeln!(
+            o,
+            "source: libcni result cache {} ({} entries for this network; {role})",
+            c.path.display(),
+            c.entries
+        );
+    }
+    o.push('\n');
+    if r.leaks.is_empty() {
+        let _ = writeln!(
+            o,
+            "no leaks among {} reservation{}",
+            r.reservations,
+            plural(r.reservations)
+        );
+        return o;
+    }
+    let with_pods = r.leaks.iter().any(|l| l.reservation.pod.is_some());
+    let with_cached = r.sources.results_cache.is_some() && r.sources.valid.is_some();
+    let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
+    if with_pods {
+        headers.push("POD");
+    }
+    headers.extend(["AGE>", "WHY"]);
+    if with_cached {
+        headers.push("CACHED");
+    }
+    let mut t = Table::new(&headers);
+    for l in &r.leaks {
+        let x = &l.reservation;
+        let (c, i) = ctx.owner_cells(x);
+        let why = match l.reason {
+            Reason::Damaged => colored(
+                format!("damaged file ({})", l.damage.as_deref().unwrap_or("")),
+                RED,
+            ),
+            Reason::NotValid => colored("not a valid attachment", RED),
+            Reason::NoCachedResult => colored("no cached result (heuristic)", YELLOW),
+        };
+        let mut row = vec![x.address.to_string().into(), c, i];
+        if with_pods {
+            row.push(pod_cell(x));
+        }
+        row.extend([age_cell(x), why]);
+        if with_cached {
+            row.push(match l.cached_result {
+                Some(true) => "yes".into(),
+                Some(false) => "no".into(),
+                None => "-".into(),
+            });
+        }
+        t.row(row);
+    }
+    o.push_str(&t.render(style));
+    let heur = r.leaks.iter().filter(|l| l.heuristic).count();
+    let _ = writeln!(
+        o,
+        "{} of {} reservations leaked{}",
+        r.leaks.len(),
+        r.reservations,
+        if heur > 0 {
+            format!(" ({heur} only suspected: heuristic, verify before releasing)")
+        } else {
+            String::new()
+        }
+    );
+    o
+}

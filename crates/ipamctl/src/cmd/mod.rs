@@ -1,0 +1,324 @@
+//! One module per command. Each computes a report (a `Serialize` struct of
+//! crate::report types), then prints it as JSON or renders it as text; this
+//! module holds what they share: where a network's store is, reading it,
+//! and the table cells for reservations.
+
+pub mod change;
+pub mod check;
+pub mod gc;
+pub mod leaks;
+pub mod list;
+pub mod metrics;
+pub mod release;
+pub mod show;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use clap::CommandFactory;
+
+use crate::attach::ResultsCache;
+use crate::cli::{Cli, Cmd};
+use crate::configs::{self, Configs, NetConfig};
+use crate::inspect::{self, NetworkView};
+use crate::out;
+use crate::render::{age, colored, Cell, Style, DIM};
+use crate::report::ReservationReport;
+
+pub const DEFAULT_DATA_DIR: &str = host_local::config::DEFAULT_DATA_DIR;
+pub const DEFAULT_RESULTS_DIR: &str = "/var/lib/cni/results";
+
+/// Exit codes (documented in `--help` and SCHEMA.md).
+pub const OK: u8 = 0;
+/// Findings: problems, exhaustion, leaks, not reserved, skipped removals.
+pub const FOUND: u8 = 1;
+/// Errors: usage, I/O, lock timeout, a refused change.
+pub const FAILED: u8 = 2;
+
+/// What every command needs from the global options.
+pub struct Ctx {
+    /// `--data-dir`, when given.
+    pub data_dir: Option<PathBuf>,
+    pub lock_timeout: Duration,
+    pub style: Style,
+    /// Shorten container IDs (stdout is a terminal and no --no-trunc).
+    pub trunc: bool,
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    let ctx = Ctx {
+        data_dir: cli.data_dir,
+        lock_timeout: cli.lock_timeout,
+        style: Style::detect(),
+        trunc: !cli.no_trunc && std::io::stdout().is_terminal(),
+    };
+    match cli.cmd {
+        Cmd::List { config, json } => list::run(&ctx, &config, json),
+        Cmd::Show {
+            network,
+            config,
+            results,
+            pod,
+            ip,
+            problems,
+            older_than,
+            map,
+            map_rows,
+            json,
+        } => show::run(
+            &ctx,
+            &show::Args {
+                network,
+                config,
+                results_dir: results.results_dir,
+                pod,
+                ip,
+                problems,
+                older_than,
+                map,
+                map_rows,
+                json,
+            },
+        ),
+        Cmd::Leaks {
+            network,
+            config,
+            valid,
+            results,
+            json,
+        } => leaks::run(
+            &ctx,
+            &network,
+            &config,
+            valid.valid.as_deref(),
+            results.results_dir,
+            json,
+        ),
+        Cmd::Release {
+            network,
+            config,
+            container,
+            ifname,
+            ip,
+            change,
+        } => {
+            let sel = match (container, ip) {
+                (Some(id), None) => release::Selector::Container { id, ifname },
+                (None, Some(ip)) => release::Selector::Ip(ip),
+                _ => return Err(anyhow!("give --container ID [--ifname IF] or --ip ADDR")),
+            };
+            release::run(&ctx, &network, &config, sel, &change)
+        }
+        Cmd::Gc {
+            network,
+            config,
+            valid,
+            force,
+            min_age,
+            change,
+        } => gc::run(
+            &ctx,
+            &gc::Args {
+                network,
+                config,
+                valid: valid.valid,
+                force,
+                min_age,
+            },
+            &change,
+        ),
+        Cmd::Check {
+            network,
+            config,
+            results,
+            json,
+        } => check::run(&ctx, &network, &config, results.results_dir, json),
+        Cmd::Metrics { config, output } => metrics::run(&ctx, &config, output),
+        Cmd::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ipamctl", &mut buf);
+            out::print(&String::from_utf8_lossy(&buf))?;
+            Ok(OK)
+        }
+    }
+}
+
+pub fn load_configs(path: Option<&Path>) -> Result<Configs> {
+    let Some(p) = path else {
+        return Ok(Configs::default());
+    };
+    let c = configs::load(p)?;
+    for w in &c.warnings {
+        out::warn(format_args!("warning: config {w}"));
+    }
+    Ok(c)
+}
+
+pub fn check_network_name(network: &str) -> Result<()> {
+    cni_proto::NetworkName::new(network)
+        .map(|_| ())
+        .map_err(|e| anyhow!("network {network:?}: {e}"))
+}
+
+impl Ctx {
+    /// The directory for networks without a configured dataDir.
+    pub fn base_data_dir(&self, cfgs: &Configs) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| cfgs.single_data_dir())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// Where `network`'s store is: its configuration's explicit dataDir
+    /// (the plugin's), else --data-dir, else the default; and a note when
+    /// --data-dir disagrees with the configuration.
+    pub fn data_dir_for(&self, cfg: Option<&NetConfig>) -> (PathBuf, Option<String>) {
+        match (cfg.filter(|c| c.data_dir_explicit), &self.data_dir) {
+            (Some(c), Some(given)) if &c.ipam.data_dir != given => (
+                c.ipam.data_dir.clone(),
+                Some(format!(
+                    "--data-dir {} disagrees with the dataDir {} of {}; read from the configuration's",
+                    given.display(),
+                    c.ipam.data_dir.display(),
+                    c.source.display()
+                )),
+            ),
+            (Some(c), _) => (c.ipam.data_dir.clone(), None),
+            (None, Some(given)) => (given.clone(), None),
+            (None, None) => (PathBuf::from(DEFAULT_DATA_DIR), None),
+        }
+    }
+
+    /// Reads one network (it must exist), from the right data directory.
+    pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
+        check_network_name(network)?;
+        let cfg = cfgs.get(network);
+        let (dir, note) = self.data_dir_for(cfg);
+        if let Some(n) = &note {
+            out::warn(format_args!("warning: network {network}: {n}"));
+        }
+        let mut v = inspect::read_network(&dir, network, cfg, false, self.lock_timeout)?;
+        v.notes.extend(note);
+        Ok(v)
+    }
+
+    /// Every network: the configured ones, each from its own dataDir, and
+    /// the directories of the base data directory that no configuration
+    /// names. Unreadable ones carry their error.
+    pub fn read_all(&self, cfgs: &Configs) -> Result<Vec<NetworkView>> {
+        let base = self.base_data_dir(cfgs);
+        // Without --data-dir, a missing default directory just holds no
+        // networks when configurations say where theirs are.
+        let scan = self.data_dir.is_some() || cfgs.networks.is_empty() || base.is_dir();
+        let mut found = Vec::new();
+        if scan {
+            let (names, skipped) = inspect::network_names(&base)?;
+            for s in skipped {
+                out::warn(format_args!(
+                    "warning: {}: not a valid network name; skipped",
+                    base.join(s).display()
+                ));
+            }
+            found = names;
+        }
+        let mut views = Vec::new();
+        for n in &found {
+            if cfgs.get(n).is_none() {
+                views.push(self.read_or_error(&base, n, None, None));
+            }
+        }
+        for (n, c) in &cfgs.networks {
+            let (dir, mut note) = self.data_dir_for(Some(c));
+            if note.is_none() && dir != base && found.contains(n) {
+                note = Some(format!(
+                    "{} exists, but the configuration {} names dataDir {}; read from there",
+                    base.join(n).display(),
+                    c.source.display(),
+                    dir.display()
+                ));
+            }
+            if let Some(text) = &note {
+                out::warn(format_args!("warning: network {n}: {text}"));
+            }
+            views.push(self.read_or_error(&dir, n, Some(c), note));
+        }
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(views)
+    }
+
+    fn read_or_error(
+        &self,
+        dir: &Path,
+        name: &str,
+        cfg: Option<&NetConfig>,
+        note: Option<String>,
+    ) -> NetworkView {
+        let mut v = match inspect::read_network(dir, name, cfg, cfg.is_some(), self.lock_timeout) {
+            Ok(v) => v,
+            Err(e) => NetworkView {
+                name: name.to_string(),
+                data_dir: dir.to_path_buf(),
+                path: dir.join(name),
+                exists: true,
+                reservations: Vec::new(),
+                config: cfg.cloned(),
+                sets: Vec::new(),
+                error: Some(format!("{e:#}")),
+                notes: Vec::new(),
+            },
+        };
+        v.notes.extend(note);
+        v
+    }
+
+    /// A container ID as shown in tables.
+    pub fn id_text(&self, id: &str) -> String {
+        if self.trunc && id.len() > 12 {
+            id[..12].to_string()
+        } else {
+            id.to_string()
+        }
+    }
+
+    /// CONTAINER and IFNAME cells.
+    pub fn owner_cells(&self, r: &ReservationReport) -> (Cell, Cell) {
+        match (&r.container_id, &r.ifname) {
+            (Some(id), Some(f)) => (self.id_text(id).into(), f.clone().into()),
+            (Some(id), None) => (self.id_text(id).into(), colored("(legacy)", DIM)),
+            _ => (colored("-", DIM), colored("-", DIM)),
+        }
+    }
+}
+
+/// The results cache for `network`: `--results-dir` (must exist), else the
+/// default one when it exists.
+pub fn results_cache(given: Option<&Path>, network: &str) -> Result<Option<ResultsCache>> {
+    match given {
+        Some(d) => Ok(Some(ResultsCache::load(d, network)?)),
+        None if Path::new(DEFAULT_RESULTS_DIR).is_dir() => Ok(Some(ResultsCache::load(
+            Path::new(DEFAULT_RESULTS_DIR),
+            network,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+pub fn age_cell(r: &ReservationReport) -> Cell {
+    r.age_seconds.map_or_else(|| "?".into(), |a| age(a).into())
+}
+
+pub fn pod_cell(r: &ReservationReport) -> Cell {
+    r.pod
+        .as_ref()
+        .map_or_else(|| colored("-", DIM), |p| p.to_string().into())
+}
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

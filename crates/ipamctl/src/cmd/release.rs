@@ -1,0 +1,158 @@
+//! `ipamctl release NETWORK`: the reservations of one container (by ID or
+//! a unique prefix of 8+ characters), attachment or address.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use anyhow::{anyhow, bail, Result};
+use host_local::store::Owner;
+
+use super::change::{apply, plan};
+use super::{load_configs, Ctx, FOUND};
+use crate::cli::{ChangeArgs, ConfigArg};
+use crate::inspect::{now_secs, Reservation};
+
+/// The shortest container ID prefix accepted (as podman and crictl print them).
+pub const MIN_PREFIX: usize = 8;
+
+pub enum Selector {
+    Container { id: String, ifname: Option<String> },
+    Ip(IpAddr),
+}
+
+impl Selector {
+    fn matches(&self, r: &Reservation) -> bool {
+        match self {
+            Selector::Ip(ip) => host_local::addr::canonical(*ip) == r.ip,
+            Selector::Container { id, ifname } => match (&r.owner, ifname) {
+                (Owner::Attachment { id: i, .. }, None) => i == id,
+                (Owner::Attachment { id: i, ifname: f }, Some(want)) => i == id && f == want,
+                (Owner::Legacy { id: i }, _) => i == id,
+                (Owner::Damaged { .. }, _) => false,
+            },
+        }
+    }
+}
+
+/// The full container ID `given` stands for: itself when some reservation
+/// names it, else the one ID it is a prefix of (8+ characters). None: no
+/// reservation of that container. An ambiguous prefix is an error.
+fn resolve_id(given: &str, reservations: &[Reservation]) -> Result<Option<String>> {
+    let ids: BTreeSet<&str> = reservations
+        .iter()
+        .filter_map(|r| r.owner.container_id())
+        .collect();
+    if ids.contains(given) {
+        return Ok(Some(given.to_string()));
+    }
+    let matches: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| id.starts_with(given))
+        .collect();
+    if given.len() < MIN_PREFIX {
+        if !matches.is_empty() {
+            bail!(
+                "--container {given}: no container has this ID; as a prefix it is shorter than \
+                 {MIN_PREFIX} characters (it would match {})",
+                matches.join(", ")
+            );
+        }
+        return Ok(None);
+    }
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.to_string())),
+        many => bail!(
+            "--container {given}: ambiguous prefix, matches {} containers: {}",
+            many.len(),
+            many.join(", ")
+        ),
+    }
+}
+
+pub fn run(
+    ctx: &Ctx,
+    network: &str,
+    cfg_arg: &ConfigArg,
+    sel: Selector,
+    change: &ChangeArgs,
+) -> Result<u8> {
+    super::check_network_name(network)?;
+    if let Selector::Container { id, ifname } = &sel {
+        cni_proto::ContainerId::new(id).map_err(|e| anyhow!("--container: {e}"))?;
+        if let Some(f) = ifname {
+            cni_proto::IfName::new(f).map_err(|e| anyhow!("--ifname: {e}"))?;
+        }
+    }
+    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let view = ctx.read_one(network, &cfgs)?;
+    let (sel, what) = match sel {
+        Selector::Ip(ip) => (Selector::Ip(ip), format!("{ip}")),
+        Selector::Container { id, ifname } => {
+            let what = match &ifname {
+                Some(f) => format!("container {id} interface {f}"),
+                None => format!("container {id}"),
+            };
+            match resolve_id(&id, &view.reservations)? {
+                Some(full) => (Selector::Container { id: full, ifname }, what),
+                None => (Selector::Container { id, ifname }, what),
+            }
+        }
+    };
+    let now = now_secs();
+    let planned = view
+        .reservations
+        .iter()
+        .filter(|r| sel.matches(r))
+        .map(|r| plan(r, "selected", now))
+        .collect();
+    let nothing = format!("not reserved: no reservation of {what} in network {network}");
+    apply(
+        ctx,
+        "release",
+        &view,
+        planned,
+        Vec::new(),
+        change,
+        (&nothing, FOUND),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(id: &str) -> Reservation {
+        Reservation {
+            ip: "10.0.0.2".parse().unwrap(),
+            owner: Owner::Attachment {
+                id: id.into(),
+                ifname: "eth0".into(),
+            },
+            mtime: None,
+            set_index: None,
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        let rs = [
+            res("3f2a9c41aaaa"),
+            res("3f2a9c41bbbb"),
+            res("77aa00112233"),
+        ];
+        assert_eq!(
+            resolve_id("77aa0011", &rs).unwrap().as_deref(),
+            Some("77aa00112233")
+        );
+        assert_eq!(
+            resolve_id("77aa00112233", &rs).unwrap().as_deref(),
+            Some("77aa00112233")
+        );
+        assert!(resolve_id("3f2a9c41", &rs).is_err());
+        assert!(resolve_id("77aa", &rs).is_err());
+        assert_eq!(resolve_id("deadbeef", &rs).unwrap(), None);
+    }
+}

@@ -1,0 +1,392 @@
+//! `ipamctl show NETWORK`: every reservation, its pod, age and problems;
+//! exhaustion; filters; the map.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+
+use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
+use crate::cli::ConfigArg;
+use crate::cmd::list::usage_cell;
+use crate::inspect::now_secs;
+use crate::out;
+use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED};
+use crate::report::{Count, NetworkReport, Pod, ReservationReport};
+
+pub struct Args {
+    pub network: String,
+    pub config: ConfigArg,
+    pub results_dir: Option<PathBuf>,
+    pub pod: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub problems: bool,
+    pub older_than: Option<Duration>,
+    pub map: bool,
+    pub map_rows: usize,
+    pub json: bool,
+}
+
+/// The filters applied to `reservations` (null: not used).
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub pod: Option<Pod>,
+    pub ip: Option<IpAddr>,
+    pub problems: bool,
+    pub older_than_seconds: Option<u64>,
+}
+
+impl Filter {
+    fn active(&self) -> bool {
+        self.pod.is_some()
+            || self.ip.is_some()
+            || self.problems
+            || self.older_than_seconds.is_some()
+    }
+
+    fn keeps(&self, r: &ReservationReport) -> bool {
+        self.pod.as_ref().is_none_or(|p| r.pod.as_ref() == Some(p))
+            && self.ip.is_none_or(|ip| ip == r.address)
+            && (!self.problems || !r.problems.is_empty())
+            && self
+                .older_than_seconds
+                .is_none_or(|s| r.age_seconds.is_some_and(|a| a >= s as i64))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapReport {
+    pub range_set: usize,
+    pub range: usize,
+    pub range_start: IpAddr,
+    pub range_end: IpAddr,
+    pub rows: Vec<MapRow>,
+    pub rows_not_shown: Count,
+    #[serde(skip)]
+    subnet: String,
+    #[serde(skip)]
+    gateway: IpAddr,
+    #[serde(skip)]
+    lines: render::RangeMap,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum MapRow {
+    Row {
+        start: IpAddr,
+        cells: String,
+    },
+    Gap {
+        gap: Count,
+        from: IpAddr,
+        to: IpAddr,
+        state: &'static str,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShowReport {
+    pub data_dir: PathBuf,
+    pub network: NetworkReport,
+    /// The libcni result cache pods were named from (null: none).
+    pub results_cache: Option<PathBuf>,
+    pub filter: Filter,
+    /// The reservations the filter kept, IPv4 then IPv6, in address order.
+    pub reservations: Vec<ReservationReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<Vec<MapReport>>,
+}
+
+impl ShowReport {
+    pub fn exit_code(&self) -> u8 {
+        let looked_up = self.filter.pod.is_some() || self.filter.ip.is_some();
+        if self.network.exhausted
+            || self.reservations.iter().any(|r| !r.problems.is_empty())
+            || (looked_up && self.reservations.is_empty())
+        {
+            FOUND
+        } else {
+            OK
+        }
+    }
+}
+
+fn parse_pod(s: &str) -> Result<Pod> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(Pod {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }),
+        _ => bail!("--pod {s:?}: expected NAMESPACE/NAME"),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let filter = Filter {
+        pod: a.pod.as_deref().map(parse_pod).transpose()?,
+        ip: a.ip.map(host_local::addr::canonical),
+        problems: a.problems,
+        older_than_seconds: a.older_than.map(|d| d.as_secs()),
+    };
+    let cfgs = load_configs(a.config.config.as_deref())?;
+    let cfg = cfgs.get(&a.network);
+    if let (Some(p), None) = (&a.config.config, cfg) {
+        out::warn(format_args!(
+            "warning: no host-local configuration for network {} in {}",
+            a.network,
+            p.display()
+        ));
+    }
+    if a.map && cfg.is_none() {
+        bail!(
+            "--map needs --config with the ranges of network {}",
+            a.network
+        );
+    }
+    if a.map && a.map_rows == 0 {
+        bail!("--map-rows must be at least 1");
+    }
+    let cache = results_cache(a.results_dir.as_deref(), &a.network)?;
+    if filter.pod.is_some() && cache.as_ref().is_none_or(|c| c.attachments.is_empty()) {
+        return Err(anyhow!(
+            "--pod needs libcni's result cache with entries for network {} (give --results-dir)",
+            a.network
+        ));
+    }
+    let view = ctx.read_one(&a.network, &cfgs)?;
+    let now = now_secs();
+    let all: Vec<ReservationReport> = view
+        .reservations
+        .iter()
+        .map(|r| ReservationReport::new(r, now, cache.as_ref().and_then(|c| c.pod(&r.owner))))
+        .collect();
+    let map = a.map.then(|| {
+        let marks: BTreeMap<u128, char> = view
+            .reservations
+            .iter()
+            .map(|r| {
+                let c = if r.problems.is_empty() { '#' } else { '!' };
+                (host_local::addr::to_u128(r.ip), c)
+            })
+            .collect();
+        view.sets
+            .iter()
+            .flat_map(|s| {
+                s.set
+                    .0
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, r)| (s.index, j, r))
+            })
+            .map(|(i, j, r)| map_report(i, j, r, render::map_range(r, &marks, a.map_rows)))
+            .collect()
+    });
+    let report = ShowReport {
+        data_dir: view.data_dir.clone(),
+        network: NetworkReport::new(&view, now),
+        results_cache: cache.as_ref().map(|c| c.dir.clone()),
+        reservations: all.into_iter().filter(|r| filter.keeps(r)).collect(),
+        filter,
+        map,
+    };
+    if a.json {
+        out::json("show", &report)?;
+    } else {
+        out::print(&render_text(ctx, &report))?;
+    }
+    Ok(report.exit_code())
+}
+
+fn map_report(i: usize, j: usize, r: &host_local::config::Range, m: render::RangeMap) -> MapReport {
+    MapReport {
+        range_set: i,
+        range: j,
+        range_start: r.start,
+        range_end: r.end,
+        rows: m
+            .lines
+            .iter()
+            .map(|l| match l {
+                MapLine::Row { start, cells } => MapRow::Row {
+                    start: *start,
+                    cells: cells.clone(),
+                },
+                MapLine::Gap {
+                    rows,
+                    from,
+                    to,
+                    what,
+                } => MapRow::Gap {
+                    gap: Count(*rows),
+                    from: *from,
+                    to: *to,
+                    state: what,
+                },
+            })
+            .collect(),
+        rows_not_shown: Count(m.rows_not_shown),
+        subnet: r.subnet.to_string(),
+        gateway: r.gateway,
+        lines: m,
+    }
+}
+
+fn sets_table(ctx: &Ctx, n: &NetworkReport) -> String {
+    let exhausted = n.exhausted;
+    let mut headers = vec![
+        "SET>",
+        "RANGES",
+        "GATEWAY",
+        "CAPACITY>",
+        "RESERVED>",
+        "FREE>",
+        "USAGE>",
+        "LAST RESERVED",
+    ];
+    if exhausted {
+        headers.push("NOTE");
+    }
+    let mut t = Table::new(&headers);
+    for s in &n.range_sets {
+        let gws: Vec<String> = s.ranges.iter().map(|r| r.gateway.to_string()).collect();
+        let mut row = vec![
+            s.index.to_string().into(),
+            s.text.clone().into(),
+            gws.join(",").into(),
+            s.capacity.to_string().into(),
+            s.reserved.to_string().into(),
+            s.free.to_string().into(),
+            usage_cell(s.usage, s.exhausted),
+            s.last_reserved
+                .map_or_else(|| "-".to_string(), |ip| ip.to_string())
+                .into(),
+        ];
+        if s.exhausted {
+            row.push(colored("EXHAUSTED", RED));
+        }
+        t.row(row);
+    }
+    t.render(ctx.style)
+}
+
+fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
+    let style = ctx.style;
+    let n = &r.network;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} {}  {}",
+        style.paint("network", BOLD),
+        n.name,
+        style.paint(&format!("({})", n.path.display()), DIM)
+    );
+    for note in &n.notes {
+        let _ = writeln!(o, "note    {note}");
+    }
+    match &n.config {
+        Some(c) => {
+            let _ = writeln!(o, "config  {}", c.source.display());
+            o.push_str(&sets_table(ctx, n));
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "{}",
+                style.paint(
+                    "no config: range problems (outside, excluded, gateway) and exhaustion not checked; use --config",
+                    DIM
+                )
+            );
+        }
+    }
+    for s in n.range_sets.iter().filter(|s| s.exhausted) {
+        let _ = writeln!(
+            o,
+            "{}",
+            style.paint(
+                &format!(
+                    "EXHAUSTED: range set {} ({}) has no free address; every ADD on this network fails",
+                    s.index, s.text
+                ),
+                RED
+            )
+        );
+    }
+    o.push('\n');
+    let with_pods = r.reservations.iter().any(|x| x.pod.is_some());
+    if r.reservations.is_empty() {
+        o.push_str(if r.filter.active() {
+            "no reservation matches\n"
+        } else {
+            "no reservations\n"
+        });
+    } else {
+        let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
+        if with_pods {
+            headers.push("POD");
+        }
+        headers.extend(["AGE>", "PROBLEMS"]);
+        let mut t = Table::new(&headers);
+        for x in &r.reservations {
+            let (c, i) = ctx.owner_cells(x);
+            let probs = x
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.kind.as_str(), p.detail))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut row = vec![x.address.to_string().into(), c, i];
+            if with_pods {
+                row.push(pod_cell(x));
+            }
+            row.extend([age_cell(x), colored(probs, RED)]);
+            t.row(row);
+        }
+        o.push_str(&t.render(style));
+    }
+    let problems = r
+        .reservations
+        .iter()
+        .filter(|x| !x.problems.is_empty())
+        .count();
+    if r.filter.active() {
+        let _ = writeln!(
+            o,
+            "{} of {} reservation{} shown, {} with problems",
+            r.reservations.len(),
+            n.reservations,
+            plural(n.reservations),
+            problems
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "{} reservation{}, {} with problems",
+            n.reservations,
+            plural(n.reservations),
+            problems
+        );
+    }
+    if let Some(maps) = &r.map {
+        for m in maps {
+            let _ = writeln!(
+                o,
+                "\nrange set {}, range {}: {}-{} (subnet {}, gateway {})",
+                m.range_set, m.range, m.range_start, m.range_end, m.subnet, m.gateway
+            );
+            o.push_str(&render::render_map(&m.lines, style));
+        }
+        if !maps.is_empty() {
+            let _ = writeln!(o, "{}", style.paint(render::MAP_LEGEND, DIM));
+        }
+    }
+    o
+}

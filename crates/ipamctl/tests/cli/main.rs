@@ -1,0 +1,5 @@
+//! Runs the real ipamctl binary on stores in the reference layout.
+
+mod basics;
+mod common;
+mod guards;
