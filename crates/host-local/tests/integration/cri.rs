@@ -43,7 +43,7 @@ struct Pod {
     netns: String,
 }
 
-fn sandbox_config(name: &str, ports: Vec<PortMapping>) -> PodSandboxConfig {
+fn sandbox_config(w: &CriWorld, name: &str, ports: Vec<PortMapping>) -> PodSandboxConfig {
     let uid = format!("uid-{name}-{}", std::process::id());
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
@@ -63,6 +63,9 @@ fn sandbox_config(name: &str, ports: Vec<PortMapping>) -> PodSandboxConfig {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: w.cgroup_parent.clone(),
+        }),
         ..Default::default()
     }
 }
@@ -70,7 +73,7 @@ fn sandbox_config(name: &str, ports: Vec<PortMapping>) -> PodSandboxConfig {
 /// RunPodSandbox, then PodSandboxStatus (verbose) for its IPs and netns.
 fn run_pod(w: &CriWorld, cri: &mut Cri, name: &str, ports: Vec<PortMapping>) -> Pod {
     let id = cri
-        .run_pod_sandbox(sandbox_config(name, ports))
+        .run_pod_sandbox(sandbox_config(w, name, ports))
         .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", w.log_tail()));
     let st = cri.pod_sandbox_status(&id, true).unwrap();
     let status = st.status.expect("PodSandboxStatus without status");
@@ -303,7 +306,7 @@ fn cri_e2e_two_pods_ping_and_release() {
         );
     }
     // The rules the cleanup check looks for exist while the pods run.
-    let rules = w.iptables_lines(&[b.id.clone()]);
+    let rules = w.iptables_lines(std::slice::from_ref(&b.id));
     assert!(
         rules
             .iter()
@@ -319,6 +322,9 @@ fn cri_e2e_two_pods_ping_and_release() {
     for (from, to) in [(&a, &b), (&b, &a)] {
         ping(&w, from, &to.v4);
         ping(&w, from, &to.v6);
+    }
+    if let Some(bin) = ipamctl_bin(what) {
+        check_ipamctl_names_pods(&w, &bin, &[&a, &b]);
     }
 
     stop_twice_and_remove(&mut cri, &a);
@@ -383,5 +389,171 @@ fn cri_e2e_ten_rounds_of_three_pods() {
         stop_twice_and_remove(&mut cri, &first);
         assert_released(&w, &[], &pods, &format!("round {round} after remove"));
     }
+    eprintln!("{what}: passed in {:.1?}", t0.elapsed());
+}
+
+/// Objects of an ipamctl JSON report that describe one reservation.
+fn reservation_objects(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) if m.contains_key("address") => out.push(v),
+        Value::Object(m) => m.values().for_each(|x| out.extend(reservation_objects(x))),
+        Value::Array(a) => a.iter().for_each(|x| out.extend(reservation_objects(x))),
+        _ => {}
+    }
+    out
+}
+
+/// `ipamctl show --results-dir <containerd's libcni cache>` names each
+/// reservation's pod (namespace/name from K8S_POD_* in the cached CNI_ARGS),
+/// and `ipamctl leaks` with that cache finds nothing while the pods live.
+fn check_ipamctl_names_pods(w: &CriWorld, bin: &Path, pods: &[&Pod]) {
+    let data = w.data_dir.display().to_string();
+    let results = w.results_dir.display().to_string();
+    let base = ["--data-dir", &data, "--results-dir", &results];
+    let mut args = vec!["show", &w.net];
+    args.extend_from_slice(&base);
+    let text = ipamctl(bin, &args);
+    assert_eq!(text.code, 0, "ipamctl show: {}{}", text.stdout, text.stderr);
+    for p in pods {
+        assert!(
+            text.stdout.contains(&format!("{POD_NS}/{}", p.name)),
+            "ipamctl show does not name {POD_NS}/{}:\n{}",
+            p.name,
+            text.stdout
+        );
+    }
+    args.push("--json");
+    let r = ipamctl(bin, &args);
+    assert_eq!(r.code, 0, "ipamctl show --json: {}{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).expect("ipamctl show --json");
+    let got: BTreeMap<String, (String, String, String)> = reservation_objects(&v)
+        .into_iter()
+        .map(|o| {
+            let s = |k: &str| o[k].as_str().unwrap_or_default().to_owned();
+            let pod = format!(
+                "{}/{}",
+                o["pod"]["namespace"].as_str().unwrap_or("?"),
+                o["pod"]["name"].as_str().unwrap_or("?")
+            );
+            (s("address"), (s("containerId"), s("ifname"), pod))
+        })
+        .collect();
+    let want: BTreeMap<String, (String, String, String)> = pods
+        .iter()
+        .flat_map(|p| {
+            [&p.v4, &p.v6].map(|ip| {
+                let pod = format!("{POD_NS}/{}", p.name);
+                (ip.clone(), (p.id.clone(), "eth0".to_owned(), pod))
+            })
+        })
+        .collect();
+    assert_eq!(got, want, "ipamctl show --json:\n{}", r.stdout);
+    let mut args = vec!["leaks", &w.net];
+    args.extend_from_slice(&base);
+    let r = ipamctl(bin, &args);
+    assert_eq!(
+        r.code, 0,
+        "ipamctl leaks with live pods: {}{}",
+        r.stdout, r.stderr
+    );
+}
+
+#[test]
+fn cri_e2e_ipamctl_finds_sandbox_removed_behind_containerds_back() {
+    let what = "cri e2e (leak behind containerd's back)";
+    if !cri_ready(what) {
+        return;
+    }
+    let Some(bin) = ipamctl_bin(what) else {
+        return;
+    };
+    let t0 = std::time::Instant::now();
+    let mut w = CriWorld::start(3, false);
+    let victim = run_pod(&w, &mut w.cri(), "victim", vec![]);
+    // Gone behind CRI's back: its task killed and its container deleted
+    // with ctr, then containerd crashes and restarts (no CNI DEL ever runs).
+    let sock = w.socket.display().to_string();
+    let ctr = |args: &[&str]| {
+        let mut a = vec!["-a", sock.as_str(), "-n", "k8s.io"];
+        a.extend_from_slice(args);
+        run("ctr", &a)
+    };
+    let r = ctr(&["tasks", "kill", "-s", "SIGKILL", &victim.id]);
+    assert!(r.ok, "ctr tasks kill: {}", r.stderr);
+    for _ in 0..50 {
+        let ls = ctr(&["tasks", "ls", "-q"]);
+        if !ls.stdout.contains(&victim.id) {
+            break;
+        }
+        // CRI deletes the exited task itself; if not yet, do it here.
+        let _ = ctr(&["tasks", "delete", &victim.id]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = ctr(&["containers", "delete", &victim.id]);
+    assert!(r.ok, "ctr containers delete: {}", r.stderr);
+    w.restart_containerd();
+    let mut cri = w.cri();
+    let live = run_pod(&w, &mut cri, "live", vec![]);
+    let ids: Vec<String> = cri
+        .list_pod_sandbox()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&live.id),
+        "containerd still lists the victim"
+    );
+    assert_store_is(
+        &w,
+        &[&victim, &live],
+        "before ipamctl (the victim's addresses leaked)",
+    );
+
+    // What an operator runs: the runtime's sandbox IDs (crictl pods -q --no-trunc).
+    let valid = w.tmp.join("valid.txt");
+    std::fs::write(&valid, format!("{}\n", ids.join("\n"))).unwrap();
+    let data = w.data_dir.display().to_string();
+    let valid_s = valid.display().to_string();
+    let base = ["--data-dir", data.as_str(), "--valid", valid_s.as_str()];
+    let mut args = vec!["leaks", w.net.as_str()];
+    args.extend_from_slice(&base);
+    args.extend_from_slice(&["--json", "--no-trunc"]);
+    let r = ipamctl(&bin, &args);
+    assert_eq!(
+        r.code, 1,
+        "ipamctl leaks must report the leak: {}{}",
+        r.stdout, r.stderr
+    );
+    let v: Value = serde_json::from_str(&r.stdout).expect("ipamctl leaks --json");
+    let leaked: BTreeMap<String, String> = reservation_objects(&v)
+        .into_iter()
+        .map(|o| {
+            let s = |k: &str| o[k].as_str().unwrap_or_default().to_owned();
+            (s("address"), s("containerId"))
+        })
+        .collect();
+    let want: BTreeMap<String, String> = [
+        (victim.v4.clone(), victim.id.clone()),
+        (victim.v6.clone(), victim.id.clone()),
+    ]
+    .into();
+    assert_eq!(leaked, want, "ipamctl leaks --json:\n{}", r.stdout);
+
+    // Reclaimed with gc; the live pod keeps its addresses.
+    let mut args = vec!["gc", w.net.as_str()];
+    args.extend_from_slice(&base);
+    // --min-age 0s: the leak is seconds old here (the default 5m guard
+    // protects pods started after the list was made).
+    args.extend_from_slice(&["--min-age", "0s", "--yes"]);
+    let r = ipamctl(&bin, &args);
+    assert_eq!(r.code, 0, "ipamctl gc: {}{}", r.stdout, r.stderr);
+    assert_store_is(&w, &[&live], "after ipamctl gc");
+    stop_twice_and_remove(&mut cri, &live);
+    assert_store_is(&w, &[], "after removing the live pod");
+    let ports = bridge_ports(&w.bridge);
+    assert!(ports.is_empty(), "veths left on {}: {ports:?}", w.bridge);
     eprintln!("{what}: passed in {:.1?}", t0.elapsed());
 }

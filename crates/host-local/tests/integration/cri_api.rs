@@ -74,6 +74,14 @@ pub struct PodSandboxConfig {
     pub labels: HashMap<String, String>,
     #[prost(map = "string, string", tag = "7")]
     pub annotations: HashMap<String, String>,
+    #[prost(message, optional, tag = "8")]
+    pub linux: Option<LinuxPodSandboxConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxPodSandboxConfig {
+    #[prost(string, tag = "1")]
+    pub cgroup_parent: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

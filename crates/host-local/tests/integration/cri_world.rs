@@ -73,7 +73,12 @@ pub struct CriWorld {
     /// libcni's result cache as containerd sees it at /var/lib/cni/results.
     pub results_dir: PathBuf,
     pub socket: PathBuf,
+    /// The cgroup parent of the test's pods (`/cri-e2e-<id>` in every
+    /// hierarchy), instead of containerd's shared default `/k8s.io`.
+    pub cgroup_parent: String,
     containerd: Option<Child>,
+    /// portmap's shared chains did not exist before this world.
+    hostport_chains_new: bool,
 }
 
 fn q(p: &Path) -> String {
@@ -92,6 +97,7 @@ impl CriWorld {
         let id = uniq("cri");
         let w = CriWorld {
             net: format!("cri-e2e-{id}"),
+            cgroup_parent: format!("/cri-e2e-{id}"),
             bridge: id,
             v4_prefix: format!("10.231.{octet}."),
             v6_prefix: format!("fd00:231:{octet}::"),
@@ -100,10 +106,12 @@ impl CriWorld {
             socket: tmp.join("containerd.sock"),
             tmp,
             containerd: None,
+            hostport_chains_new: !run("iptables", &["-t", "nat", "-S", "CNI-HOSTPORT-DNAT"]).ok,
         };
         std::fs::write(w.tmp.join("owner"), std::process::id().to_string()).unwrap();
         std::fs::write(w.tmp.join("bridge"), &w.bridge).unwrap();
         std::fs::write(w.tmp.join("net"), &w.net).unwrap();
+        std::fs::write(w.tmp.join("cgroup"), &w.cgroup_parent).unwrap();
         let mut w = w;
         w.write_cni(ip_masq);
         w.write_config();
@@ -324,6 +332,16 @@ impl CriWorld {
         assert!(r.ok, "ctr images import: {}{}", r.stdout, r.stderr);
     }
 
+    /// Kills containerd (SIGKILL, like a crash) and starts it again on the
+    /// same root and state, in a fresh mount namespace.
+    pub fn restart_containerd(&mut self) {
+        if let Some(mut c) = self.containerd.take() {
+            c.kill().expect("kill containerd");
+            c.wait().expect("wait containerd");
+        }
+        self.spawn_containerd();
+    }
+
     pub fn containerd_pid(&self) -> u32 {
         self.containerd.as_ref().unwrap().id()
     }
@@ -382,6 +400,70 @@ impl Drop for CriWorld {
             let _ = c.wait();
         }
         teardown_dir(&self.tmp);
+        if self.hostport_chains_new {
+            remove_idle_hostport_chains();
+        }
+    }
+}
+
+/// portmap's shared chains (CNI-HOSTPORT-*), created by the first port
+/// mapping and never removed by portmap: removed when they serve no port
+/// mapping any more (CNI-HOSTPORT-DNAT holds no jump), so the test leaves
+/// the tables as it found them.
+fn remove_idle_hostport_chains() {
+    for tool in ["iptables", "ip6tables"] {
+        let dnat = run(tool, &["-t", "nat", "-S", "CNI-HOSTPORT-DNAT"]);
+        if !dnat.ok || dnat.stdout.lines().any(|l| l.starts_with("-A ")) {
+            continue; // gone already, or in use by someone's port mapping
+        }
+        let jumps: [&[&str]; 3] = [
+            &[
+                "PREROUTING",
+                "-m",
+                "addrtype",
+                "--dst-type",
+                "LOCAL",
+                "-j",
+                "CNI-HOSTPORT-DNAT",
+            ],
+            &[
+                "OUTPUT",
+                "-m",
+                "addrtype",
+                "--dst-type",
+                "LOCAL",
+                "-j",
+                "CNI-HOSTPORT-DNAT",
+            ],
+            &[
+                "POSTROUTING",
+                "-m",
+                "comment",
+                "--comment",
+                "CNI portfwd requiring masquerade",
+                "-j",
+                "CNI-HOSTPORT-MASQ",
+            ],
+        ];
+        for j in jumps {
+            let mut a = vec!["-t", "nat", "-D"];
+            a.extend_from_slice(j);
+            let r = run(tool, &a);
+            if !r.ok {
+                eprintln!("cleanup: {tool} {}: {}", a.join(" "), r.stderr);
+            }
+        }
+        for c in [
+            "CNI-HOSTPORT-DNAT",
+            "CNI-HOSTPORT-MASQ",
+            "CNI-HOSTPORT-SETMARK",
+        ] {
+            let _ = run(tool, &["-t", "nat", "-F", c]); // missing chain: nothing to do
+            let r = run(tool, &["-t", "nat", "-X", c]);
+            if !r.ok {
+                eprintln!("cleanup: {tool} -X {c}: {}", r.stderr);
+            }
+        }
     }
 }
 
@@ -407,6 +489,9 @@ fn teardown_dir(tmp: &Path) {
     if let Ok(net) = std::fs::read_to_string(tmp.join("net")) {
         delete_iptables_rules_of(&net);
     }
+    if let Ok(cg) = std::fs::read_to_string(tmp.join("cgroup")) {
+        remove_cgroups(cg.trim_start_matches('/'));
+    }
     umount_under(tmp);
     if let Err(e) = std::fs::remove_dir_all(tmp) {
         eprintln!("cleanup: remove {}: {e}", tmp.display());
@@ -423,7 +508,10 @@ fn sweep_stale() {
         if !name.starts_with(TMP_PREFIX) {
             continue;
         }
-        let owner = std::fs::read_to_string(e.path().join("owner")).unwrap_or_default();
+        // A dir without `owner` yet may be another test's, just created.
+        let Ok(owner) = std::fs::read_to_string(e.path().join("owner")) else {
+            continue;
+        };
         let alive = owner
             .trim()
             .parse::<u32>()
@@ -431,6 +519,54 @@ fn sweep_stale() {
         if !alive {
             eprintln!("cri e2e: sweeping {} (its run was interrupted)", name);
             teardown_dir(&e.path());
+        }
+    }
+}
+
+/// rmdir `<hierarchy>/<parent>/*` and `<hierarchy>/<parent>` in every
+/// cgroup hierarchy (v1 controllers and the unified one). A cgroup whose
+/// killed processes are not reaped yet is retried for a moment.
+fn remove_cgroups(parent: &str) {
+    if parent.is_empty() {
+        return;
+    }
+    let mut dirs = Vec::new();
+    let root = Path::new("/sys/fs/cgroup");
+    for h in std::iter::once(root.to_path_buf()).chain(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    ) {
+        let p = h.join(parent);
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                }
+            }
+            dirs.push(p);
+        }
+    }
+    for d in dirs {
+        let mut last = None;
+        for _ in 0..20 {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(e) = last {
+            eprintln!("cleanup: rmdir {}: {e}", d.display());
         }
     }
 }
