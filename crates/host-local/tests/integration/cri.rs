@@ -255,14 +255,42 @@ fn assert_released(w: &CriWorld, live: &[&Pod], gone: &[&Pod], when: &str) {
 /// test run builds it); None after a loud skip when missing.
 fn ipamctl_bin(what: &str) -> Option<PathBuf> {
     let p = crate::common::our_bin().with_file_name("ipamctl");
-    if p.is_file() {
-        return Some(p);
+    let built = std::fs::metadata(&p).and_then(|m| m.modified());
+    let Ok(built) = built else {
+        skip(
+            what,
+            "target/<profile>/ipamctl not built (cargo build -p ipamctl)",
+        );
+        return None;
+    };
+    // `cargo test -p host-local` does not rebuild it: refuse a stale one.
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let newest_src = [crates.join("ipamctl/src"), crates.join("host-local/src")]
+        .iter()
+        .filter_map(|d| newest_mtime(d))
+        .max();
+    if newest_src.is_some_and(|src| src > built) {
+        skip(
+            what,
+            "target/<profile>/ipamctl is older than its sources (cargo build -p ipamctl)",
+        );
+        return None;
     }
-    skip(
-        what,
-        "target/<profile>/ipamctl not built (cargo build -p ipamctl)",
-    );
-    None
+    eprintln!("{what}: using {}", p.display());
+    Some(p)
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let t = if e.path().is_dir() {
+            newest_mtime(&e.path())
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 fn ipamctl(bin: &Path, args: &[&str]) -> Run {
