@@ -13,9 +13,10 @@
 //! and a build script that every `cargo test` would run, and compiles two
 //! large generated modules for six calls. The suite lives in the one
 //! integration binary (the project's rule: one binary running the real
-//! executables, sharing `common`/`netns_util`): tonic's dependencies are
-//! compiled once per target directory (about 4 minutes of CPU on a cold
-//! 2-core machine, none afterwards), the suite's own code is small.
+//! executables, sharing `common`/`netns_util`): tonic's dependencies (no
+//! server, no TLS) are compiled once per target directory (measured here:
+//! 80 s of CPU, 4 min wall on the shared 2-core machine; nothing afterwards),
+//! and the suite's own code adds little to each rebuild of the binary.
 //!
 //! Needs root, containerd, runc, busybox-static, the CNI plugins, iptables;
 //! otherwise a loud SKIPPED (a panic under IPAM_REQUIRE_ALL=1).
@@ -118,6 +119,10 @@ fn run_pod(w: &CriWorld, cri: &mut Cri, name: &str, ports: Vec<PortMapping>) -> 
         .and_then(|n| n["path"].as_str())
         .unwrap_or_else(|| panic!("{name}: no network namespace path in {info}"))
         .to_owned();
+    assert!(
+        w.in_containerd_ns(&netns).exists(),
+        "{name}: netns {netns} not found"
+    );
     Pod {
         name: name.into(),
         id,
