@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the integration binary (every spec version,
 # differential against the Go reference, mixed use, races, crash and fault
-# injection, hostile input, sustained load, bridge and podman end to end), the
-# operator CLI's tests, a short fuzzing pass and a benchmark smoke run.
+# injection, hostile input, sustained load, bridge, podman and containerd CRI
+# end to end), the operator CLI's tests, a short fuzzing pass and a benchmark
+# smoke run.
 #
 # As root on Debian it first installs the packages the suites need (the Go
 # reference plugin, podman, ...) and then refuses to skip any suite.

@@ -8,6 +8,7 @@ mod common;
 mod crash; // full / read-only filesystems (root, mounts)
 mod cri; // e2e: containerd 1.6 CRI plugin driven over CRI v1 (root)
 mod cri_api;
+mod cri_cleanup;
 mod cri_world;
 mod differential; // reference vs ours, step by step
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL
