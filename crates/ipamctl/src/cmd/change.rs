@@ -64,8 +64,11 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to change anything without --yes (stdin is not a terminal); use --dry-run to see what would change");
     }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+    // A prompt that cannot be shown (stderr closed) still reads the answer;
+    // without a "y" nothing changes.
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} [y/N] ").and_then(|()| err.flush());
+    drop(err);
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))

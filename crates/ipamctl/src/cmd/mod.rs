@@ -172,9 +172,13 @@ impl Ctx {
     }
 
     /// Where `network`'s store is: its configuration's explicit dataDir
-    /// (the plugin's), else --data-dir, else the default; and a note when
-    /// --data-dir disagrees with the configuration.
-    pub fn data_dir_for(&self, cfg: Option<&NetConfig>) -> (PathBuf, Option<String>) {
+    /// (the plugin's), else the base directory; and a note when --data-dir
+    /// disagrees with the configuration.
+    pub fn data_dir_for(
+        &self,
+        cfgs: &Configs,
+        cfg: Option<&NetConfig>,
+    ) -> (PathBuf, Option<String>) {
         match (cfg.filter(|c| c.data_dir_explicit), &self.data_dir) {
             (Some(c), Some(given)) if &c.ipam.data_dir != given => (
                 c.ipam.data_dir.clone(),
@@ -186,8 +190,7 @@ impl Ctx {
                 )),
             ),
             (Some(c), _) => (c.ipam.data_dir.clone(), None),
-            (None, Some(given)) => (given.clone(), None),
-            (None, None) => (PathBuf::from(DEFAULT_DATA_DIR), None),
+            (None, _) => (self.base_data_dir(cfgs), None),
         }
     }
 
@@ -195,7 +198,7 @@ impl Ctx {
     pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
         check_network_name(network)?;
         let cfg = cfgs.get(network);
-        let (dir, note) = self.data_dir_for(cfg);
+        let (dir, note) = self.data_dir_for(cfgs, cfg);
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
@@ -230,7 +233,7 @@ impl Ctx {
             }
         }
         for (n, c) in &cfgs.networks {
-            let (dir, mut note) = self.data_dir_for(Some(c));
+            let (dir, mut note) = self.data_dir_for(cfgs, Some(c));
             if note.is_none() && dir != base && found.contains(n) {
                 note = Some(format!(
                     "{} exists, but the configuration {} names dataDir {}; read from there",
