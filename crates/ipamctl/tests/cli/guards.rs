@@ -70,29 +70,51 @@ fn two_data_dirs(f: &Fixture) {
 fn each_network_is_read_from_its_own_data_dir() {
     let f = fixture();
     two_data_dirs(&f);
-    // No --data-dir: the default directory need not exist.
-    let r = run_in(f.root(), &["list", "--config", "net.d"], None);
+    // With --data-dir (the fixture's, holding net1 and other): each
+    // configured network is still read from its own dataDir, and said so.
+    let r = f.run(&["list", "--config", "net.d"]);
     assert_eq!(r.code, 1, "an exhausted network: exit 1; {}", r.stderr);
     assert_text(
         &rooted(&r.stdout, f.root()),
         "\
-data directory /var/lib/cni/networks
+data directory data
 NETWORK  RESERVED  LEGACY  DAMAGED  PROBLEMS  SET  RANGES             CAPACITY  FREE   USAGE  NOTE
-full            5       0        0         0    0  10.7.0.1-10.7.0.6         5     0  100.0%  EXHAUSTED
-half            1       0        0         0    0  10.8.0.1-10.8.0.6         5     4   20.0%
+full            5       0        0         0    0  10.7.0.1-10.7.0.6         5     0  100.0%  EXHAUSTED; dataDir <root>/dataA
+half            1       0        0         0    0  10.8.0.1-10.8.0.6         5     4   20.0%  dataDir <root>/dataB
+net1           10       1        2         2                                                  not in the configuration
+other           1       0        0         0                                                  not in the configuration
 ",
     );
+    // Without --data-dir (the default directory need not exist; where it
+    // does, other networks may show up beside ours).
+    let default_absent = !Path::new("/var/lib/cni/networks").exists();
     let r = run_in(f.root(), &["list", "--config", "net.d", "--json"], None);
+    if default_absent {
+        assert_eq!(r.code, 1, "{}", r.stderr);
+    }
     let v = parse_json(&r.stdout);
+    let net = |name: &str| -> Value {
+        v["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {v}"))
+    };
     let root = f.root().to_str().unwrap();
-    assert_eq!(v["networks"][0]["dataDir"], format!("{root}/dataA"));
-    assert_eq!(v["networks"][0]["exhausted"], true);
-    assert_eq!(v["networks"][0]["rangeSets"][0]["exhausted"], true);
-    assert_eq!(v["networks"][1]["dataDir"], format!("{root}/dataB"));
-    assert_eq!(v["networks"][1]["exhausted"], false);
+    assert_eq!(net("full")["dataDir"], format!("{root}/dataA"));
+    assert_eq!(net("full")["reservations"], 5);
+    assert_eq!(net("full")["exhausted"], true);
+    assert_eq!(net("full")["rangeSets"][0]["exhausted"], true);
+    assert_eq!(net("full")["notes"], json!([]));
+    assert_eq!(net("half")["dataDir"], format!("{root}/dataB"));
+    assert_eq!(net("half")["exhausted"], false);
     // Metrics: the full network's usage is 1, not 0.
     let r = run_in(f.root(), &["metrics", "--config", "net.d"], None);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    if default_absent {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
     for line in [
         "ipamctl_range_set_usage_ratio{network=\"full\",range_set=\"0\",ranges=\"10.7.0.1-10.7.0.6\"} 1\n",
         "ipamctl_range_set_exhausted{network=\"full\",range_set=\"0\",ranges=\"10.7.0.1-10.7.0.6\"} 1\n",
