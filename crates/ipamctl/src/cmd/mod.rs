@@ -102,6 +102,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             container,
             ifname,
             ip,
+            results,
             change,
         } => {
             let sel = match (container, ip) {
@@ -109,7 +110,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 (None, Some(ip)) => release::Selector::Ip(ip),
                 _ => return Err(anyhow!("give --container ID [--ifname IF] or --ip ADDR")),
             };
-            release::run(&ctx, &network, &config, sel, &change)
+            release::run(&ctx, &network, &config, sel, results.results_dir, &change)
         }
         Cmd::Gc {
             network,
@@ -117,6 +118,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             valid,
             force,
             min_age,
+            results,
             change,
         } => gc::run(
             &ctx,
@@ -126,6 +128,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 valid: valid.valid,
                 force,
                 min_age,
+                results_dir: results.results_dir,
             },
             &change,
         ),

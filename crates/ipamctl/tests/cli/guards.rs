@@ -634,6 +634,44 @@ ADDRESS      CONTAINER  IFNAME  POD          AGE  PROBLEMS
             .len(),
         10
     );
+    // So do the plans of gc and release.
+    std::fs::write(f.root().join("valid.txt"), "c2\nc3\nc4\nc5\nlegacy1\n").unwrap();
+    let r = f.run(&[
+        "gc",
+        "net1",
+        "--valid",
+        "valid.txt",
+        "--results-dir",
+        "results",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_text(
+        &r.stdout,
+        "\
+would remove 4 reservations of network net1 (dry run: nothing changed)
+ADDRESS      CONTAINER  IFNAME  POD          AGE  WHY
+10.1.0.2     c1         eth0    shop/web-0  3h0m  not a valid attachment
+10.1.0.5     -          -       -           3h0m  damaged file (empty)
+10.1.0.6     -          -       -           3h0m  damaged file (not UTF-8)
+2001:db8::2  c1         eth0    shop/web-0  3h0m  not a valid attachment
+",
+    );
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--ip",
+        "10.1.0.3",
+        "--results-dir",
+        "results",
+        "--dry-run",
+        "--json",
+    ]);
+    let v = parse_json(&r.stdout);
+    assert_eq!(
+        v["planned"][0]["pod"],
+        json!({"namespace": "kube-system", "name": "dns-7f"})
+    );
     // leaks names pods too.
     let r = f.run(&["leaks", "net1", "--results-dir", "results", "--json"]);
     let v = parse_json(&r.stdout);
