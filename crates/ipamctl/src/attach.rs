@@ -332,5 +332,41 @@ mod tests {
         assert!(parse_valid("c1 eth0 extra").is_err());
         assert!(parse_valid("{\"name\":\"x\"}").is_err());
         assert!(parse_valid("-bad eth0").is_err());
+        let v = parse_valid(r#"{"name":"n2","cni.dev/valid-attachments":[]}"#).unwrap();
+        assert_eq!(v.network.as_deref(), Some("n2"));
+        let v = parse_valid("0123456789ab\n").unwrap();
+        assert!(v.truncates("0123456789abcdef"));
+        assert!(!v.truncates("0123456789ab"));
+    }
+
+    #[test]
+    fn cache_pods_and_addresses() {
+        let v: Value = serde_json::json!({
+            "cniArgs": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "ns"], ["K8S_POD_NAME", "p"]],
+            "result": {"ips": [{"address": "10.0.0.2/24"}, {"address": "2001:db8:0::2/64"}]}
+        });
+        assert_eq!(
+            pod_of(&v),
+            Some(Pod {
+                namespace: "ns".into(),
+                name: "p".into()
+            })
+        );
+        assert_eq!(
+            result_ips(v.get("result")),
+            [
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "2001:db8::2".parse().unwrap()
+            ]
+        );
+        let old = serde_json::json!({"ip4": {"ip": "10.0.0.3/24"}});
+        assert_eq!(
+            result_ips(Some(&old)),
+            ["10.0.0.3".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            pod_of(&serde_json::json!({"cniArgs": [["K8S_POD_NAME", "p"]]})),
+            None
+        );
     }
 }

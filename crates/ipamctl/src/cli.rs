@@ -56,7 +56,7 @@ pub struct ConfigArg {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ResultsArg {
     /// libcni's result cache directory (files <network>-<containerID>-<ifname>; default
-    /// /var/lib/cni/results when it exists).
+    /// /var/lib/cni/results when it exists); names the pods.
     #[arg(long, value_name = "DIR")]
     pub results_dir: Option<PathBuf>,
 }
@@ -173,6 +173,8 @@ pub enum Cmd {
         #[arg(long, value_name = "ADDR", conflicts_with = "container")]
         ip: Option<IpAddr>,
         #[command(flatten)]
+        results: ResultsArg,
+        #[command(flatten)]
         change: ChangeArgs,
     },
     /// Removes every reservation whose attachment is not valid (and every damaged file).
@@ -202,6 +204,8 @@ pub enum Cmd {
         /// Never remove a reservation younger than this.
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
         min_age: Duration,
+        #[command(flatten)]
+        results: ResultsArg,
         #[command(flatten)]
         change: ChangeArgs,
     },

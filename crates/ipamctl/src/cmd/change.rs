@@ -4,14 +4,15 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use host_local::store::disk::DiskStore;
 use host_local::store::{Entry, Owner, Store};
 use serde::Serialize;
 
-use super::{age_cell, plural, Ctx, FAILED, FOUND, OK};
+use super::{age_cell, plural, pod_cell, results_cache, Ctx, FAILED, FOUND, OK};
+use crate::attach::ResultsCache;
 use crate::cli::ChangeArgs;
 use crate::inspect::{NetworkView, Reservation};
 use crate::out;
@@ -48,11 +49,33 @@ pub struct ChangeReport {
     pub kept: Vec<Skipped>,
 }
 
-pub fn plan(r: &Reservation, why: impl Into<String>, now: i64) -> Planned {
+/// A planned removal; `pods`: libcni's result cache, to name the pod.
+pub fn plan(
+    r: &Reservation,
+    why: impl Into<String>,
+    now: i64,
+    pods: Option<&ResultsCache>,
+) -> Planned {
     Planned {
-        reservation: ReservationReport::new(r, now, None),
+        reservation: ReservationReport::new(r, now, pods.and_then(|c| c.pod(&r.owner))),
         why: why.into(),
         owner: r.owner.clone(),
+    }
+}
+
+/// The result cache, to name pods in a plan: `--results-dir` (must be
+/// readable), else the default one, best effort: a plan without pod names is
+/// still right, so a default cache that cannot be read is only warned about.
+pub fn pod_names(given: Option<&Path>, network: &str) -> Result<Option<ResultsCache>> {
+    if given.is_some() {
+        return results_cache(given, network);
+    }
+    match results_cache(None, network) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            out::warn(format_args!("warning: pod names not shown: {e:#}"));
+            Ok(None)
+        }
     }
 }
 
@@ -64,8 +87,11 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to change anything without --yes (stdin is not a terminal); use --dry-run to see what would change");
     }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+    // A prompt that cannot be shown (stderr closed) still reads the answer;
+    // without a "y" nothing changes.
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} [y/N] ").and_then(|()| err.flush());
+    drop(err);
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
@@ -73,16 +99,21 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
 
 fn plan_table(ctx: &Ctx, title: &str, planned: &[Planned]) -> String {
     let mut o = format!("{title}\n");
-    let mut t = Table::new(&["ADDRESS", "CONTAINER", "IFNAME", "AGE>", "WHY"]);
+    let with_pods = planned.iter().any(|p| p.reservation.pod.is_some());
+    let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
+    if with_pods {
+        headers.push("POD");
+    }
+    headers.extend(["AGE>", "WHY"]);
+    let mut t = Table::new(&headers);
     for p in planned {
         let (c, i) = ctx.owner_cells(&p.reservation);
-        t.row(vec![
-            p.reservation.address.to_string().into(),
-            c,
-            i,
-            age_cell(&p.reservation),
-            p.why.clone().into(),
-        ]);
+        let mut row = vec![p.reservation.address.to_string().into(), c, i];
+        if with_pods {
+            row.push(pod_cell(&p.reservation));
+        }
+        row.extend([age_cell(&p.reservation), p.why.clone().into()]);
+        t.row(row);
     }
     o.push_str(&t.render(ctx.style));
     o

@@ -20,6 +20,7 @@ pub struct Args {
     pub valid: String,
     pub force: bool,
     pub min_age: Duration,
+    pub results_dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
@@ -67,6 +68,7 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
         );
     }
     let now = now_secs();
+    let pods = super::change::pod_names(a.results_dir.as_deref(), network)?;
     let min_age = a.min_age.as_secs() as i64;
     let mut planned = Vec::new();
     let mut kept = Vec::new();
@@ -87,7 +89,7 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
             Owner::Damaged { reason } => format!("damaged file ({reason})"),
             _ => "not a valid attachment".into(),
         };
-        planned.push(plan(r, why, now));
+        planned.push(plan(r, why, now, pods.as_ref()));
     }
     apply(
         ctx,

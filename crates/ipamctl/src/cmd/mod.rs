@@ -102,6 +102,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             container,
             ifname,
             ip,
+            results,
             change,
         } => {
             let sel = match (container, ip) {
@@ -109,7 +110,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 (None, Some(ip)) => release::Selector::Ip(ip),
                 _ => return Err(anyhow!("give --container ID [--ifname IF] or --ip ADDR")),
             };
-            release::run(&ctx, &network, &config, sel, &change)
+            release::run(&ctx, &network, &config, sel, results.results_dir, &change)
         }
         Cmd::Gc {
             network,
@@ -117,6 +118,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             valid,
             force,
             min_age,
+            results,
             change,
         } => gc::run(
             &ctx,
@@ -126,6 +128,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 valid: valid.valid,
                 force,
                 min_age,
+                results_dir: results.results_dir,
             },
             &change,
         ),
@@ -172,9 +175,13 @@ impl Ctx {
     }
 
     /// Where `network`'s store is: its configuration's explicit dataDir
-    /// (the plugin's), else --data-dir, else the default; and a note when
-    /// --data-dir disagrees with the configuration.
-    pub fn data_dir_for(&self, cfg: Option<&NetConfig>) -> (PathBuf, Option<String>) {
+    /// (the plugin's), else the base directory; and a note when --data-dir
+    /// disagrees with the configuration.
+    pub fn data_dir_for(
+        &self,
+        cfgs: &Configs,
+        cfg: Option<&NetConfig>,
+    ) -> (PathBuf, Option<String>) {
         match (cfg.filter(|c| c.data_dir_explicit), &self.data_dir) {
             (Some(c), Some(given)) if &c.ipam.data_dir != given => (
                 c.ipam.data_dir.clone(),
@@ -186,8 +193,7 @@ impl Ctx {
                 )),
             ),
             (Some(c), _) => (c.ipam.data_dir.clone(), None),
-            (None, Some(given)) => (given.clone(), None),
-            (None, None) => (PathBuf::from(DEFAULT_DATA_DIR), None),
+            (None, _) => (self.base_data_dir(cfgs), None),
         }
     }
 
@@ -195,7 +201,7 @@ impl Ctx {
     pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
         check_network_name(network)?;
         let cfg = cfgs.get(network);
-        let (dir, note) = self.data_dir_for(cfg);
+        let (dir, note) = self.data_dir_for(cfgs, cfg);
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
@@ -230,7 +236,7 @@ impl Ctx {
             }
         }
         for (n, c) in &cfgs.networks {
-            let (dir, mut note) = self.data_dir_for(Some(c));
+            let (dir, mut note) = self.data_dir_for(cfgs, Some(c));
             if note.is_none() && dir != base && found.contains(n) {
                 note = Some(format!(
                     "{} exists, but the configuration {} names dataDir {}; read from there",

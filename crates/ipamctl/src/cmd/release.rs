@@ -76,6 +76,7 @@ pub fn run(
     network: &str,
     cfg_arg: &ConfigArg,
     sel: Selector,
+    results_dir: Option<std::path::PathBuf>,
     change: &ChangeArgs,
 ) -> Result<u8> {
     super::check_network_name(network)?;
@@ -101,11 +102,12 @@ pub fn run(
         }
     };
     let now = now_secs();
+    let pods = super::change::pod_names(results_dir.as_deref(), network)?;
     let planned = view
         .reservations
         .iter()
         .filter(|r| sel.matches(r))
-        .map(|r| plan(r, "selected", now))
+        .map(|r| plan(r, "selected", now, pods.as_ref()))
         .collect();
     let nothing = format!("not reserved: no reservation of {what} in network {network}");
     apply(

@@ -714,12 +714,20 @@ fn help_has_examples_and_completions_work() {
         "release",
         "gc",
         "metrics",
+        "check",
         "completions",
     ] {
         let r = run_in(Path::new("."), &[cmd, "--help"], None);
         assert_eq!(r.code, 0, "{cmd}");
         assert!(r.stdout.contains("Examples:"), "{cmd} --help: {}", r.stdout);
     }
+    // Exit codes are documented in the top-level help.
+    let r = run_in(Path::new("."), &["--help"], None);
+    assert!(
+        r.stdout.contains("Exit status:") && r.stdout.contains("longer than --lock-timeout"),
+        "{}",
+        r.stdout
+    );
     for shell in ["bash", "zsh", "fish"] {
         let r = run_in(Path::new("."), &["completions", shell], None);
         assert_eq!(r.code, 0);

@@ -70,29 +70,51 @@ fn two_data_dirs(f: &Fixture) {
 fn each_network_is_read_from_its_own_data_dir() {
     let f = fixture();
     two_data_dirs(&f);
-    // No --data-dir: the default directory need not exist.
-    let r = run_in(f.root(), &["list", "--config", "net.d"], None);
+    // With --data-dir (the fixture's, holding net1 and other): each
+    // configured network is still read from its own dataDir, and said so.
+    let r = f.run(&["list", "--config", "net.d"]);
     assert_eq!(r.code, 1, "an exhausted network: exit 1; {}", r.stderr);
     assert_text(
         &rooted(&r.stdout, f.root()),
         "\
-data directory /var/lib/cni/networks
+data directory data
 NETWORK  RESERVED  LEGACY  DAMAGED  PROBLEMS  SET  RANGES             CAPACITY  FREE   USAGE  NOTE
-full            5       0        0         0    0  10.7.0.1-10.7.0.6         5     0  100.0%  EXHAUSTED
-half            1       0        0         0    0  10.8.0.1-10.8.0.6         5     4   20.0%
+full            5       0        0         0    0  10.7.0.1-10.7.0.6         5     0  100.0%  EXHAUSTED; dataDir <root>/dataA
+half            1       0        0         0    0  10.8.0.1-10.8.0.6         5     4   20.0%  dataDir <root>/dataB
+net1           10       1        2         2                                                  not in the configuration
+other           1       0        0         0                                                  not in the configuration
 ",
     );
+    // Without --data-dir (the default directory need not exist; where it
+    // does, other networks may show up beside ours).
+    let default_absent = !Path::new("/var/lib/cni/networks").exists();
     let r = run_in(f.root(), &["list", "--config", "net.d", "--json"], None);
+    if default_absent {
+        assert_eq!(r.code, 1, "{}", r.stderr);
+    }
     let v = parse_json(&r.stdout);
+    let net = |name: &str| -> Value {
+        v["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {v}"))
+    };
     let root = f.root().to_str().unwrap();
-    assert_eq!(v["networks"][0]["dataDir"], format!("{root}/dataA"));
-    assert_eq!(v["networks"][0]["exhausted"], true);
-    assert_eq!(v["networks"][0]["rangeSets"][0]["exhausted"], true);
-    assert_eq!(v["networks"][1]["dataDir"], format!("{root}/dataB"));
-    assert_eq!(v["networks"][1]["exhausted"], false);
+    assert_eq!(net("full")["dataDir"], format!("{root}/dataA"));
+    assert_eq!(net("full")["reservations"], 5);
+    assert_eq!(net("full")["exhausted"], true);
+    assert_eq!(net("full")["rangeSets"][0]["exhausted"], true);
+    assert_eq!(net("full")["notes"], json!([]));
+    assert_eq!(net("half")["dataDir"], format!("{root}/dataB"));
+    assert_eq!(net("half")["exhausted"], false);
     // Metrics: the full network's usage is 1, not 0.
     let r = run_in(f.root(), &["metrics", "--config", "net.d"], None);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    if default_absent {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
     for line in [
         "ipamctl_range_set_usage_ratio{network=\"full\",range_set=\"0\",ranges=\"10.7.0.1-10.7.0.6\"} 1\n",
         "ipamctl_range_set_exhausted{network=\"full\",range_set=\"0\",ranges=\"10.7.0.1-10.7.0.6\"} 1\n",
@@ -611,6 +633,44 @@ ADDRESS      CONTAINER  IFNAME  POD          AGE  PROBLEMS
             .unwrap()
             .len(),
         10
+    );
+    // So do the plans of gc and release.
+    std::fs::write(f.root().join("valid.txt"), "c2\nc3\nc4\nc5\nlegacy1\n").unwrap();
+    let r = f.run(&[
+        "gc",
+        "net1",
+        "--valid",
+        "valid.txt",
+        "--results-dir",
+        "results",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_text(
+        &r.stdout,
+        "\
+would remove 4 reservations of network net1 (dry run: nothing changed)
+ADDRESS      CONTAINER  IFNAME  POD          AGE  WHY
+10.1.0.2     c1         eth0    shop/web-0  3h0m  not a valid attachment
+10.1.0.5     -          -       -           3h0m  damaged file (empty)
+10.1.0.6     -          -       -           3h0m  damaged file (not UTF-8)
+2001:db8::2  c1         eth0    shop/web-0  3h0m  not a valid attachment
+",
+    );
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--ip",
+        "10.1.0.3",
+        "--results-dir",
+        "results",
+        "--dry-run",
+        "--json",
+    ]);
+    let v = parse_json(&r.stdout);
+    assert_eq!(
+        v["planned"][0]["pod"],
+        json!({"namespace": "kube-system", "name": "dns-7f"})
     );
     // leaks names pods too.
     let r = f.run(&["leaks", "net1", "--results-dir", "results", "--json"]);
