@@ -8,6 +8,7 @@ mod attach;
 mod configs;
 mod inspect;
 mod json;
+mod man;
 mod metrics;
 mod render;
 
@@ -193,6 +194,9 @@ enum Cmd {
         ipamctl completions zsh > \"${fpath[1]}/_ipamctl\""
     )]
     Completions { shell: clap_complete::Shell },
+    /// Prints the man page ipamctl(1) (roff).
+    #[command(after_help = "Example:\n  ipamctl man | man -l -")]
+    Man,
 }
 
 #[derive(Args, Debug)]
@@ -292,6 +296,7 @@ fn run(cli: Cli) -> Result<u8> {
             clap_complete::generate(shell, &mut cmd, "ipamctl", &mut std::io::stdout());
             Ok(OK)
         }
+        Cmd::Man => man::write_man(Cli::command(), &mut std::io::stdout()).map(|()| OK),
     }
 }
 
