@@ -48,13 +48,19 @@ pub fn assert_installed_package_found_first() -> PathBuf {
         .map(|d| d.join("host-local"))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("no host-local in podman's default dirs {dirs:?}"));
-    let owner = must("dpkg-query", &["-S", &first.display().to_string()]);
+    // With the diversion, the file at the original path is the diverting
+    // package's: "diversion by host-local-rs from: <path>" and a
+    // "<packages>: <path>" line naming host-local-rs.
+    let path = first.display().to_string();
+    let owner = must("dpkg-query", &["-S", &path]);
+    let diverted = format!("diversion by host-local-rs from: {path}");
+    let listed = owner.lines().any(|l| {
+        l.strip_suffix(&format!(": {path}"))
+            .is_some_and(|pkgs| pkgs.split(", ").any(|p| p == "host-local-rs"))
+    });
     assert!(
-        owner
-            .lines()
-            .any(|l| l == format!("host-local-rs: {}", first.display())),
-        "{} does not belong to the package host-local-rs: {owner}",
-        first.display()
+        listed && owner.lines().any(|l| l == diverted),
+        "{path} is not the file of the package host-local-rs: {owner}"
     );
     assert!(
         crate::common::check_is_reference(&first).is_err(),
