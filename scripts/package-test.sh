@@ -38,15 +38,19 @@ if [ "$(id -u)" != 0 ] || ! command -v dpkg >/dev/null 2>&1; then
   exit 0
 fi
 for tool in lintian cargo-deb; do
-  command -v "$tool" >/dev/null 2>&1 ||
-    fail "$tool missing (apt-get install lintian; cargo install --locked cargo-deb)"
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    [ "${IPAM_REQUIRE_ALL:-0}" = 1 ] && fail "$tool missing (IPAM_REQUIRE_ALL=1)"
+    echo "*** SKIPPED package-test: $tool missing (apt-get install lintian; cargo install --locked cargo-deb) ***" >&2
+    exit 0
+  fi
 done
 
 tmp=$(mktemp -d /tmp/pkg-test.XXXXXX)
 cleanup() {
   local rc=$?
-  # Never leave the machine with our package installed.
-  if dpkg-query -W -f='${Status}' host-local-rs 2>/dev/null | grep -q 'installed'; then
+  # Never leave the machine with our package installed (in any state).
+  # (No `| grep -q` in this script: with pipefail its early exit fails the pipe.)
+  if dpkg-query -W host-local-rs >/dev/null 2>&1; then
     echo "package-test: removing host-local-rs (cleanup)" >&2
     dpkg -P host-local-rs >&2 || rc=1
   fi
@@ -80,7 +84,7 @@ deb=${built[1]}
 dist=$(dirname "$tgz")
 name=$(basename "$tgz")
 ours_bin=$(dirname "$(scripts/build-release.sh 2>/dev/null | head -1)")/host-local
-epoch=$(git log -1 --format=%ct)
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 
 # --- 2. tarball -------------------------------------------------------------
 step "tarball $name"
@@ -142,7 +146,7 @@ expect() {
   at=$(kind_of "$R$PLUGIN")
   go=$(kind_of "$R$GO_DIVERTED")
   div=no
-  dpkg-divert --root "$R" --list | grep -qF "$DIVERSION" && div=yes
+  grep -qxF "$DIVERSION" <<<"$(dpkg-divert --root "$R" --list)" && div=yes
   [ "$at $go $div" = "$2 $3 $4" ] ||
     fail "$1: host-local=$at host-local.go=$go diverted=$div, want $2 $3 $4"
   if dpkg --root="$R" -s containernetworking-plugins >/dev/null 2>&1; then
@@ -189,10 +193,10 @@ dpkg -s containernetworking-plugins >/dev/null 2>&1 || fail "containernetworking
 [ "$(kind_of "$PLUGIN")" = go ] || fail "$PLUGIN is not the Go reference before installing"
 go_sum=$(sha256sum <"$PLUGIN")
 # Compile the test binary before the install window, to keep it short.
-cargo test -q -p host-local --test integration --no-run 2>/dev/null
+cargo test -q -p host-local --test integration --no-run
 w0=$(date +%s)
 dpkg -i "$deb"
-dpkg-divert --list | grep -qxF "$DIVERSION" || fail "dpkg-divert --list lacks: $DIVERSION"
+grep -qxF "$DIVERSION" <<<"$(dpkg-divert --list)" || fail "dpkg-divert --list lacks: $DIVERSION"
 [ "$(kind_of "$PLUGIN")" = ours ] || fail "$PLUGIN does not answer VERSION with 1.1.0"
 cmp -s "$PLUGIN" "$ours_bin" || fail "$PLUGIN is not the binary just built"
 [ "$(sha256sum <"$GO_DIVERTED")" = "$go_sum" ] || fail "$GO_DIVERTED is not the Go binary"
@@ -202,7 +206,7 @@ for f in /usr/bin/ipamctl /usr/share/man/man1/ipamctl.1.gz \
   /usr/share/doc/host-local-rs/README.md /usr/share/doc/host-local-rs/SECURITY.md; do
   [ -s "$f" ] || fail "$f missing"
 done
-zcat /usr/share/man/man1/ipamctl.1.gz | grep -q '^\.TH ipamctl 1' || fail "man page"
+grep -q '^\.TH ipamctl 1' <<<"$(zcat /usr/share/man/man1/ipamctl.1.gz)" || fail "man page"
 echo "installed: diversion listed, $PLUGIN answers 1.1.0, Go binary at $GO_DIVERTED"
 
 step "podman e2e suite with podman's default plugin directories (package installed)"
@@ -213,7 +217,7 @@ step "remove and purge"
 dpkg -r host-local-rs
 dpkg -P host-local-rs
 echo "install window: $(($(date +%s) - w0)) s"
-if dpkg-divert --list | grep -qF "by host-local-rs"; then fail "diversion left after purge"; fi
+if grep -qF "by host-local-rs" <<<"$(dpkg-divert --list)"; then fail "diversion left after purge"; fi
 [ "$(sha256sum <"$PLUGIN")" = "$go_sum" ] || fail "$PLUGIN is not the Go binary after removal"
 [ ! -e "$GO_DIVERTED" ] || fail "$GO_DIVERTED left after removal"
 v=$(dpkg --verify containernetworking-plugins 2>&1) || true
