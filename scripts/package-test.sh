@@ -7,8 +7,8 @@
 #
 # 1. Build both artefacts.
 # 2. Tarball: exact entries, owner 0, mtimes = SOURCE_DATE_EPOCH, checksum
-#    files in upstream's format verify, binaries run, a second build is
-#    byte-identical.
+#    files in upstream's format verify, binaries run; a second build of the
+#    tarball and of the .deb is byte-identical.
 # 3. lintian: no errors.
 # 4. dpkg in a scratch root (dpkg --root, scripts run with DPKG_ROOT, so
 #    nothing on this machine changes): every order of installing, upgrading,
@@ -79,11 +79,12 @@ kind_of() {
 # --- 1. build ---------------------------------------------------------------
 step "scripts/package.sh"
 mapfile -t built < <(scripts/package.sh)
-tgz=${built[0]}
-deb=${built[1]}
+tgz=${built[0]:-}
+deb=${built[1]:-}
+[ -f "$tgz" ] && [ -f "$deb" ] || fail "scripts/package.sh failed"
 dist=$(dirname "$tgz")
 name=$(basename "$tgz")
-ours_bin=$(dirname "$(scripts/build-release.sh 2>/dev/null | head -1)")/host-local
+ours_bin=$(dirname "$(scripts/build-release.sh 2>/dev/null | sed -n 1p)")/host-local
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 
 # --- 2. tarball -------------------------------------------------------------
@@ -107,9 +108,11 @@ tar -xzf "$tgz" -C "$tmp/unpacked"
 [ "$(kind_of "$tmp/unpacked/host-local")" = ours ] || fail "unpacked host-local is not ours"
 "$tmp/unpacked/ipamctl" --version >/dev/null || fail "unpacked ipamctl does not run"
 cp "$tgz" "$tmp/first.tgz"
-PACKAGE_NO_DEB=1 scripts/package.sh >/dev/null 2>&1 || fail "second build"
+cp "$deb" "$tmp/first.deb"
+scripts/package.sh >/dev/null 2>&1 || fail "second build"
 cmp "$tmp/first.tgz" "$tgz" || fail "a second build of the tarball differs"
-echo "tarball ok: entries, owners, mtimes, checksums, second build byte-identical"
+cmp "$tmp/first.deb" "$deb" || fail "a second build of the Debian package differs"
+echo "tarball ok: entries, owners, mtimes, checksums; second build of both byte-identical"
 
 # --- 3. lintian -------------------------------------------------------------
 step "lintian $(basename "$deb")"

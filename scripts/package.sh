@@ -29,6 +29,10 @@ fi
 export SOURCE_DATE_EPOCH
 
 mapfile -t bins < <(scripts/build-release.sh)
+[ -x "${bins[0]:-}" ] && [ -x "${bins[1]:-}" ] || {
+  echo "package.sh: scripts/build-release.sh failed" >&2
+  exit 1
+}
 bindir=$(dirname "${bins[0]}")
 triple=$(rustc -vV | sed -n 's/^host: //p')
 case "${triple%%-*}" in

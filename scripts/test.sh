@@ -52,7 +52,7 @@ fi
 # It measures the static release build, which scripts/package.sh reuses below.
 if [ -x /usr/lib/cni/host-local ]; then
   step "benchmark smoke run (ipam-bench --quick)"
-  ours=$(scripts/build-release.sh | head -1)
+  ours=$(scripts/build-release.sh | sed -n 1p)
   cargo run --release -q -p ipam-bench -- --quick --ours "$ours"
 else
   echo "SKIPPED benchmark smoke run: /usr/lib/cni/host-local missing" >&2
