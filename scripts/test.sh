@@ -2,8 +2,9 @@
 # The whole test suite: unit tests, the integration binary (every spec version,
 # differential against the Go reference, mixed use, races, crash and fault
 # injection, hostile input, sustained load, bridge, podman and containerd CRI
-# end to end), the operator CLI's tests, a short fuzzing pass and a benchmark
-# smoke run.
+# end to end), the operator CLI's tests, a short fuzzing pass, a benchmark
+# smoke run and, last, the release artefacts (build, lintian, install over the
+# Go package, remove).
 #
 # As root on Debian it first installs the packages the suites need (the Go
 # reference plugin, podman, ...) and then refuses to skip any suite.
@@ -49,9 +50,22 @@ else
 fi
 
 # The benchmark must keep working; its figures are for the README, not a gate.
+# It measures the static release build, which scripts/package.sh reuses below.
 if [ -x /usr/lib/cni/host-local ]; then
   step "benchmark smoke run (ipam-bench --quick)"
-  cargo run --release -q -p ipam-bench -- --quick
+  ours=$(scripts/build-release.sh | sed -n 1p)
+  cargo run --release -q -p ipam-bench -- --quick --ours "$ours"
 else
   echo "SKIPPED benchmark smoke run: /usr/lib/cni/host-local missing" >&2
 fi
+
+# The Debian package and the release tarball. Last: it installs the package on
+# this machine for about a minute, which makes /usr/lib/cni/host-local ours
+# (the suites above must compare against the Go binary), and removes it again
+# at its end, also on failure.
+if ! cargo deb --version >/dev/null 2>&1 && [ "${IPAM_REQUIRE_ALL:-0}" = 1 ]; then
+  step "cargo install cargo-deb"
+  cargo install -q --locked cargo-deb
+fi
+step "package test (scripts/package-test.sh)"
+scripts/package-test.sh

@@ -46,9 +46,10 @@ struct Args {
     /// Our plugin [default: <target dir>/release/host-local, built first with cargo].
     #[arg(long)]
     ours: Option<PathBuf>,
-    /// The reference plugin.
-    #[arg(long, default_value = "/usr/lib/cni/host-local")]
-    reference: PathBuf,
+    /// The reference plugin [default: /usr/lib/cni/host-local.go, where the package
+    /// host-local-rs diverts the Go binary, if it exists, else /usr/lib/cni/host-local].
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// Print the tables as Markdown.
     #[arg(long)]
     markdown: bool,
@@ -102,7 +103,19 @@ fn main() -> Result<()> {
         None => build_ours()?,
     };
     let root = &args.data_root;
-    let mut plugins = [new_plugin(&ours, root)?, new_plugin(&args.reference, root)?];
+    let reference = match &args.reference {
+        Some(p) => p.clone(),
+        None => default_reference(),
+    };
+    let mut plugins = [new_plugin(&ours, root)?, new_plugin(&reference, root)?];
+    // The Go reference v1.1.1 does not list 1.1.0; a default that does is ours
+    // (package host-local-rs installed), and ours against ours measures nothing.
+    ensure!(
+        args.reference.is_some() || !plugins[1].supports_status,
+        "the reference {} answers VERSION like our plugin (lists 1.1.0): is the package \
+         host-local-rs installed without its diversion? Pass --reference PATH",
+        reference.display()
+    );
     let load = read_trim("/proc/loadavg");
     let fsync_start = fsync_probe(root)?;
 
@@ -410,6 +423,17 @@ fn build_ours() -> Result<PathBuf> {
         ours.display()
     );
     Ok(ours)
+}
+
+/// The Go reference: where the package host-local-rs diverts it while installed,
+/// else where containernetworking-plugins installs it.
+fn default_reference() -> PathBuf {
+    let diverted = PathBuf::from("/usr/lib/cni/host-local.go");
+    if diverted.exists() {
+        diverted
+    } else {
+        PathBuf::from("/usr/lib/cni/host-local")
+    }
 }
 
 fn new_plugin(path: &Path, root: &Path) -> Result<Plugin> {

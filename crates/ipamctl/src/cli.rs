@@ -250,6 +250,9 @@ pub enum Cmd {
         ipamctl completions zsh > \"${fpath[1]}/_ipamctl\""
     )]
     Completions { shell: clap_complete::Shell },
+    /// Prints the man page ipamctl(1) (roff).
+    #[command(after_help = "Example:\n  ipamctl man | man -l -")]
+    Man,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@ mod cmd;
 mod configs;
 mod duration;
 mod inspect;
+mod man;
 mod out;
 mod render;
 mod report;

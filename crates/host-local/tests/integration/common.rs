@@ -13,6 +13,40 @@ pub fn our_bin() -> PathBuf {
 
 /// The Go reference plugin (Debian package containernetworking-plugins).
 pub const REF_BIN: &str = "/usr/lib/cni/host-local";
+/// Where it is while our Debian package host-local-rs is installed: the
+/// package diverts it (dpkg-divert --rename) and puts ours at REF_BIN.
+pub const REF_BIN_DIVERTED: &str = "/usr/lib/cni/host-local.go";
+
+/// The reference's path: the diverted one when it exists, else REF_BIN.
+pub fn ref_bin_path() -> PathBuf {
+    let diverted = PathBuf::from(REF_BIN_DIVERTED);
+    if diverted.exists() {
+        diverted
+    } else {
+        PathBuf::from(REF_BIN)
+    }
+}
+
+/// Err when `bin` answers VERSION like ours: ours lists spec 1.1.0, the Go
+/// reference v1.1.1 does not. Comparing ours with ours would prove nothing.
+pub fn check_is_reference(bin: &Path) -> Result<(), String> {
+    let out = run_plugin(bin, &[("CNI_COMMAND", "VERSION")], b"{}");
+    let supported = out.json()["supportedVersions"].clone();
+    let list = supported.as_array().ok_or_else(|| {
+        format!(
+            "{}: VERSION printed no supportedVersions: {out:?}",
+            bin.display()
+        )
+    })?;
+    if list.iter().any(|v| v == "1.1.0") {
+        return Err(format!(
+            "{} answers VERSION like OUR plugin ({supported}), not like the Go reference: \
+             is the host-local-rs package installed without its diversion?",
+            bin.display()
+        ));
+    }
+    Ok(())
+}
 
 /// True when CI demands that every suite runs (no skipping).
 pub fn ci_required() -> bool {
@@ -21,8 +55,11 @@ pub fn ci_required() -> bool {
 
 /// The reference binary, or None after a loud skip notice (a panic in CI).
 pub fn ref_bin_or_skip(what: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(REF_BIN);
+    let p = ref_bin_path();
     if p.exists() {
+        if let Err(e) = check_is_reference(&p) {
+            panic!("{what}: {e}");
+        }
         return Some(p);
     }
     if ci_required() {
@@ -389,5 +426,14 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+#[test]
+fn reference_lookup_refuses_a_binary_answering_like_ours() {
+    let err = check_is_reference(&our_bin()).expect_err("our plugin passed as the reference");
+    assert!(err.contains("like OUR plugin"), "{err}");
+    if let Some(refb) = ref_bin_or_skip("reference_lookup_refuses_a_binary_answering_like_ours") {
+        check_is_reference(&refb).unwrap();
     }
 }

@@ -19,6 +19,57 @@ pub const SYS_CNI_DIR: &str = "/usr/lib/cni";
 /// validate the suites themselves. Unset in CI: the suites then use our build.
 pub const PLUGIN_DIR_OVERRIDE: &str = "HOST_LOCAL_E2E_PLUGIN_DIR";
 
+/// Environment variable (`1`) making the podman suite test the installed
+/// Debian package host-local-rs: podman keeps its default plugin directories
+/// and must find the package's /usr/lib/cni/host-local there. Set by
+/// scripts/package-test.sh while the package is installed.
+pub const INSTALLED_MODE: &str = "HOST_LOCAL_E2E_INSTALLED";
+
+pub fn installed_mode() -> bool {
+    std::env::var_os(INSTALLED_MODE).is_some_and(|v| v == "1")
+}
+
+/// Podman's compiled-in cni_plugin_dirs (containers/common), in search order.
+pub const PODMAN_DEFAULT_CNI_DIRS: [&str; 5] = [
+    "/usr/local/libexec/cni",
+    "/usr/libexec/cni",
+    "/usr/local/lib/cni",
+    "/usr/lib/cni",
+    "/opt/cni/bin",
+];
+
+/// Assert that the first host-local in podman's default plugin directories
+/// is the file of the installed package host-local-rs and answers VERSION
+/// like ours (spec 1.1.0, which the Go reference lacks). Returns its path.
+pub fn assert_installed_package_found_first() -> PathBuf {
+    let dirs: Vec<PathBuf> = PODMAN_DEFAULT_CNI_DIRS.iter().map(PathBuf::from).collect();
+    let first = dirs
+        .iter()
+        .map(|d| d.join("host-local"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no host-local in podman's default dirs {dirs:?}"));
+    // With the diversion, the file at the original path is the diverting
+    // package's: "diversion by host-local-rs from: <path>" and a
+    // "<packages>: <path>" line naming host-local-rs.
+    let path = first.display().to_string();
+    let owner = must("dpkg-query", &["-S", &path]);
+    let diverted = format!("diversion by host-local-rs from: {path}");
+    let listed = owner.lines().any(|l| {
+        l.strip_suffix(&format!(": {path}"))
+            .is_some_and(|pkgs| pkgs.split(", ").any(|p| p == "host-local-rs"))
+    });
+    assert!(
+        listed && owner.lines().any(|l| l == diverted),
+        "{path} is not the file of the package host-local-rs: {owner}"
+    );
+    assert!(
+        crate::common::check_is_reference(&first).is_err(),
+        "{} answers VERSION like the Go reference",
+        first.display()
+    );
+    first
+}
+
 /// Print a loud skip notice and return false, or panic when CI demands all suites.
 pub fn skip(what: &str, reason: &str) -> bool {
     if ci_required() {
@@ -155,7 +206,7 @@ pub fn assert_ours_found_first(dirs: &[PathBuf]) -> PathBuf {
             real, ours,
             "the first host-local on the plugin path is not our build"
         );
-        let reference = std::fs::canonicalize(crate::common::REF_BIN).ok();
+        let reference = std::fs::canonicalize(crate::common::ref_bin_path()).ok();
         assert_ne!(Some(real.clone()), reference, "the reference would be used");
     }
     real

@@ -9,6 +9,10 @@
 //! prove our binary did the work. The bridge has no address on the host
 //! (isGateway false): traffic only flows between the test's containers.
 //!
+//! With HOST_LOCAL_E2E_INSTALLED=1 (scripts/package-test.sh, package
+//! host-local-rs installed) containers.conf sets no cni_plugin_dirs: podman
+//! searches its defaults and must find the package's /usr/lib/cni/host-local.
+//!
 //! Needs root, podman, runc, busybox-static, /usr/lib/cni/bridge; otherwise a
 //! loud SKIPPED (a panic under IPAM_REQUIRE_ALL=1).
 
@@ -68,17 +72,27 @@ impl Podman {
         for d in [&data_dir, &netconf_dir, &t.join("tmp"), &t.join("img/bin")] {
             std::fs::create_dir_all(d).unwrap();
         }
-        let dirs = vec![plugin_dir(), PathBuf::from(SYS_CNI_DIR)];
-        let used = assert_ours_found_first(&dirs);
-        eprintln!(
-            "podman e2e: cni_plugin_dirs {dirs:?}, host-local = {}",
-            used.display()
-        );
-        let dirs_toml = dirs
-            .iter()
-            .map(|d| format!("{:?}", d.display().to_string()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let plugin_dirs_line = if installed_mode() {
+            let used = assert_installed_package_found_first();
+            eprintln!(
+                "podman e2e: default cni_plugin_dirs, host-local = {} (package)",
+                used.display()
+            );
+            String::new()
+        } else {
+            let dirs = vec![plugin_dir(), PathBuf::from(SYS_CNI_DIR)];
+            let used = assert_ours_found_first(&dirs);
+            eprintln!(
+                "podman e2e: cni_plugin_dirs {dirs:?}, host-local = {}",
+                used.display()
+            );
+            let dirs_toml = dirs
+                .iter()
+                .map(|d| format!("{:?}", d.display().to_string()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("cni_plugin_dirs = [{dirs_toml}]\n")
+        };
         let q = |p: &Path| format!("{:?}", p.display().to_string());
         std::fs::write(
             t.join("containers.conf"),
@@ -87,7 +101,7 @@ impl Podman {
                  default_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
                  [network]\n\
                  network_backend = \"cni\"\n\
-                 cni_plugin_dirs = [{dirs_toml}]\n\
+                 {plugin_dirs_line}\
                  network_config_dir = {}\n\
                  [engine]\n\
                  runtime = \"runc\"\n\

@@ -145,6 +145,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             out::print(&String::from_utf8_lossy(&buf))?;
             Ok(OK)
         }
+        Cmd::Man => {
+            let mut buf = Vec::new();
+            crate::man::write_man(Cli::command(), &mut buf)?;
+            out::print(&String::from_utf8_lossy(&buf))?;
+            Ok(OK)
+        }
     }
 }
 
