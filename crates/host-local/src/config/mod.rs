@@ -267,8 +267,9 @@ impl IpamConfig {
         for (i, set) in rc_sets.into_iter().enumerate() {
             sources.push((format!("runtimeConfig.ipRanges[{i}]"), set));
         }
-        // As the reference, the old style counts only with a subnet ("" is none).
-        if ipam.subnet.as_deref().is_some_and(|s| !s.is_empty()) {
+        // As the reference, the old style counts only with a subnet (where "" is an error,
+        // and `null` none: the reference refuses `null` too, we read it as absent).
+        if ipam.subnet.is_some() {
             sources.push(("ipam".to_owned(), None));
         }
         let cfg_sets = ipam.ranges.take().unwrap_or_default();
@@ -461,10 +462,12 @@ mod tests {
         assert_eq!(c.ranges.len(), 1);
         assert_eq!(c.ranges[0].0[0].start.to_string(), "10.0.0.1");
         assert!(c.routes.is_empty() && c.resolv_conf.is_none());
-        // "subnet": "" beside ranges is no old-style range.
-        let c =
-            doc(r#"{"ipam": {"subnet": "", "ranges": [[{"subnet": "10.1.0.0/24"}]]}}"#).unwrap();
-        assert_eq!(c.ranges.len(), 1);
+        // "subnet": null beside ranges is no old-style range; "" is an error, as in Go.
+        let c = doc(r#"{"ipam": {"subnet": null, "ranges": [[{"subnet": "10.1.0.0/24"}]]}}"#);
+        assert_eq!(c.unwrap().ranges.len(), 1);
+        let e = doc(r#"{"ipam": {"subnet": "", "ranges": [[{"subnet": "10.1.0.0/24"}]]}}"#);
+        let e = e.unwrap_err().to_string();
+        assert!(e.starts_with("invalid CIDR address: "), "{e}");
         let e = doc(r#"{"ipam": null}"#).unwrap_err();
         assert!(
             e.to_string().starts_with("IPAM config missing 'ipam' key"),
