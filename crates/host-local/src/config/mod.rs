@@ -166,9 +166,15 @@ pub struct IpamConfig {
 /// CNI_ARGS keys host-local understands (the reference's IPAMEnvArgs).
 pub const KNOWN_ARGS: &[&str] = &["IgnoreUnknown", "IP"];
 
-/// Decodes the parts of a network configuration host-local reads, with Go's rules.
-pub fn decode_net(doc: &Doc) -> Result<raw::RawNet> {
-    gojson::decode(doc, &raw::NET, "").map_err(|e| {
+/// Decodes the parts of a network configuration host-local reads, with Go's rules. Below
+/// 1.1.0 (`old_routes`) a route's 1.1.0-only fields are ignored, as the reference ignores them.
+pub fn decode_net(doc: &Doc, old_routes: bool) -> Result<raw::RawNet> {
+    let kind = if old_routes {
+        &raw::NET_PRE_1_1
+    } else {
+        &raw::NET
+    };
+    gojson::decode(doc, kind, "").map_err(|e| {
         let value = e.path.clone();
         Error::config(
             if e.path.is_empty() {
@@ -213,7 +219,7 @@ impl IpamConfig {
         doc: &Doc,
         cni_args: &CniArgs,
     ) -> Result<IpamConfig> {
-        let net = decode_net(doc)?;
+        let net = decode_net(doc, version < SpecVersion::V1_1_0)?;
         Self::from_raw(network, version, net, cni_args)
     }
 
@@ -496,9 +502,14 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("ipam.ranges[0][1].subnet"), "{e}");
         assert!(e.to_string().starts_with("json: "), "{e}");
-        let e = doc(r#"{"ipam": {"subnet": "10.0.0.0/24", "routes": [{"dst": "0.0.0.0/0", "mtu": "1400"}]}}"#)
-            .unwrap_err();
+        let text = r#"{"ipam": {"subnet": "10.0.0.0/24", "routes": [{"dst": "0.0.0.0/0", "mtu": "1400"}]}}"#;
+        let d = Doc::parse(text.as_bytes()).unwrap();
+        let args = CniArgs::parse("").unwrap();
+        let e = IpamConfig::from_doc("n", SpecVersion::V1_1_0, &d, &args).unwrap_err();
         assert!(e.to_string().contains("ipam.routes[0].mtu"), "{e}");
+        // Below 1.1.0 the reference's routes have no mtu: the key is ignored.
+        let c = IpamConfig::from_doc("n", SpecVersion::V1_0_0, &d, &args).unwrap();
+        assert_eq!(c.routes[0].mtu, None);
     }
 
     /// The reference's messages (allocator/*.go, checked by running /usr/lib/cni/host-local
