@@ -175,16 +175,13 @@ pub fn decode_net(doc: &Doc, old_routes: bool) -> Result<raw::RawNet> {
         &raw::NET
     };
     gojson::decode(doc, kind, "").map_err(|e| {
-        let value = e.path.clone();
-        Error::config(
-            if e.path.is_empty() {
-                "(document)".to_owned()
-            } else {
-                e.path
-            },
-            "",
-            format!("json: {} ({value})", e.reason),
-        )
+        let field = if e.path.is_empty() {
+            "(document)".to_owned()
+        } else {
+            e.path
+        };
+        // Go's decoder says "json: cannot unmarshal ..."; ours keeps the prefix.
+        Error::config(field, "", format!("json: {}", e.reason))
     })
 }
 
