@@ -614,6 +614,11 @@ scenarios! {
                                     "ResolvConf": "@RESOLV@"}));
         vec![add(&c), del(&c)]
     };
+    route_1_1_0_fields_ignored_below_1_1_0 => {
+        // The reference's routes are dst and gw only: mtu (even of the wrong type) is ignored.
+        let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "routes": [{"dst": "0.0.0.0/0", "mtu": 1400, "table": "x"}]}));
+        vec![add(&c), del(&c)]
+    };
     key_case_envelope_args_runtime_config => {
         let c = json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge",
             "IPAM": {"type": "host-local", "DataDir": "@DIR@", "ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "2001:db8:1::/64"}]]},
