@@ -869,17 +869,17 @@ scenarios! {
     // ---- bad input ----
     invalid_json => vec![Step::raw("ADD", "{\"cniVersion\": \"1.0.0\", \"name\":"), Step::raw("DEL", "[]")];
     empty_stdin => vec![Step::raw("ADD", ""), Step::raw("DEL", "")];
-    missing_ipam => vec![add(&json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge"})).ours_code(7)];
-    missing_subnet => vec![add(&net("1.0.0", json!({}))).ours_code(7)];
-    bad_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/33"}))).ours_code(7),
-                       add(&net("1.0.0", json!({"ranges": [[{"subnet": "banana"}]]}))).ours_code(7)];
-    subnet_host_bits => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.1/24"}))).ours_code(7)];
+    missing_ipam => vec![add(&json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge"})).config_error()];
+    missing_subnet => vec![add(&net("1.0.0", json!({}))).config_error()];
+    bad_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/33"}))).config_error(),
+                       add(&net("1.0.0", json!({"ranges": [[{"subnet": "banana"}]]}))).config_error()];
+    subnet_host_bits => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.1/24"}))).config_error()];
     subnet_too_small => vec![
-        add(&net("1.0.0", json!({"subnet": "10.1.0.0/31"}))).ours_code(7),
-        add(&net("1.0.0", json!({"subnet": "10.1.0.0/32"}))).ours_code(7),
-        add(&net("1.0.0", json!({"subnet": "2001:db8::/128"}))).ours_code(7),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/31"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/32"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "2001:db8::/128"}))).config_error(),
     ];
-    range_start_outside_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.5"}))).ours_code(7)];
+    range_start_outside_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.5"}))).config_error()];
     missing_env_vars => {
         let c = v4("1.0.0");
         vec![add(&c).no_id(), add(&c).no_ifname(), add(&c).no_netns(), del(&c).no_id(), check(&c).no_netns()]
@@ -955,7 +955,7 @@ scenarios! {
              add(&c).expect(Expect::Outputs { theirs: ip("10.1.0.2/24"), ours: ip("10.1.0.8/24") }).files(Files::Diverged)]
     };
 
-    // ---- deliberate refusals of configs the reference accepts ----
+    // ---- deliberate differences (docs/DIFFERENCES.md D6, D13, D16) ----
     range_end_before_start_both_refuse => {
         let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.20", "rangeEnd": "10.1.0.10"}));
         vec![add(&c).config_error()]
