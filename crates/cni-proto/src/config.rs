@@ -222,6 +222,25 @@ mod tests {
     }
 
     #[test]
+    fn go_style_duplicates_and_nulls() {
+        let c = parse(
+            r#"{"name":"a","NAME":null,"cniVersion":"0.4.0","CNIVersion":"1.0.0",
+                "ipam":{"subnet":"x"},"Ipam":{"rangeStart":"y"},"dns":{"a":1},"DNS":null}"#,
+        )
+        .unwrap();
+        // A null leaves a string as it was; the last key wins.
+        assert_eq!(c.name.as_str(), "a");
+        assert_eq!(c.cni_version, SpecVersion::V1_0_0);
+        // `ipam` here is the last key's value; plugins decode `doc` to merge as Go does.
+        assert_eq!(c.ipam, Some(json!({"rangeStart": "y"})));
+        assert_eq!(c.dns, None);
+        let Doc::Object(keys) = &c.doc else {
+            panic!("{:?}", c.doc)
+        };
+        assert_eq!(keys.len(), 8);
+    }
+
+    #[test]
     fn decode_errors_are_code_6() {
         for bad in [
             "",
