@@ -181,8 +181,7 @@ impl From<ProtoError> for CniError {
             )),
             ProtoError::Convert { .. } => CniError::new(code::INCOMPATIBLE_VERSION, e.to_string()),
             ProtoError::InvalidArgs { value, reason } => {
-                CniError::new(code::INVALID_ENV, format!("CNI_ARGS: {reason}"))
-                    .with_details(format!("CNI_ARGS={value}"))
+                CniError::new(code::INVALID_ENV, reason).with_details(format!("CNI_ARGS={value}"))
             }
         }
     }
@@ -313,7 +312,7 @@ mod tests {
         });
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (4, "CNI_ARGS: ARGS: invalid pair \"garbage\"")
+            (4, "ARGS: invalid pair \"garbage\"")
         );
     }
 }

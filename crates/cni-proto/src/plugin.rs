@@ -609,7 +609,7 @@ mod tests {
                 &vars("ADD", &[("CNI_ARGS", args)]),
                 &conf("0.3.1"),
             );
-            assert_eq!(o.err(), (4, format!("CNI_ARGS: {msg}")));
+            assert_eq!(o.err(), (4, msg.to_string()));
             assert_eq!(o.json()["cniVersion"], json!("0.3.1"));
         }
         // Config errors come first, as in the reference (host-local parses CNI_ARGS later).

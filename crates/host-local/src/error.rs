@@ -60,8 +60,9 @@ pub enum Error {
         value: String,
         reason: String,
     },
-    /// CNI_ARGS carried something we cannot use.
-    #[error("invalid CNI_ARGS: {key}={value}: {reason}")]
+    /// CNI_ARGS carried something we cannot use. `reason` is the reference's complete message
+    /// (`ARGS: ...`), which names the pair.
+    #[error("{reason}")]
     Args {
         key: String,
         value: String,

@@ -249,7 +249,10 @@ impl IpamConfig {
                 let parsed = parse_addr(ip).ok_or_else(|| Error::Args {
                     key: "IP".into(),
                     value: ip.into(),
-                    reason: format!("invalid IP address {ip}"),
+                    reason: format!(
+                        "ARGS: error parsing value of pair {:?}: invalid IP address {ip}",
+                        format!("IP={ip}")
+                    ),
                 })?;
                 requested.push(parsed);
             }

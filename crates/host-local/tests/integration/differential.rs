@@ -37,8 +37,9 @@ enum Expect {
     OursRefuses { ours: u64 },
     /// Deliberate: both succeed, each printing exactly the given JSON.
     Outputs { theirs: Value, ours: Value },
-    /// A configuration error: both fail, the reference with its catch-all
-    /// code, ours with `ours`, and our message starts with the reference's.
+    /// A configuration (or CNI_ARGS) error: both fail, the reference with its
+    /// catch-all code, ours with `ours`, and our message starts with the
+    /// reference's.
     ConfigMsg { ours: u64 },
 }
 
@@ -176,7 +177,11 @@ impl Step {
     /// Deliberate code difference against the reference's catch-all 999.
     /// A config error: our code 7 and the reference's message text first.
     fn config_error(self) -> Step {
-        self.expect(Expect::ConfigMsg { ours: 7 })
+        self.ref_msg(7)
+    }
+    /// Both fail; ours with code `ours` and a message starting with the reference's.
+    fn ref_msg(self, ours: u64) -> Step {
+        self.expect(Expect::ConfigMsg { ours })
     }
     fn ours_code(self, ours: u64) -> Step {
         self.expect(Expect::Codes {
@@ -897,11 +902,11 @@ scenarios! {
     invalid_network_name => vec![add(&net_named("1.0.0", "n/x", json!({"subnet": "10.1.0.0/24"})))];
     bad_cni_args => {
         let c = v4("1.0.0");
-        vec![add(&c).args("FOObar").ours_code(4), add(&c).args("IP=notanip").ours_code(4)]
+        vec![add(&c).args("FOObar").ref_msg(4), add(&c).args("IP=notanip").ref_msg(4)]
     };
     unknown_cni_args_key => {
         let c = v4("1.0.0");
-        vec![add(&c).args("FOO=bar").ours_code(4),
+        vec![add(&c).args("FOO=bar").ref_msg(4),
              add(&c).args("FOO=bar;IgnoreUnknown=1"),
              add(&c).id("c2").args("IgnoreUnknown=true;K8S_POD_NAME=x")]
     };
@@ -925,7 +930,7 @@ scenarios! {
         let c = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "2001:0db8:0::/64", "rangeStart": "2001:db8::00a0"}]]}));
         vec![add(&c).args("IP=::ffff:10.1.0.9"), add(&c).id("c2"), del(&c)]
     };
-    cni_args_several_ips => vec![add(&dual("1.0.0")).args("IP=10.1.0.5,2001:db8:1::5").ours_code(4)];
+    cni_args_several_ips => vec![add(&dual("1.0.0")).args("IP=10.1.0.5,2001:db8:1::5").ref_msg(4)];
     resolv_conf_missing => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}))).ours_code(5)];
     store_oddities => {
         let c = v4("1.0.0");
