@@ -87,8 +87,9 @@ pub enum ProtoError {
     UnknownCommand { value: String },
     #[error("error reading from stdin: {source}")]
     Stdin { source: std::io::Error },
-    /// Invalid JSON or a JSON value of the wrong type.
-    #[error("error decoding {what}: {reason}")]
+    /// Invalid JSON or a JSON value of the wrong type. `what` is the message's start (the
+    /// reference's, e.g. "error unmarshall network config"), empty when `reason` is all of it.
+    #[error("{what}{}{reason}", if what.is_empty() { "" } else { ": " })]
     Decode { what: String, reason: String },
     #[error("{reason}: {field} {value:?}")]
     InvalidConfig {
@@ -259,12 +260,12 @@ mod tests {
         );
 
         let e = cni(ProtoError::Decode {
-            what: "network config".into(),
+            what: "error unmarshall network config".into(),
             reason: "EOF".into(),
         });
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (6, "error decoding network config: EOF")
+            (6, "error unmarshall network config: EOF")
         );
 
         let e = cni(ProtoError::InvalidConfig {

@@ -37,6 +37,9 @@ enum Expect {
     OursRefuses { ours: u64 },
     /// Deliberate: both succeed, each printing exactly the given JSON.
     Outputs { theirs: Value, ours: Value },
+    /// Same exit code and error code, and our message starts with the
+    /// reference's.
+    SameMsg,
     /// A configuration (or CNI_ARGS) error: both fail, the reference with its
     /// catch-all code, ours with `ours`, and our message starts with the
     /// reference's.
@@ -329,6 +332,22 @@ fn compare_outputs(ctx: &str, expect: &Expect, r: &Output, o: &Output) {
                 error_code(ctx, "ours", o, true),
                 *ours,
                 "{ctx}: our code{}",
+                show()
+            );
+        }
+        Expect::SameMsg => {
+            assert_ne!(r.code, 0, "{ctx}: reference should fail{}", show());
+            assert_eq!(r.code, o.code, "{ctx}: exit codes differ{}", show());
+            assert_eq!(
+                error_code(ctx, "reference", r, false),
+                error_code(ctx, "ours", o, true),
+                "{ctx}: error codes differ{}",
+                show()
+            );
+            let msg = |out: &Output| out.json()["msg"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                msg(o).starts_with(&msg(r)),
+                "{ctx}: our message does not start with the reference's{}",
                 show()
             );
         }
@@ -650,6 +669,15 @@ scenarios! {
         add(&net("1.0.0", json!({"subnet": 5}))).ours_code(7),
         add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "dataDir": 5}))).ours_code(7),
         add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": 7}))).ours_code(7),
+    ];
+    envelope_messages => vec![
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0","name":5}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":1,"name":"net1"}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0"}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0","name":"a b"}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":"9.9.9","name":"net1"}"#).expect(Expect::SameMsg),
+        // `type` is never decoded by the reference: any value is served.
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0","name":"net1","type":[],"ipam":{"subnet":"10.1.0.0/24","dataDir":"@DIR@"}}"#),
     ];
     config_error_messages => vec![
         add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.1.3.4"}))).config_error(),
