@@ -959,7 +959,8 @@ scenarios! {
         vec![add(&c).args("IP=::ffff:10.1.0.9"), add(&c).id("c2"), del(&c)]
     };
     cni_args_several_ips => vec![add(&dual("1.0.0")).args("IP=10.1.0.5,2001:db8:1::5").ref_msg(4)];
-    resolv_conf_missing => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}))).ours_code(5)];
+    resolv_conf_missing => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}))).ref_msg(5),
+                              add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/"}))).ref_msg(5)];
     store_oddities => {
         let c = v4("1.0.0");
         vec![Step::seed("net1/10.1.0.2", ""), Step::seed("net1/foo", "hi"), Step::seed("net1/10.1.0.3.tmp", "c9"),
