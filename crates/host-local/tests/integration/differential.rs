@@ -998,6 +998,26 @@ scenarios! {
         let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "dataDir": "relative-data"}));
         vec![add(&c).expect(Expect::OursRefuses { ours: 7 }).files(Files::Diverged)]
     };
+    // D23: configs the reference refuses (ours serves) or turns into a broken result (ours refuses).
+    decoding_leftovers => {
+        let ok = |a: &str, g: &str| json!({"cniVersion": "1.0.0", "ips": [{"address": a, "gateway": g}], "dns": {}});
+        vec![
+            add(&net("1.0.0", json!({"subnet": "::ffff:10.1.0.0/120"})))
+                .expect(Expect::RefRefuses { theirs: 999, ours: ok("10.1.0.2/24", "10.1.0.1") }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net2", json!({"subnet": "0.0.0.0/0"}))).id("c2")
+                .expect(Expect::RefRefuses { theirs: 999, ours: ok("0.0.0.2/0", "0.0.0.1") }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net3", json!({"subnet": null, "type": 5, "ranges": [[{"subnet": "10.2.0.0/24"}]]}))).id("c3")
+                .with(|a| {
+                    if let Action::Run { stdin, .. } = a {
+                        *stdin = stdin.replace("\"type\":\"host-local\"", "\"type\":5");
+                    }
+                }).expect(Expect::RefRefuses { theirs: 999, ours: ok("10.2.0.2/24", "10.2.0.1") }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net4", json!({"subnet": "10.3.0.0/24", "routes": [{"gw": "10.3.0.1"}]}))).id("c4")
+                .expect(Expect::OursRefuses { ours: 7 }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net5", json!({"subnet": "10.4.0.0/24", "routes": [null]}))).id("c5")
+                .expect(Expect::OursRefuses { ours: 7 }).files(Files::Diverged),
+        ]
+    };
     exclude_extension => {
         let c = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24", "exclude": ["10.1.0.2", "10.1.0.4/31"]}]]}));
         vec![add(&c).expect(Expect::Outputs {
