@@ -305,6 +305,27 @@ mod tests {
     }
 
     #[test]
+    fn valid_attachments_decode_with_go_rules() {
+        let doc = Doc::parse(
+            br#"{"CNI.DEV/VALID-ATTACHMENTS": [{"ContainerId": "c1", "IFNAME": "eth0"}],
+                 "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth1", "x": 1}]}"#,
+        )
+        .unwrap();
+        // The last key naming the field wins.
+        let v = valid_attachments(&doc).unwrap().unwrap();
+        assert_eq!(
+            (v.len(), v[0].container_id.as_str(), v[0].ifname.as_str()),
+            (1, "c2", "eth1")
+        );
+        let doc = Doc::parse(br#"{"Cni.Dev/Valid-Attachments": [{"ContainerId": "c1"}]}"#).unwrap();
+        let e = valid_attachments(&doc).unwrap_err().to_string();
+        assert!(e.contains("cni.dev/valid-attachments[0].ifname"), "{e}");
+        assert!(valid_attachments(&Doc::parse(b"{}").unwrap())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
     fn add_is_durable_before_it_reports() {
         let (code, json, store) = add(false);
         assert_eq!(code, 0, "{json}");
