@@ -87,8 +87,9 @@ pub enum ProtoError {
     UnknownCommand { value: String },
     #[error("error reading from stdin: {source}")]
     Stdin { source: std::io::Error },
-    /// Invalid JSON or a JSON value of the wrong type.
-    #[error("error decoding {what}: {reason}")]
+    /// Invalid JSON or a JSON value of the wrong type. `what` is the message's start (the
+    /// reference's, e.g. "error unmarshall network config"), empty when `reason` is all of it.
+    #[error("{what}{}{reason}", if what.is_empty() { "" } else { ": " })]
     Decode { what: String, reason: String },
     #[error("{reason}: {field} {value:?}")]
     InvalidConfig {
@@ -181,8 +182,7 @@ impl From<ProtoError> for CniError {
             )),
             ProtoError::Convert { .. } => CniError::new(code::INCOMPATIBLE_VERSION, e.to_string()),
             ProtoError::InvalidArgs { value, reason } => {
-                CniError::new(code::INVALID_ENV, format!("CNI_ARGS: {reason}"))
-                    .with_details(format!("CNI_ARGS={value}"))
+                CniError::new(code::INVALID_ENV, reason).with_details(format!("CNI_ARGS={value}"))
             }
         }
     }
@@ -260,12 +260,12 @@ mod tests {
         );
 
         let e = cni(ProtoError::Decode {
-            what: "network config".into(),
+            what: "error unmarshall network config".into(),
             reason: "EOF".into(),
         });
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (6, "error decoding network config: EOF")
+            (6, "error unmarshall network config: EOF")
         );
 
         let e = cni(ProtoError::InvalidConfig {
@@ -313,7 +313,7 @@ mod tests {
         });
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (4, "CNI_ARGS: ARGS: invalid pair \"garbage\"")
+            (4, "ARGS: invalid pair \"garbage\"")
         );
     }
 }

@@ -3,11 +3,12 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::{self, NetConf};
 use crate::env::{self, Command, Env};
 use crate::error::{min_version_for, CniError, ProtoError};
+use crate::gojson::Doc;
 use crate::json::{to_go_compact, to_go_pretty};
 use crate::result::CniResult;
 use crate::version::{self, SpecVersion};
@@ -28,6 +29,11 @@ pub trait Plugin {
     fn check(&mut self, req: &Request) -> Result<(), CniError>;
     fn gc(&mut self, req: &Request) -> Result<(), CniError>;
     fn status(&mut self, req: &Request) -> Result<(), CniError>;
+    /// Notes for the operator about the last command (a configuration served as the reference
+    /// serves it although it looks wrong), printed on stderr by [`run`], one line each.
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What the process should exit with.
@@ -81,7 +87,12 @@ pub fn run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Outcome {
-    match dispatch(plugin, lookup, stdin, stdout, stderr) {
+    let outcome = dispatch(plugin, lookup, stdin, stdout, stderr);
+    for note in plugin.take_notes() {
+        // stderr is informational only: a failed write must not change the outcome.
+        let _ = writeln!(stderr, "{note}");
+    }
+    match outcome {
         Ok(()) => Outcome { exit_code: 0 },
         Err(f) => {
             let version = f
@@ -109,27 +120,14 @@ fn versions_line(plugin: &dyn Plugin) -> String {
 pub const MAX_STDIN: u64 = 1 << 20;
 
 fn read_all(stdin: &mut dyn Read) -> Result<Vec<u8>, ProtoError> {
-    let mut buf = Vec::new();
-    stdin
-        .take(MAX_STDIN + 1)
-        .read_to_end(&mut buf)
-        .map_err(|source| ProtoError::Stdin { source })?;
-    if buf.len() as u64 > MAX_STDIN {
-        return Err(ProtoError::Stdin {
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("network configuration larger than {MAX_STDIN} bytes"),
-            ),
-        });
-    }
-    Ok(buf)
+    crate::read_bounded(stdin, MAX_STDIN, "network configuration")
+        .map_err(|source| ProtoError::Stdin { source })
 }
 
 /// The version for the error object: the config's cniVersion when it is a known version
 /// (absent means 0.1.0), else none (the newest is used).
-fn error_version(raw: &Value) -> Option<String> {
-    let v = config::raw_version(raw).ok()?;
-    let v = if v.is_empty() { "0.1.0".to_owned() } else { v };
+fn error_version(doc: &Doc) -> Option<String> {
+    let v = config::version_text(doc).ok()?;
     SpecVersion::parse(&v).map(|_| v)
 }
 
@@ -158,8 +156,8 @@ fn dispatch(
     if command == Command::Version {
         let requested = read_all(stdin)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|v| config::raw_version(&v).ok())
+            .and_then(|b| Doc::parse(&b).ok())
+            .and_then(|v| config::declared_version(&v).ok().flatten())
             .and_then(|s| SpecVersion::parse(&s))
             .unwrap_or(SpecVersion::LATEST);
         let supported: Vec<&str> = plugin
@@ -178,9 +176,7 @@ fn dispatch(
     let bytes = read_all(stdin)?;
     let (raw, name) = config::decode_envelope(&bytes).map_err(|e| Failure {
         error: e.into(),
-        version: serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| error_version(&v)),
+        version: Doc::parse(&bytes).ok().and_then(|v| error_version(&v)),
     })?;
     let err_version = error_version(&raw);
     let fail = |e: ProtoError| Failure {
@@ -228,12 +224,12 @@ fn write_out(stdout: &mut dyn Write, bytes: &[u8], version: Option<String>) -> R
 /// The config's version, checked against the command's minimum and the plugin's list.
 fn check_version(
     command: Command,
-    raw: &Value,
+    raw: &Doc,
     supported: &[SpecVersion],
 ) -> Result<SpecVersion, ProtoError> {
-    let text = config::raw_version(raw)?;
+    let text = config::version_text(raw)?;
     let min = min_version_for(command);
-    match SpecVersion::parse(if text.is_empty() { "0.1.0" } else { &text }) {
+    match SpecVersion::parse(&text) {
         Some(v) if v < min => {
             return Err(ProtoError::CommandNotSupportedByVersion {
                 command,
@@ -246,7 +242,7 @@ fn check_version(
             // (verified: `failed to convert major version part "garbage" ...`).
             if let Err(reason) = version::go_parse(&text) {
                 return Err(ProtoError::Decode {
-                    what: "network config version".to_owned(),
+                    what: String::new(),
                     reason,
                 });
             }
@@ -260,7 +256,7 @@ fn check_version(
 mod tests {
     use super::*;
     use crate::result::{Dns, IpConfig, Route};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::collections::HashMap;
 
     #[derive(Default)]
@@ -269,6 +265,7 @@ mod tests {
         calls: Vec<(Command, String, Option<String>)>,
         result: Option<CniResult>,
         fail: Option<CniError>,
+        notes: Vec<String>,
     }
 
     impl Fake {
@@ -314,6 +311,21 @@ mod tests {
         }
         fn status(&mut self, req: &Request) -> Result<(), CniError> {
             self.record(Command::Status, req)
+        }
+        fn take_notes(&mut self) -> Vec<String> {
+            std::mem::take(&mut self.notes)
+        }
+    }
+
+    #[test]
+    fn notes_go_to_stderr_after_success_and_failure() {
+        for fail in [None, Some(CniError::new(7, "bad"))] {
+            let mut p = Fake::new();
+            p.notes = vec!["note one".into(), "note two".into()];
+            p.fail = fail.clone();
+            let o = call(&mut p, &ADD, &conf("1.0.0"));
+            assert_eq!(o.code, i32::from(fail.is_some()));
+            assert_eq!(o.stderr, "note one\nnote two\n");
         }
     }
 
@@ -495,10 +507,10 @@ mod tests {
     fn config_errors_in_reference_order() {
         let add = vars("ADD", &[]);
         for (stdin, code, msg_start) in [
-            ("", 6, "error decoding network config"),
-            ("{", 6, "error decoding network config"),
-            ("[]", 6, "error decoding network config"),
-            (r#"{"name":5}"#, 6, "error decoding network config"),
+            ("", 6, "error unmarshall network config"),
+            ("{", 6, "error unmarshall network config"),
+            ("[]", 6, "error unmarshall network config"),
+            (r#"{"name":5}"#, 6, "error unmarshall network config"),
             (r#"{"cniVersion":"1.0.0"}"#, 7, "missing network name"),
             (
                 r#"{"cniVersion":"1.0.0","name":"a/b"}"#,
@@ -518,7 +530,13 @@ mod tests {
             (
                 r#"{"cniVersion":1,"name":"n"}"#,
                 6,
-                "error decoding network config",
+                // The reference's text, verbatim.
+                "decoding version from network config: json: cannot unmarshal number into Go struct field .cniVersion of type string",
+            ),
+            (
+                r#"{"name":5}"#,
+                6,
+                "error unmarshall network config: json: cannot unmarshal number into Go struct field .name of type string",
             ),
         ] {
             let o = call(&mut Fake::new(), &add, stdin);
@@ -623,7 +641,7 @@ mod tests {
                 &vars("ADD", &[("CNI_ARGS", args)]),
                 &conf("0.3.1"),
             );
-            assert_eq!(o.err(), (4, format!("CNI_ARGS: {msg}")));
+            assert_eq!(o.err(), (4, msg.to_string()));
             assert_eq!(o.json()["cniVersion"], json!("0.3.1"));
         }
         // Config errors come first, as in the reference (host-local parses CNI_ARGS later).

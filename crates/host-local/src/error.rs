@@ -58,22 +58,27 @@ impl StoreError {
 /// Every failure of host-local.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A configuration field is missing, of the wrong type or invalid.
-    #[error("invalid ipam configuration: {field}: {reason} (value: {value})")]
+    /// A configuration field is missing, of the wrong type or invalid. `reason` starts with
+    /// the reference's message where it has one; the field path and value follow.
+    #[error("{reason} ({field}{})", if value.is_empty() { String::new() } else { format!(": {value}") })]
     Config {
         field: String,
         value: String,
         reason: String,
     },
-    /// CNI_ARGS carried something we cannot use.
-    #[error("invalid CNI_ARGS: {key}={value}: {reason}")]
+    /// CNI_ARGS carried something we cannot use. `reason` is the reference's complete message
+    /// (`ARGS: ...`), which names the pair.
+    #[error("{reason}")]
     Args {
         key: String,
         value: String,
         reason: String,
     },
-    #[error("resolvConf {path}: {source}")]
+    /// The reference's wording (Go's `*PathError`: "open /x: no such file or directory"), then
+    /// the field.
+    #[error("{op} {}: {} (ipam.resolvConf)", path.display(), go_io_text(source))]
     ResolvConf {
+        op: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -119,6 +124,21 @@ pub enum Error {
     Gc { count: usize, list: String },
     #[error("cannot serve ADD: {reason}")]
     NotAvailable { reason: String },
+}
+
+/// An I/O error as Go prints an errno ("no such file or directory"): Rust's text without the
+/// " (os error N)" suffix, first letter in lower case.
+pub fn go_io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &text[..i],
+        _ => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 impl Error {

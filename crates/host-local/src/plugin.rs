@@ -2,8 +2,8 @@
 //! command; they load the configuration, open the store and run the
 //! allocator.
 
+use cni_proto::gojson::Doc;
 use cni_proto::{CniError, CniResult, Plugin, Request, SpecVersion};
-use serde_json::Value;
 
 use crate::alloc::{self, ValidAttachment};
 use crate::config::IpamConfig;
@@ -17,6 +17,8 @@ pub type StoreOpener = Box<dyn FnMut(&IpamConfig) -> Box<dyn Store>>;
 /// The plugin, with the store it runs on passed in.
 pub struct HostLocal {
     open_store: StoreOpener,
+    /// Notes about the last configuration loaded, for stderr.
+    notes: Vec<String>,
 }
 
 impl Default for HostLocal {
@@ -32,19 +34,17 @@ pub const SUPPORTED: &[SpecVersion] = &SpecVersion::ALL;
 
 impl HostLocal {
     pub fn new(open_store: StoreOpener) -> Self {
-        HostLocal { open_store }
+        HostLocal {
+            open_store,
+            notes: Vec::new(),
+        }
     }
 
-    fn config(req: &Request) -> Result<IpamConfig, Error> {
+    fn config(&mut self, req: &Request) -> Result<IpamConfig, Error> {
         let c = req.config;
-        IpamConfig::load(
-            c.name.as_str(),
-            c.cni_version,
-            c.ipam.as_ref(),
-            c.args.as_ref(),
-            c.runtime_config.as_ref(),
-            &req.env.args,
-        )
+        let cfg = IpamConfig::from_doc(c.name.as_str(), c.cni_version, &c.doc, &req.env.args)?;
+        self.notes = cfg.notes();
+        Ok(cfg)
     }
 
     fn attachment(req: &Request) -> (String, String) {
@@ -71,7 +71,7 @@ impl HostLocal {
     }
 
     fn do_add(&mut self, req: &Request) -> Result<CniResult, Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let dns = match &cfg.resolv_conf {
             Some(p) => crate::resolv::load(p)?,
             None => Default::default(),
@@ -104,7 +104,7 @@ impl HostLocal {
     }
 
     fn do_del(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let (id, ifname) = Self::attachment(req);
         let mut store = (self.open_store)(&cfg);
         let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
@@ -112,7 +112,7 @@ impl HostLocal {
     }
 
     fn do_check(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let prev = match req.config.prev_result.as_ref().filter(|v| !v.is_null()) {
             Some(v) => Some(
                 CniResult::from_wire(v, cfg.version)
@@ -127,8 +127,8 @@ impl HostLocal {
     }
 
     fn do_gc(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
-        let Some(valid) = valid_attachments(&req.config.raw)? else {
+        let cfg = self.config(req)?;
+        let Some(valid) = valid_attachments(&req.config.doc)? else {
             return Ok(());
         };
         let mut store = (self.open_store)(&cfg);
@@ -145,7 +145,7 @@ impl HostLocal {
     }
 
     fn do_status(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let mut store = (self.open_store)(&cfg);
         let mut s = store.session().map_err(|e| Error::NotAvailable {
             reason: format!("store of network {} unusable: {e}", cfg.network),
@@ -159,45 +159,29 @@ impl HostLocal {
     }
 }
 
-/// `cni.dev/valid-attachments` (or libcni's `cni.dev/attachments`): None when
-/// neither key is present.
-pub fn valid_attachments(raw: &Value) -> Result<Option<Vec<ValidAttachment>>, Error> {
-    let (key, v) = match (
-        raw.get("cni.dev/valid-attachments"),
-        raw.get("cni.dev/attachments"),
-    ) {
-        (Some(v), _) if !v.is_null() => ("cni.dev/valid-attachments", v),
-        (_, Some(v)) if !v.is_null() => ("cni.dev/attachments", v),
-        _ => return Ok(None),
+/// `cni.dev/valid-attachments` (or libcni's `cni.dev/attachments`), decoded with Go's rules:
+/// None when neither key is present.
+pub fn valid_attachments(doc: &Doc) -> Result<Option<Vec<ValidAttachment>>, Error> {
+    // Only 1.1.0 configs carry a GC list; routes do not matter here.
+    let net = crate::config::decode_net(doc, false)?;
+    let (key, list) = match (net.valid_attachments, net.attachments) {
+        (Some(l), _) => ("cni.dev/valid-attachments", l),
+        (None, Some(l)) => ("cni.dev/attachments", l),
+        (None, None) => return Ok(None),
     };
-    let list = v.as_array().ok_or_else(|| {
-        Error::config(
-            key,
-            v.to_string(),
-            "expected a list of {containerID, ifname}",
-        )
-    })?;
-    let mut out = Vec::with_capacity(list.len());
-    for (i, item) in list.iter().enumerate() {
-        let field = format!("{key}[{i}]");
-        let get = |k: &str| -> Result<String, Error> {
-            item.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    Error::config(
-                        format!("{field}.{k}"),
-                        item.to_string(),
-                        "missing or not a string",
-                    )
-                })
-        };
-        out.push(ValidAttachment {
-            container_id: get("containerID")?,
-            ifname: get("ifname")?,
-        });
-    }
-    Ok(Some(out))
+    list.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let get = |k: &str, v: Option<String>| {
+                v.ok_or_else(|| Error::config(format!("{key}[{i}].{k}"), "", "missing"))
+            };
+            Ok(ValidAttachment {
+                container_id: get("containerID", a.container_id)?,
+                ifname: get("ifname", a.ifname)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()
+        .map(Some)
 }
 
 impl Plugin for HostLocal {
@@ -230,6 +214,10 @@ impl Plugin for HostLocal {
 
     fn status(&mut self, req: &Request) -> Result<(), CniError> {
         self.do_status(req).map_err(CniError::from)
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 }
 
@@ -325,6 +313,27 @@ mod tests {
         drop(plugin);
         let store = Rc::try_unwrap(inner).ok().unwrap().into_inner();
         (o.exit_code, json, store)
+    }
+
+    #[test]
+    fn valid_attachments_decode_with_go_rules() {
+        let doc = Doc::parse(
+            br#"{"CNI.DEV/VALID-ATTACHMENTS": [{"ContainerId": "c1", "IFNAME": "eth0"}],
+                 "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth1", "x": 1}]}"#,
+        )
+        .unwrap();
+        // The last key naming the field wins.
+        let v = valid_attachments(&doc).unwrap().unwrap();
+        assert_eq!(
+            (v.len(), v[0].container_id.as_str(), v[0].ifname.as_str()),
+            (1, "c2", "eth1")
+        );
+        let doc = Doc::parse(br#"{"Cni.Dev/Valid-Attachments": [{"ContainerId": "c1"}]}"#).unwrap();
+        let e = valid_attachments(&doc).unwrap_err().to_string();
+        assert!(e.contains("cni.dev/valid-attachments[0].ifname"), "{e}");
+        assert!(valid_attachments(&Doc::parse(b"{}").unwrap())
+            .unwrap()
+            .is_none());
     }
 
     #[test]

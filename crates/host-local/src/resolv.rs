@@ -2,7 +2,6 @@
 //! `nameserver`, `domain`, `search` and `options` lines; `#` and `;` start
 //! comments; lines with fewer than two fields are ignored.
 
-use std::io::Read;
 use std::path::Path;
 
 use cni_proto::Dns;
@@ -39,21 +38,15 @@ pub fn parse(text: &str) -> Dns {
 
 /// Reads and parses the file at `path`.
 pub fn load(path: &Path) -> Result<Dns> {
-    let err = |source| Error::ResolvConf {
-        path: path.to_path_buf(),
-        source,
+    let err = |op| {
+        move |source| Error::ResolvConf {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     };
-    let f = std::fs::File::open(path).map_err(err)?;
-    let mut buf = Vec::new();
-    f.take(MAX_RESOLV_CONF + 1)
-        .read_to_end(&mut buf)
-        .map_err(err)?;
-    if buf.len() as u64 > MAX_RESOLV_CONF {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_RESOLV_CONF} bytes"),
-        )));
-    }
+    let f = std::fs::File::open(path).map_err(err("open"))?;
+    let buf = cni_proto::read_bounded(f, MAX_RESOLV_CONF, "file").map_err(err("read"))?;
     Ok(parse(&String::from_utf8_lossy(&buf)))
 }
 
@@ -74,7 +67,14 @@ mod tests {
 
     #[test]
     fn missing_file_names_path() {
+        // The reference's wording (Go's PathError) first.
         let e = load(Path::new("/nonexistent/resolv.conf")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/resolv.conf"));
+        assert!(
+            e.to_string()
+                .starts_with("open /nonexistent/resolv.conf: no such file or directory"),
+            "{e}"
+        );
+        let e = load(Path::new("/")).unwrap_err();
+        assert!(e.to_string().starts_with("read /: is a directory"), "{e}");
     }
 }

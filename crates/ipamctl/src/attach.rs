@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cni_proto::gojson::{Doc, Kind};
 use host_local::store::Owner;
 use serde_json::Value;
 
@@ -96,13 +97,18 @@ pub fn parse_valid(text: &str) -> Result<ValidSet> {
     let mut out = ValidSet::default();
     let t = text.trim_start();
     if t.starts_with('[') || t.starts_with('{') {
-        let v: Value = serde_json::from_str(t).map_err(|e| anyhow!("not valid JSON: {e}"))?;
-        let list = match &v {
-            Value::Array(_) => {
-                let wrapped = serde_json::json!({ "cni.dev/valid-attachments": v });
+        let v = Doc::parse(t.as_bytes()).map_err(|e| anyhow!("not valid JSON: {e}"))?;
+        // A GC config names its network; a bare list does not.
+        out.network = match v.field("name", Kind::Scalar) {
+            Some(Doc::String(n)) => Some(n.clone()),
+            _ => None,
+        };
+        let list = match v {
+            Doc::Array(_) => {
+                let wrapped = Doc::Object(vec![("cni.dev/valid-attachments".to_owned(), v)]);
                 host_local::plugin::valid_attachments(&wrapped)
             }
-            _ => host_local::plugin::valid_attachments(&v),
+            v => host_local::plugin::valid_attachments(&v),
         }
         .map_err(|e| anyhow!("{e}"))?
         .ok_or_else(|| {
@@ -112,7 +118,6 @@ pub fn parse_valid(text: &str) -> Result<ValidSet> {
             check_id(&a.container_id)?;
             out.push(&a.container_id, Some(&a.ifname));
         }
-        out.network = v.get("name").and_then(Value::as_str).map(str::to_string);
         return Ok(out);
     }
     for (n, line) in text.lines().enumerate() {
@@ -298,9 +303,7 @@ fn result_ips(result: Option<&Value>) -> Vec<IpAddr> {
 
 fn read_limited(p: &Path) -> Option<Vec<u8>> {
     let f = std::fs::File::open(p).ok()?;
-    let mut buf = Vec::new();
-    f.take(1 << 20).read_to_end(&mut buf).ok()?;
-    Some(buf)
+    cni_proto::read_bounded(f, 1 << 20, "cached result").ok()
 }
 
 #[cfg(test)]
