@@ -728,6 +728,23 @@ impl DiskSession<'_> {
             .map_err(|e| StoreError::io("write cursor", path, e))
     }
 
+    /// Unlinks the names a failed commit made and fsyncs the directory;
+    /// every failure is returned.
+    fn unlink_all(&self, made: &[String]) -> Vec<StoreError> {
+        let mut undo = Vec::new();
+        for name in made {
+            if let Err(e) = sys::unlinkat(self.net.as_fd(), name, 0) {
+                undo.push(StoreError::io("remove reservation", self.path(name), e));
+            }
+        }
+        if !made.is_empty() {
+            if let Err(e) = self.fsync_dir() {
+                undo.push(e);
+            }
+        }
+        undo
+    }
+
     fn fsync_dir(&self) -> Result<(), StoreError> {
         sys::fsync(self.net.as_fd())
             .map_err(|e| StoreError::io("fsync", self.store.network_dir(), e))
@@ -746,6 +763,18 @@ impl DiskSession<'_> {
                 })
             }
             Err(e) => Err(StoreError::io("remove reservation", self.path(name), e)),
+        }
+    }
+}
+
+/// `e`, or `e` with every failure of undoing what led to it.
+fn with_undo(e: StoreError, undo: Vec<StoreError>) -> StoreError {
+    if undo.is_empty() {
+        e
+    } else {
+        StoreError::Undo {
+            source: Box::new(e),
+            undo,
         }
     }
 }
@@ -945,16 +974,13 @@ impl Session for DiskSession<'_> {
             }
         }
         if let Some(e) = failure {
-            for name in &made {
-                let _ = sys::unlinkat(self.net.as_fd(), name, 0);
-            }
-            let _ = self.fsync_dir();
+            let undo = self.unlink_all(&made);
             // Report the write that failed, never an index side effect; when
             // nothing was linked the directory and its stamp still agree.
             if !made.is_empty() && self.index_valid() && self.write_stamp().is_err() {
                 self.invalidate();
             }
-            return Err(e);
+            return Err(with_undo(e, undo));
         }
         let mut cursor_err = None;
         for p in picks {
@@ -974,11 +1000,9 @@ impl Session for DiskSession<'_> {
             }
             Err(_) => {
                 if let Err(e) = self.fsync_dir() {
-                    for name in &made {
-                        let _ = sys::unlinkat(self.net.as_fd(), name, 0);
-                    }
+                    let undo = self.unlink_all(&made);
                     self.invalidate();
-                    return Err(e);
+                    return Err(with_undo(e, undo));
                 }
                 Committed::durable()
             }
