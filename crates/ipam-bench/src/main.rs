@@ -9,6 +9,9 @@
 //!
 //! Without `--ours` the bench runs `cargo build --release -p host-local` into its own target
 //! directory and measures `<target dir>/release/host-local`.
+// wait4 (a child's rusage) and syncfs through libc; each block carries its
+// SAFETY comment (clippy denies others).
+#![allow(unsafe_code)]
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
