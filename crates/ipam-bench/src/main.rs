@@ -469,30 +469,24 @@ fn new_datadir(root: &Path) -> Result<TempDir> {
 }
 
 fn netconf(version: &str, data_dir: &Path, prev: Option<&Value>) -> Vec<u8> {
-    let mut c = json!({
-        "cniVersion": version, "name": NETWORK, "type": "bridge",
-        "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": data_dir},
-    });
-    if let Some(p) = prev {
-        c["prevResult"] = p.clone();
-    }
-    serde_json::to_vec(&c).expect("config serializes")
+    let top = match prev {
+        Some(p) => json!({"prevResult": p}),
+        None => json!({}),
+    };
+    test_support::net_conf(version, NETWORK, data_dir, json!({"subnet": SUBNET}), top)
 }
 
-/// Starts the plugin with only CNI_* in its environment and the config on stdin.
+/// Starts the plugin with only PATH and CNI_* in its environment and the config on stdin.
 fn spawn(path: &Path, cmd: &str, id: &str, stdin: &[u8], stderr: &File) -> Result<Child> {
-    let mut c = Command::new(path);
-    c.env_clear()
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_PATH", "/usr/lib/cni");
+    let mut env = vec![("CNI_COMMAND", cmd), ("CNI_PATH", "/usr/lib/cni")];
     if !id.is_empty() {
-        c.env("CNI_CONTAINERID", id)
-            .env("CNI_NETNS", "/var/run/netns/bench")
-            .env("CNI_IFNAME", "eth0");
+        env.extend([
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", "/var/run/netns/bench"),
+            ("CNI_IFNAME", "eth0"),
+        ]);
     }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut child = test_support::plugin_command(path, &env)
         .stderr(stderr.try_clone()?)
         .spawn()
         .with_context(|| format!("spawning {}", path.display()))?;
