@@ -1,4 +1,8 @@
 //! Runs the real ipamctl binary on stores in the reference layout.
+//!
+//! Long (~1,100 lines): one test per command and output form, sharing one
+//! fixture; a split by command belongs with the per-command modules of
+//! ipamctl's main.rs (issue 11, ipamctl branch).
 
 use std::collections::BTreeMap;
 use std::io::Write;
