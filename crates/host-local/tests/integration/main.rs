@@ -18,4 +18,5 @@ mod mixed; // reference and ours on one data directory
 mod netns_util;
 mod podman; // e2e: podman 4 CNI backend (root)
 mod race; // concurrent processes on one network
+mod store_conformance; // the store trait's suite through the public API
 mod versions; // ours over every spec version
