@@ -20,8 +20,9 @@ pub mod own_code {
     pub const RESULT_MISMATCH: u32 = 104;
 }
 
-/// Errors from the on-disk (or any) store. Every variant names the path or
-/// the address involved.
+/// Errors from a store. The disk store's name the path involved; a
+/// networked backend's name the backend and the operation, and say whether
+/// trying again later can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{op} {path}: {source}")]
@@ -33,16 +34,42 @@ pub enum StoreError {
     },
     #[error("{path}: {reason}")]
     Unsafe { path: PathBuf, reason: String },
-    #[error("address {ip} was taken concurrently")]
-    Taken { ip: IpAddr },
-    #[error("{reason}")]
-    Backend { reason: String },
+    /// A commit found an address reserved that it meant to reserve (it
+    /// changed since the session read it): nothing was written; pick again.
+    #[error("address {ip} was reserved concurrently")]
+    Conflict { ip: IpAddr },
+    /// A backend other than the disk failed.
+    #[error("{backend} store: {op}: {source}")]
+    Backend {
+        backend: &'static str,
+        op: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again later can help (then CNI code 11).
+        retryable: bool,
+    },
     /// The lock stayed held longer than the caller would wait.
     #[error("timed out waiting for lock {path}{}", holder_pid.map(|p| format!(" (held by PID {p})")).unwrap_or_default())]
     LockTimeout {
         path: PathBuf,
         holder_pid: Option<u32>,
     },
+    /// An operation failed and undoing its partial work failed too: every
+    /// failure of the undo, after the one that made it necessary.
+    #[error("{source}; undoing it failed too: {}", join_store(undo))]
+    Undo {
+        #[source]
+        source: Box<StoreError>,
+        undo: Vec<StoreError>,
+    },
+}
+
+fn join_store(errors: &[StoreError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl StoreError {
@@ -52,6 +79,62 @@ impl StoreError {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether the same operation may succeed if tried again later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            StoreError::Conflict { .. } | StoreError::LockTimeout { .. } => true,
+            StoreError::Backend { retryable, .. } => *retryable,
+            StoreError::Io { .. } | StoreError::Unsafe { .. } | StoreError::Undo { .. } => false,
+        }
+    }
+}
+
+/// One failure of a step that kept going (a teardown): what was being done
+/// and why it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Failure {
+    pub what: String,
+    #[source]
+    pub source: StoreError,
+}
+
+/// `"; "`-joined failures, for messages.
+fn join(failures: &[Failure]) -> String {
+    failures
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn rollback_note(rollback: &[Failure]) -> String {
+    if rollback.is_empty() {
+        "; its reservations were taken back".into()
+    } else {
+        format!(
+            "; taking its reservations back failed too ({} failure(s)): {}",
+            rollback.len(),
+            join(rollback)
+        )
+    }
+}
+
+/// A teardown that keeps going past failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    Del,
+    Gc,
+}
+
+impl std::fmt::Display for Teardown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Teardown::Del => "DEL",
+            Teardown::Gc => "garbage collection",
+        })
     }
 }
 
@@ -120,8 +203,29 @@ pub enum Error {
         #[source]
         source: StoreError,
     },
-    #[error("garbage collection left {count} problem(s): {list}")]
-    Gc { count: usize, list: String },
+    /// ADD's commit could not be made durable; `rollback` lists every
+    /// failure of taking its reservations back (empty: all taken back).
+    #[error("store {network}: {source}{}", rollback_note(rollback))]
+    NotDurable {
+        network: String,
+        #[source]
+        source: StoreError,
+        rollback: Vec<Failure>,
+    },
+    /// ADD's pick-and-commit loop lost every race for its addresses.
+    #[error("store {network}: gave up after {attempts} attempts, each losing an address to a concurrent ADD (last {ip})")]
+    Contended {
+        network: String,
+        attempts: u32,
+        ip: IpAddr,
+    },
+    /// DEL or GC did all it could and lists every failure.
+    #[error("{op} left {} problem(s) in store {network}: {}", failures.len(), join(failures))]
+    Teardown {
+        op: Teardown,
+        network: String,
+        failures: Vec<Failure>,
+    },
     #[error("cannot serve ADD: {reason}")]
     NotAvailable { reason: String },
 }
@@ -166,11 +270,14 @@ impl Error {
             Error::Duplicate { .. } => own_code::DUPLICATE_ALLOCATION,
             Error::NotReserved { .. } => own_code::NOT_RESERVED,
             Error::Mismatch { .. } => own_code::RESULT_MISMATCH,
-            Error::Store { source, .. } => match source {
-                StoreError::Taken { .. } | StoreError::LockTimeout { .. } => code::TRY_AGAIN_LATER,
-                _ => code::IO,
-            },
-            Error::Gc { .. } => code::IO,
+            Error::Store { source, .. } if source.retryable() => code::TRY_AGAIN_LATER,
+            Error::Store { .. } => code::IO,
+            Error::Contended { .. } => code::TRY_AGAIN_LATER,
+            Error::NotDurable { .. } => code::IO,
+            Error::Teardown { failures, .. } if failures.iter().all(|f| f.source.retryable()) => {
+                code::TRY_AGAIN_LATER
+            }
+            Error::Teardown { .. } => code::IO,
             Error::NotAvailable { .. } => code::NOT_AVAILABLE,
         }
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use cni_proto::gojson::{Doc, Kind};
-use host_local::store::Owner;
+use host_local::store::{AttachmentSet, Owner};
 use serde_json::Value;
 
 use crate::report::Pod;
@@ -18,11 +18,9 @@ use crate::report::Pod;
 pub struct ValidSet {
     /// Where they came from ("-" for stdin).
     pub source: String,
-    exact: HashSet<(String, String)>,
-    /// Container IDs of every entry (keeps legacy, ID-only reservations).
-    ids: HashSet<String>,
-    /// Containers listed without an ifname: every attachment of theirs is valid.
-    whole: HashSet<String>,
+    /// The entries; one listed without an ifname makes every attachment of
+    /// its container valid.
+    set: AttachmentSet,
     pub count: usize,
     /// The `name` of a GC network configuration given as the list.
     pub network: Option<String>,
@@ -32,9 +30,9 @@ impl ValidSet {
     /// Listed container IDs that are a proper prefix of `id` (a list made
     /// with truncated IDs, like `podman ps -q`).
     pub fn truncates(&self, id: &str) -> bool {
-        self.ids
-            .iter()
-            .any(|v| v.len() < id.len() && id.starts_with(v.as_str()))
+        self.set
+            .container_ids()
+            .any(|v| v.len() < id.len() && id.starts_with(v))
     }
 
     /// Whether the reservation's owner is still valid, with the plugin's GC
@@ -42,13 +40,7 @@ impl ValidSet {
     /// kept when its container has any valid attachment, a damaged file is
     /// never valid.
     pub fn keeps(&self, owner: &Owner) -> bool {
-        match owner {
-            Owner::Attachment { id, ifname } => {
-                self.whole.contains(id) || self.exact.contains(&(id.clone(), ifname.clone()))
-            }
-            Owner::Legacy { id } => self.ids.contains(id),
-            Owner::Damaged { .. } => false,
-        }
+        self.set.holds(owner)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -56,14 +48,9 @@ impl ValidSet {
     }
 
     fn push(&mut self, id: &str, ifname: Option<&str>) {
-        self.ids.insert(id.to_string());
         match ifname {
-            Some(f) => {
-                self.exact.insert((id.to_string(), f.to_string()));
-            }
-            None => {
-                self.whole.insert(id.to_string());
-            }
+            Some(f) => self.set.insert(id, f),
+            None => self.set.insert_container(id),
         }
         self.count += 1;
     }

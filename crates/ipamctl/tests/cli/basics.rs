@@ -2,9 +2,7 @@
 //! stores written by the Go plugin, reads racing allocations.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
@@ -736,31 +734,16 @@ fn help_has_examples_and_completions_work() {
     }
 }
 
-fn plugin_add(plugin: &Path, data: &Path, network: &str, id: &str, ifname: &str) -> Output {
-    let conf = json!({
-        "cniVersion": "1.0.0", "name": network, "type": "bridge",
-        "ipam": {"type": "host-local", "dataDir": data,
-                 "ranges": [[{"subnet": "10.5.0.0/22"}], [{"subnet": "2001:db8:5::/64"}]]}
-    });
-    let mut child = Command::new(plugin)
-        .env_clear()
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", "/var/run/netns/test")
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+fn plugin_add(
+    plugin: &Path,
+    data: &Path,
+    network: &str,
+    id: &str,
+    ifname: &str,
+) -> test_support::Output {
+    let ipam = json!({"ranges": [[{"subnet": "10.5.0.0/22"}], [{"subnet": "2001:db8:5::/64"}]]});
+    let conf = test_support::net_conf("1.0.0", network, data, ipam, json!({}));
+    test_support::run_plugin(plugin, &test_support::cni_env("ADD", id, ifname), &conf)
 }
 
 fn conf_for(dir: &Path, network: &str, data: &Path) {
@@ -774,7 +757,8 @@ fn conf_for(dir: &Path, network: &str, data: &Path) {
 
 #[test]
 fn store_written_by_the_go_plugin() {
-    let go = Path::new(GO_PLUGIN);
+    let go_path = go_plugin();
+    let go = go_path.as_path();
     if !go.exists() {
         skip(&format!("{GO_PLUGIN} missing"));
         return;
@@ -783,7 +767,7 @@ fn store_written_by_the_go_plugin() {
     let data = tmp.path().join("data");
     for id in ["g1", "g2", "g3"] {
         let out = plugin_add(go, &data, "gonet", id, "eth0");
-        assert!(out.status.success(), "{out:?}");
+        assert_eq!(out.code, 0, "{out:?}");
     }
     conf_for(tmp.path(), "gonet", &data);
     let before = tree(tmp.path());
@@ -853,7 +837,7 @@ fn store_written_by_the_go_plugin() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!data.join("gonet/10.5.0.3").exists());
     let out = plugin_add(go, &data, "gonet", "g4", "eth0");
-    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
     let r = run_in(tmp.path(), &["--data-dir", d, "list", "--json"], None);
     let v = parse_json(&r.stdout);
     assert_eq!(v["networks"][0]["reservations"], 6);
@@ -875,16 +859,14 @@ fn concurrent_reads(plugin: &Path, label: &str, whole_add: bool) {
     let data = tmp.path().join("data");
     conf_for(tmp.path(), "cc", &data);
     // The store exists before the readers start.
-    assert!(plugin_add(plugin, &data, "cc", "seed", "eth0")
-        .status
-        .success());
+    assert_eq!(plugin_add(plugin, &data, "cc", "seed", "eth0").code, 0);
     const N: usize = 60;
     let writer = {
         let (plugin, data) = (plugin.to_path_buf(), data.clone());
         std::thread::spawn(move || {
             for i in 0..N {
                 let out = plugin_add(&plugin, &data, "cc", &format!("c{i}"), "eth0");
-                assert!(out.status.success(), "ADD c{i}: {out:?}");
+                assert_eq!(out.code, 0, "ADD c{i}: {out:?}");
             }
         })
     };
@@ -976,7 +958,8 @@ fn concurrent_reads_while_our_plugin_allocates() {
 
 #[test]
 fn concurrent_reads_while_the_go_plugin_allocates() {
-    let go = Path::new(GO_PLUGIN);
+    let go_path = go_plugin();
+    let go = go_path.as_path();
     if go.exists() {
         concurrent_reads(go, "host-local (Go)", false);
     } else {

@@ -9,14 +9,18 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ipamctl");
-pub const GO_PLUGIN: &str = "/usr/lib/cni/host-local";
+/// Where the Go reference plugin is expected (see [`go_plugin`]).
+pub const GO_PLUGIN: &str = test_support::REF_BIN;
+
+/// The Go reference plugin: where our Debian package diverts it while
+/// installed, else its own path (test-support's lookup).
+pub fn go_plugin() -> PathBuf {
+    test_support::ref_bin_path()
+}
 
 /// Skips a test loudly, or fails it when IPAM_REQUIRE_ALL=1.
 pub fn skip(what: &str) {
-    if std::env::var("IPAM_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("IPAM_REQUIRE_ALL=1 but {what}");
-    }
-    eprintln!("\n*** SKIPPED: {what} (set IPAM_REQUIRE_ALL=1 to make this fail) ***\n");
+    test_support::skip("ipamctl cli test", what);
 }
 
 pub struct Run {
