@@ -7,6 +7,9 @@ mod bridge; // e2e: reference bridge plugin in netns (root)
 mod common;
 mod crash; // full / read-only filesystems (root, mounts)
 mod differential; // reference vs ours, step by step
+mod etcd; // the etcd store against real etcd members
+mod etcd_tls; // certificates made by the tests
+mod etcd_util; // real etcd members for tests and the bench
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL
 mod gc_status; // GC, STATUS, exclude
 mod hostile; // escapes, planted symlinks/FIFOs/huge files, oversized input
