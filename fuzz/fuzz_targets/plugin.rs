@@ -101,10 +101,10 @@ fuzz_target!(|data: &[u8]| {
     let shared = Rc::new(RefCell::new(MemoryStore::new()));
     let s2 = shared.clone();
     let mut plugin = HostLocal::new(Box::new(move |_: &IpamConfig| {
-        Box::new(Persist {
+        Ok(Box::new(Persist {
             inner: s2.borrow().clone(),
             shared: s2.clone(),
-        }) as Box<dyn Store>
+        }) as Box<dyn Store>)
     }));
     for step in steps.chunks(3) {
         let command = COMMANDS[usize::from(step[0]) % COMMANDS.len()];

@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use host_local::alloc::Candidates;
 use host_local::config::IpamConfig;
 use host_local::store::disk::DiskStore;
-use host_local::store::{Owner, Pick, Store};
+use host_local::store::{Attachment, Owner, Pick, Store};
 
 fn config() -> IpamConfig {
     let ipam = serde_json::json!({"type": "host-local", "subnet": "10.128.0.0/16"});
@@ -72,23 +72,21 @@ fn bench_store(c: &mut Criterion) {
     {
         let mut s = store.session().unwrap();
         for i in 0..10_000u32 {
-            s.reserve(
-                &format!("c{i}"),
-                "eth0",
-                &[Pick {
-                    ip: addr(i),
-                    set_index: 0,
-                }],
-            )
-            .unwrap();
+            let att = Attachment::parse(&format!("c{i}"), "eth0").unwrap();
+            let pick = Pick {
+                ip: addr(i),
+                set_index: 0,
+            };
+            s.commit(&att, &[pick]).unwrap().finish().unwrap();
         }
     }
+    let c5000 = Attachment::parse("c5000", "eth0").unwrap();
     c.bench_function(
         "disk store, 10,000 reservations: session + find (index)",
         |b| {
             b.iter(|| {
                 let mut s = store.session().unwrap();
-                s.find(black_box("c5000"), "eth0").unwrap()
+                s.find(black_box(&c5000)).unwrap()
             })
         },
     );
@@ -100,7 +98,7 @@ fn bench_store(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let mut s = scan.session().unwrap();
-                s.find(black_box("c5000"), "eth0").unwrap()
+                s.find(black_box(&c5000)).unwrap()
             })
         },
     );

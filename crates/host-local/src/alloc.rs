@@ -9,8 +9,8 @@ use ipnet::IpNet;
 
 use crate::addr;
 use crate::config::{IpamConfig, Range, RangeSet};
-use crate::error::{Error, Result};
-use crate::store::{Entry, Owner, Pick, Session};
+use crate::error::{Error, Failure, Result, StoreError};
+use crate::store::{Attachment, AttachmentSet, Entry, Owner, Pick, Session, Store};
 
 /// Round-robin candidates of one range set: every address of every range,
 /// starting after `cursor` (when the cursor lies in the set) or at the first
@@ -123,9 +123,97 @@ fn store_err(cfg: &IpamConfig, source: crate::error::StoreError) -> Error {
     }
 }
 
-/// ADD: one address per range set, requested ones where given, all or nothing.
-pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Result<CniResult> {
-    let existing = s.find(id, ifname).map_err(|e| store_err(cfg, e))?;
+/// Sessions ADD starts before it gives up on a contended backend (each lost
+/// race means another ADD got an address, so the store is making progress).
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// ADD: one address per range set, requested ones where given, all or
+/// nothing. Reads and picks in a session and commits the picks; when the
+/// commit conflicts (an address was taken since it was read: never on disk,
+/// where the session holds the lock), backs off and picks again in a new
+/// session, at most [`MAX_ATTEMPTS`] times. Reports success only once the
+/// commit is durable; when making it durable fails, takes the reservations
+/// back.
+pub fn add(cfg: &IpamConfig, store: &mut dyn Store, att: &Attachment) -> Result<CniResult> {
+    store.prepare(att, cfg.ranges.len());
+    let mut lost = Vec::new();
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt);
+        }
+        let (result, picks, committed) = {
+            let mut s = store.session().map_err(|e| store_err(cfg, e))?;
+            let (result, picks) = pick(cfg, s.as_mut(), att)?;
+            match s.commit(att, &picks) {
+                Ok(c) => (result, picks, c),
+                Err(StoreError::Conflict { ip }) => {
+                    lost.push(ip);
+                    continue;
+                }
+                Err(e) => return Err(store_err(cfg, e)),
+            }
+        };
+        // The session (the disk store's lock) is gone: finish durability.
+        if let Err(e) = committed.finish() {
+            return Err(Error::NotDurable {
+                network: cfg.network.clone(),
+                source: e,
+                rollback: take_back(store, att, &picks),
+            });
+        }
+        return Ok(result);
+    }
+    Err(Error::Contended {
+        network: cfg.network.clone(),
+        attempts: MAX_ATTEMPTS,
+        ip: *lost.last().expect("every attempt lost an address"),
+    })
+}
+
+/// Sleeps before attempt `attempt` (1..): exponential from 1 ms, capped at
+/// 64 ms, with up to as much again of jitter so racing ADDs spread out.
+fn backoff(attempt: u32) {
+    let base = 1000u64 << attempt.min(6);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+        ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    std::thread::sleep(std::time::Duration::from_micros(base + seed % base));
+}
+
+/// Releases the picks of a commit that could not be made durable; every
+/// failure is returned (an empty list: all taken back).
+fn take_back(store: &mut dyn Store, att: &Attachment, picks: &[Pick]) -> Vec<Failure> {
+    let mut s = match store.session() {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Failure {
+                what: "open a session".into(),
+                source: e,
+            }]
+        }
+    };
+    let owner = att.owner();
+    let mut failures = Vec::new();
+    for p in picks {
+        let entry = Entry {
+            ip: p.ip,
+            owner: owner.clone(),
+        };
+        if let Err(e) = s.release(&entry) {
+            failures.push(Failure {
+                what: format!("release {}", p.ip),
+                source: e,
+            });
+        }
+    }
+    failures
+}
+
+/// The picks of one ADD attempt and the result they make, read from `s`.
+fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniResult, Vec<Pick>)> {
+    let (id, ifname) = (att.id(), att.ifname());
+    let existing = s.find(att).map_err(|e| store_err(cfg, e))?;
     let mut requested: Vec<IpAddr> = Vec::new();
     for ip in &cfg.requested {
         if !requested.contains(ip) {
@@ -171,13 +259,11 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
             });
         }
         let cursor = s.cursor(idx).map_err(|e| store_err(cfg, e))?;
-        let mut found = None;
-        for (ip, r) in Candidates::new(set, cursor) {
-            if !s.is_reserved(ip).map_err(|e| store_err(cfg, e))? {
-                found = Some((ip, r));
-                break;
-            }
-        }
+        let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
+        let found = s
+            .first_free(set, &mut candidates)
+            .map_err(|e| store_err(cfg, e))?
+            .and_then(|ip| Some((ip, set.0.iter().position(|r| r.contains(ip))?)));
         let Some((ip, r)) = found else {
             return Err(Error::Exhausted {
                 set_index: idx,
@@ -208,20 +294,13 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
         version: cfg.version.as_str(),
         reason: e.to_string(),
     })?;
-    s.reserve(id, ifname, &picks).map_err(|e| match e {
-        crate::error::StoreError::Taken { ip } => Error::Unavailable {
-            ip,
-            reason: "was reserved concurrently by a process that ignores the lock".into(),
-        },
-        other => store_err(cfg, other),
-    })?;
-    Ok(result)
+    Ok((result, picks))
 }
 
 /// DEL: releases every reservation of the attachment (and, when there are
 /// none, old-format files holding the container ID alone). Idempotent.
-pub fn del(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Result<()> {
-    let found = s.find(id, ifname).map_err(|e| store_err(cfg, e))?;
+pub fn del(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<()> {
+    let found = s.find(att).map_err(|e| store_err(cfg, e))?;
     let exact: Vec<&Entry> = found
         .iter()
         .filter(|e| matches!(e.owner, Owner::Attachment { .. }))
@@ -248,11 +327,11 @@ pub fn del(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
 pub fn check(
     cfg: &IpamConfig,
     s: &mut dyn Session,
-    id: &str,
-    ifname: &str,
+    att: &Attachment,
     prev: Option<&CniResult>,
 ) -> Result<()> {
-    let found = s.find(id, ifname).map_err(|e| store_err(cfg, e))?;
+    let (id, ifname) = (att.id(), att.ifname());
+    let found = s.find(att).map_err(|e| store_err(cfg, e))?;
     let mut reserved = Vec::new();
     for (idx, set) in cfg.ranges.iter().enumerate() {
         let mine: Vec<IpAddr> = found
@@ -330,20 +409,14 @@ pub struct GcReport {
 /// GC: removes every reservation whose attachment is not in `valid`;
 /// damaged reservations are reclaimed. Keeps going past errors.
 pub fn gc(cfg: &IpamConfig, s: &mut dyn Session, valid: &[ValidAttachment]) -> Result<GcReport> {
-    let entries = s.list().map_err(|e| store_err(cfg, e))?;
-    let exact: HashSet<(&str, &str)> = valid
-        .iter()
-        .map(|v| (v.container_id.as_str(), v.ifname.as_str()))
-        .collect();
-    let ids: HashSet<&str> = valid.iter().map(|v| v.container_id.as_str()).collect();
+    let entries = s.list_collectable().map_err(|e| store_err(cfg, e))?;
+    let mut keep = AttachmentSet::default();
+    for v in valid {
+        keep.insert(&v.container_id, &v.ifname);
+    }
     let mut report = GcReport::default();
     for e in entries {
-        let keep = match &e.owner {
-            Owner::Attachment { id, ifname } => exact.contains(&(id.as_str(), ifname.as_str())),
-            Owner::Legacy { id } => ids.contains(id.as_str()),
-            Owner::Damaged { .. } => false,
-        };
-        if keep {
+        if keep.holds(&e.owner) {
             continue;
         }
         match s.release(&e) {
@@ -365,14 +438,11 @@ pub fn status(cfg: &IpamConfig, s: &mut dyn Session) -> Result<()> {
             continue;
         }
         let cursor = s.cursor(idx).map_err(|e| store_err(cfg, e))?;
-        let mut free = false;
-        for (ip, _) in Candidates::new(set, cursor) {
-            if !s.is_reserved(ip).map_err(|e| store_err(cfg, e))? {
-                free = true;
-                break;
-            }
-        }
-        if !free {
+        let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
+        let free = s
+            .first_free(set, &mut candidates)
+            .map_err(|e| store_err(cfg, e))?;
+        if free.is_none() {
             return Err(Error::NotAvailable {
                 reason: format!("range set {idx} ({set}) has no free address"),
             });
@@ -435,37 +505,40 @@ mod tests {
         );
     }
 
+    fn att(id: &str, ifname: &str) -> Attachment {
+        Attachment::parse(id, ifname).unwrap()
+    }
+
     #[test]
     fn add_del_round_robin() {
         let c = cfg(json!({"subnet": "10.0.0.0/29"}));
         let mut st = MemoryStore::new();
-        let mut s = st.session().unwrap();
-        let r = add(&c, s.as_mut(), "a", "eth0").unwrap();
+        let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.2/29");
         assert_eq!(r.ips[0].gateway.unwrap().to_string(), "10.0.0.1");
-        del(&c, s.as_mut(), "a", "eth0").unwrap();
-        let r = add(&c, s.as_mut(), "b", "eth0").unwrap();
+        del(&c, st.session().unwrap().as_mut(), &att("a", "eth0")).unwrap();
+        let r = add(&c, &mut st, &att("b", "eth0")).unwrap();
         assert_eq!(
             r.ips[0].address.to_string(),
             "10.0.0.3/29",
             "round robin continues after the cursor"
         );
-        del(&c, s.as_mut(), "zzz", "eth0").unwrap();
-        del(&c, s.as_mut(), "zzz", "eth0").unwrap();
+        let mut s = st.session().unwrap();
+        del(&c, s.as_mut(), &att("zzz", "eth0")).unwrap();
+        del(&c, s.as_mut(), &att("zzz", "eth0")).unwrap();
     }
 
     #[test]
     fn exhaustion_and_duplicates() {
         let c = cfg(json!({"subnet": "10.0.0.0/30"}));
         let mut st = MemoryStore::new();
-        let mut s = st.session().unwrap();
-        add(&c, s.as_mut(), "a", "eth0").unwrap();
-        let e = add(&c, s.as_mut(), "a", "eth0").unwrap_err();
+        add(&c, &mut st, &att("a", "eth0")).unwrap();
+        let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
         assert!(matches!(e, Error::Duplicate { .. }), "{e}");
-        let e = add(&c, s.as_mut(), "b", "eth0").unwrap_err();
+        let e = add(&c, &mut st, &att("b", "eth0")).unwrap_err();
         assert!(matches!(e, Error::Exhausted { set_index: 0, .. }), "{e}");
         assert!(e.to_string().contains("10.0.0.1-10.0.0.2"), "{e}");
-        let e = status(&c, s.as_mut()).unwrap_err();
+        let e = status(&c, st.session().unwrap().as_mut()).unwrap_err();
         assert_eq!(e.code(), 50);
     }
 
@@ -473,12 +546,9 @@ mod tests {
     fn add_is_all_or_nothing() {
         let c = cfg(json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.1.0/30"}]]}));
         let mut st = MemoryStore::new();
-        {
-            let mut s = st.session().unwrap();
-            add(&c, s.as_mut(), "a", "eth0").unwrap();
-            let e = add(&c, s.as_mut(), "b", "eth0").unwrap_err();
-            assert!(matches!(e, Error::Exhausted { set_index: 1, .. }), "{e}");
-        }
+        add(&c, &mut st, &att("a", "eth0")).unwrap();
+        let e = add(&c, &mut st, &att("b", "eth0")).unwrap_err();
+        assert!(matches!(e, Error::Exhausted { set_index: 1, .. }), "{e}");
         assert_eq!(st.reservations.len(), 2, "b's first address was not kept");
         assert_eq!(
             st.cursors[&0].to_string(),
@@ -488,29 +558,111 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_race_picks_again() {
+        let c = cfg(json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "fd00::/120"}]]}));
+        let mut st = MemoryStore::new();
+        // Another writer takes the address this ADD picked, after its reads.
+        st.race.push_back("fd00::2".parse().unwrap());
+        let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
+        let got: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
+        assert_eq!(got, ["10.0.0.2/24", "fd00::3/120"]);
+        assert_eq!(st.reservations.len(), 3, "the racer's, and a's two");
+        assert!(st.race.is_empty());
+    }
+
+    #[test]
+    fn losing_every_race_gives_up_with_try_again_later() {
+        let c = cfg(json!({"subnet": "10.0.0.0/24"}));
+        let mut st = MemoryStore::new();
+        st.race = (2..2 + MAX_ATTEMPTS as u8 + 1)
+            .map(|i| IpAddr::from([10, 0, 0, i]))
+            .collect();
+        let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Contended {
+                    attempts: MAX_ATTEMPTS,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.code(), cni_proto::code::TRY_AGAIN_LATER, "{e}");
+        assert_eq!(st.race.len(), 1, "one race per attempt, no more");
+        assert!(st
+            .reservations
+            .values()
+            .all(|o| o.container_id() == Some("racer")));
+    }
+
+    #[test]
+    fn a_requested_address_lost_to_a_race_is_unavailable() {
+        let mut c = cfg(json!({"subnet": "10.0.0.0/24"}));
+        c.requested = vec!["10.0.0.9".parse().unwrap()];
+        let mut st = MemoryStore::new();
+        st.race.push_back("10.0.0.9".parse().unwrap());
+        let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
+        assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+        assert!(e.to_string().contains("reserved by racer eth0"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_finish_reports_the_failed_rollback_too() {
+        let c = cfg(json!({"subnet": "10.0.0.0/24"}));
+        let mut st = MemoryStore::new();
+        st.fail_finish = true;
+        let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
+        assert!(
+            matches!(&e, Error::NotDurable { rollback, .. } if rollback.is_empty()),
+            "{e}"
+        );
+        assert!(st.reservations.is_empty(), "taken back");
+        assert_eq!(e.code(), cni_proto::code::IO);
+        // The one write allowed is the reservation: releasing it fails too.
+        let mut st = MemoryStore::new();
+        st.fail_finish = true;
+        st.fail_after = Some(1);
+        let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
+        let Error::NotDurable { rollback, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(rollback.len(), 1, "{e}");
+        assert!(e.to_string().contains("release 10.0.0.2"), "{e}");
+        assert!(
+            e.to_string().contains("injected failure: durability"),
+            "{e}"
+        );
+        assert_eq!(
+            st.reservations.len(),
+            1,
+            "what could not be taken back stays"
+        );
+    }
+
+    #[test]
     fn requested_addresses() {
         let mut c = cfg(json!({"subnet": "10.0.0.0/24", "exclude": ["10.0.0.50"]}));
         let mut st = MemoryStore::new();
-        let mut s = st.session().unwrap();
         c.requested = vec!["10.0.0.9".parse().unwrap()];
-        let r = add(&c, s.as_mut(), "a", "eth0").unwrap();
+        let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.9/24");
-        let e = add(&c, s.as_mut(), "b", "eth0").unwrap_err();
+        let e = add(&c, &mut st, &att("b", "eth0")).unwrap_err();
         assert!(e.to_string().contains("reserved by a eth0"), "{e}");
         c.requested = vec!["10.0.0.1".parse().unwrap()];
-        assert!(add(&c, s.as_mut(), "b", "eth0")
+        assert!(add(&c, &mut st, &att("b", "eth0"))
             .unwrap_err()
             .to_string()
             .contains("gateway"));
         c.requested = vec!["10.0.0.50".parse().unwrap()];
-        assert!(add(&c, s.as_mut(), "b", "eth0")
+        assert!(add(&c, &mut st, &att("b", "eth0"))
             .unwrap_err()
             .to_string()
             .contains("excluded"));
         c.requested = vec!["10.9.0.50".parse().unwrap()];
-        let e = add(&c, s.as_mut(), "b", "eth0").unwrap_err();
+        let e = add(&c, &mut st, &att("b", "eth0")).unwrap_err();
         assert!(matches!(e, Error::Unplaced { .. }), "{e}");
-        assert_eq!(s.count().unwrap(), 1);
+        assert_eq!(st.session().unwrap().count().unwrap(), 1);
     }
 
     #[test]
@@ -518,11 +670,8 @@ mod tests {
         let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0"}]});
         let c = crate::config::load_ipam(SpecVersion::V0_2_0, &ipam).unwrap();
         let mut st = MemoryStore::new();
-        {
-            let mut s = st.session().unwrap();
-            let e = add(&c, s.as_mut(), "a", "eth0").unwrap_err();
-            assert_eq!(e.code(), cni_proto::code::INCOMPATIBLE_VERSION, "{e}");
-        }
+        let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
+        assert_eq!(e.code(), cni_proto::code::INCOMPATIBLE_VERSION, "{e}");
         assert!(st.reservations.is_empty() && st.cursors.is_empty());
     }
 
@@ -540,16 +689,16 @@ mod tests {
                 reason: "empty".into(),
             },
         );
+        let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
+        add(&c, &mut st, &att("b", "eth0")).unwrap();
         let mut s = st.session().unwrap();
-        let r = add(&c, s.as_mut(), "a", "eth0").unwrap();
-        add(&c, s.as_mut(), "b", "eth0").unwrap();
-        check(&c, s.as_mut(), "a", "eth0", Some(&r)).unwrap();
-        let e = check(&c, s.as_mut(), "a", "eth1", None).unwrap_err();
+        check(&c, s.as_mut(), &att("a", "eth0"), Some(&r)).unwrap();
+        let e = check(&c, s.as_mut(), &att("a", "eth1"), None).unwrap_err();
         assert!(matches!(e, Error::NotReserved { .. }));
         let mut other = r.clone();
         other.ips[0].address = "10.0.0.200/24".parse().unwrap();
         assert!(matches!(
-            check(&c, s.as_mut(), "a", "eth0", Some(&other)).unwrap_err(),
+            check(&c, s.as_mut(), &att("a", "eth0"), Some(&other)).unwrap_err(),
             Error::Mismatch { .. }
         ));
         let valid = vec![ValidAttachment {

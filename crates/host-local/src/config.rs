@@ -151,6 +151,9 @@ pub struct IpamConfig {
     pub resolv_conf: Option<PathBuf>,
     /// Requested addresses in the order given: CNI_ARGS, args, runtimeConfig.
     pub requested: Vec<IpAddr>,
+    /// The raw `ipam.store` object choosing the backend (absent: the disk
+    /// store); decoded by `store::open`, which owns its keys.
+    pub store: Option<serde_json::Value>,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -601,6 +604,7 @@ impl IpamConfig {
             data_dir,
             resolv_conf,
             requested,
+            store: ipam.get("store").filter(|v| !v.is_null()).cloned(),
         })
     }
 }

@@ -20,8 +20,9 @@ pub mod own_code {
     pub const RESULT_MISMATCH: u32 = 104;
 }
 
-/// Errors from the on-disk (or any) store. Every variant names the path or
-/// the address involved.
+/// Errors from a store. The disk store's name the path involved; a
+/// networked backend's name the backend and the operation, and say whether
+/// trying again later can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{op} {path}: {source}")]
@@ -33,10 +34,20 @@ pub enum StoreError {
     },
     #[error("{path}: {reason}")]
     Unsafe { path: PathBuf, reason: String },
-    #[error("address {ip} was taken concurrently")]
-    Taken { ip: IpAddr },
-    #[error("{reason}")]
-    Backend { reason: String },
+    /// A commit found an address reserved that it meant to reserve (it
+    /// changed since the session read it): nothing was written; pick again.
+    #[error("address {ip} was reserved concurrently")]
+    Conflict { ip: IpAddr },
+    /// A backend other than the disk failed.
+    #[error("{backend} store: {op}: {source}")]
+    Backend {
+        backend: &'static str,
+        op: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again later can help (then CNI code 11).
+        retryable: bool,
+    },
 }
 
 impl StoreError {
@@ -46,6 +57,46 @@ impl StoreError {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether the same operation may succeed if tried again later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            StoreError::Conflict { .. } => true,
+            StoreError::Backend { retryable, .. } => *retryable,
+            StoreError::Io { .. } | StoreError::Unsafe { .. } => false,
+        }
+    }
+}
+
+/// One failure of a step that kept going (a teardown): what was being done
+/// and why it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Failure {
+    pub what: String,
+    #[source]
+    pub source: StoreError,
+}
+
+/// `"; "`-joined failures, for messages.
+fn join(failures: &[Failure]) -> String {
+    failures
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn rollback_note(rollback: &[Failure]) -> String {
+    if rollback.is_empty() {
+        "; its reservations were taken back".into()
+    } else {
+        format!(
+            "; taking its reservations back failed too ({} failure(s)): {}",
+            rollback.len(),
+            join(rollback)
+        )
     }
 }
 
@@ -109,6 +160,22 @@ pub enum Error {
         #[source]
         source: StoreError,
     },
+    /// ADD's commit could not be made durable; `rollback` lists every
+    /// failure of taking its reservations back (empty: all taken back).
+    #[error("store {network}: {source}{}", rollback_note(rollback))]
+    NotDurable {
+        network: String,
+        #[source]
+        source: StoreError,
+        rollback: Vec<Failure>,
+    },
+    /// ADD's pick-and-commit loop lost every race for its addresses.
+    #[error("store {network}: gave up after {attempts} attempts, each losing an address to a concurrent ADD (last {ip})")]
+    Contended {
+        network: String,
+        attempts: u32,
+        ip: IpAddr,
+    },
     #[error("garbage collection left {count} problem(s): {list}")]
     Gc { count: usize, list: String },
     #[error("cannot serve ADD: {reason}")]
@@ -140,10 +207,10 @@ impl Error {
             Error::Duplicate { .. } => own_code::DUPLICATE_ALLOCATION,
             Error::NotReserved { .. } => own_code::NOT_RESERVED,
             Error::Mismatch { .. } => own_code::RESULT_MISMATCH,
-            Error::Store { source, .. } => match source {
-                StoreError::Taken { .. } => code::TRY_AGAIN_LATER,
-                _ => code::IO,
-            },
+            Error::Store { source, .. } if source.retryable() => code::TRY_AGAIN_LATER,
+            Error::Store { .. } => code::IO,
+            Error::Contended { .. } => code::TRY_AGAIN_LATER,
+            Error::NotDurable { .. } => code::IO,
             Error::Gc { .. } => code::IO,
             Error::NotAvailable { .. } => code::NOT_AVAILABLE,
         }

@@ -8,11 +8,10 @@ use serde_json::Value;
 use crate::alloc::{self, ValidAttachment};
 use crate::config::IpamConfig;
 use crate::error::Error;
-use crate::store::disk::DiskStore;
-use crate::store::{Entry, Owner, Store};
+use crate::store::{self, Attachment, Store};
 
-/// Opens the store for a configuration (the disk store in production).
-pub type StoreOpener = Box<dyn FnMut(&IpamConfig) -> Box<dyn Store>>;
+/// Opens the store for a configuration ([`store::open`] in production).
+pub type StoreOpener = Box<dyn FnMut(&IpamConfig) -> Result<Box<dyn Store>, Error>>;
 
 /// The plugin, with the store it runs on passed in.
 pub struct HostLocal {
@@ -21,9 +20,7 @@ pub struct HostLocal {
 
 impl Default for HostLocal {
     fn default() -> Self {
-        HostLocal::new(Box::new(|cfg: &IpamConfig| {
-            Box::new(DiskStore::new(cfg.data_dir.clone(), &cfg.network)) as Box<dyn Store>
-        }))
+        HostLocal::new(Box::new(store::open))
     }
 }
 
@@ -47,20 +44,20 @@ impl HostLocal {
         )
     }
 
-    fn attachment(req: &Request) -> (String, String) {
-        let id = req
-            .env
-            .container_id
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
-        let ifname = req
-            .env
-            .ifname
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
-        (id, ifname)
+    /// The validated attachment of ADD, DEL and CHECK (cni-proto refuses
+    /// these commands without both variables).
+    fn attachment(req: &Request) -> Result<Attachment, Error> {
+        let missing = |key: &str| Error::Args {
+            key: key.into(),
+            value: String::new(),
+            reason: "missing".into(),
+        };
+        let id = req.env.container_id.clone();
+        let ifname = req.env.ifname.clone();
+        Ok(Attachment::new(
+            id.ok_or_else(|| missing("CNI_CONTAINERID"))?,
+            ifname.ok_or_else(|| missing("CNI_IFNAME"))?,
+        ))
     }
 
     fn store_err(cfg: &IpamConfig, e: crate::error::StoreError) -> Error {
@@ -76,39 +73,19 @@ impl HostLocal {
             Some(p) => crate::resolv::load(p)?,
             None => Default::default(),
         };
-        let (id, ifname) = Self::attachment(req);
-        let mut store = (self.open_store)(&cfg);
-        store.prepare(&id, &ifname, cfg.ranges.len());
-        let mut result = {
-            let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-            alloc::add(&cfg, s.as_mut(), &id, &ifname)?
-        };
-        if let Err(e) = store.sync() {
-            // Not durable: take the reservations back (all or nothing).
-            if let Ok(mut s) = store.session() {
-                let owner = Owner::Attachment {
-                    id: id.clone(),
-                    ifname: ifname.clone(),
-                };
-                for ip in &result.ips {
-                    let _ = s.release(&Entry {
-                        ip: ip.address.addr(),
-                        owner: owner.clone(),
-                    });
-                }
-            }
-            return Err(Self::store_err(&cfg, e));
-        }
+        let att = Self::attachment(req)?;
+        let mut store = (self.open_store)(&cfg)?;
+        let mut result = alloc::add(&cfg, store.as_mut(), &att)?;
         result.dns = dns;
         Ok(result)
     }
 
     fn do_del(&mut self, req: &Request) -> Result<(), Error> {
         let cfg = Self::config(req)?;
-        let (id, ifname) = Self::attachment(req);
-        let mut store = (self.open_store)(&cfg);
+        let att = Self::attachment(req)?;
+        let mut store = (self.open_store)(&cfg)?;
         let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        alloc::del(&cfg, s.as_mut(), &id, &ifname)
+        alloc::del(&cfg, s.as_mut(), &att)
     }
 
     fn do_check(&mut self, req: &Request) -> Result<(), Error> {
@@ -120,10 +97,10 @@ impl HostLocal {
             ),
             None => None,
         };
-        let (id, ifname) = Self::attachment(req);
-        let mut store = (self.open_store)(&cfg);
+        let att = Self::attachment(req)?;
+        let mut store = (self.open_store)(&cfg)?;
         let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        alloc::check(&cfg, s.as_mut(), &id, &ifname, prev.as_ref())
+        alloc::check(&cfg, s.as_mut(), &att, prev.as_ref())
     }
 
     fn do_gc(&mut self, req: &Request) -> Result<(), Error> {
@@ -131,7 +108,7 @@ impl HostLocal {
         let Some(valid) = valid_attachments(&req.config.raw)? else {
             return Ok(());
         };
-        let mut store = (self.open_store)(&cfg);
+        let mut store = (self.open_store)(&cfg)?;
         let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
         let report = alloc::gc(&cfg, s.as_mut(), &valid)?;
         if report.errors.is_empty() {
@@ -146,7 +123,7 @@ impl HostLocal {
 
     fn do_status(&mut self, req: &Request) -> Result<(), Error> {
         let cfg = Self::config(req)?;
-        let mut store = (self.open_store)(&cfg);
+        let mut store = (self.open_store)(&cfg)?;
         let mut s = store.session().map_err(|e| Error::NotAvailable {
             reason: format!("store of network {} unusable: {e}", cfg.network),
         })?;
@@ -235,76 +212,42 @@ impl Plugin for HostLocal {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::{RefCell, RefMut};
+    use std::cell::RefCell;
     use std::ffi::OsString;
-    use std::net::IpAddr;
     use std::rc::Rc;
 
     use super::*;
     use crate::error::StoreError;
     use crate::store::memory::MemoryStore;
-    use crate::store::{Pick, Session};
+    use crate::store::Session;
 
-    /// A memory store shared with the test, whose `sync` can be made to fail.
+    /// A memory store shared with the test (the plugin drops its store after
+    /// each command): a copy per command, written back when dropped.
     struct Shared {
-        inner: Rc<RefCell<MemoryStore>>,
-        fail_sync: bool,
-    }
-
-    struct SharedSession<'a>(RefMut<'a, MemoryStore>);
-
-    impl Session for SharedSession<'_> {
-        fn find(&mut self, id: &str, ifname: &str) -> Result<Vec<Entry>, StoreError> {
-            self.0.session()?.find(id, ifname)
-        }
-        fn is_reserved(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
-            self.0.session()?.is_reserved(ip)
-        }
-        fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
-            self.0.session()?.owner_of(ip)
-        }
-        fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
-            self.0.session()?.cursor(set_index)
-        }
-        fn reserve(&mut self, id: &str, ifname: &str, picks: &[Pick]) -> Result<(), StoreError> {
-            self.0.session()?.reserve(id, ifname, picks)
-        }
-        fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
-            self.0.session()?.release(entry)
-        }
-        fn count(&mut self) -> Result<u64, StoreError> {
-            self.0.session()?.count()
-        }
-        fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
-            self.0.session()?.list()
-        }
+        inner: MemoryStore,
+        shared: Rc<RefCell<MemoryStore>>,
     }
 
     impl Store for Shared {
         fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
-            Ok(Box::new(SharedSession(self.inner.borrow_mut())))
-        }
-        fn sync(&mut self) -> Result<(), StoreError> {
-            if self.fail_sync {
-                Err(StoreError::io(
-                    "fsync",
-                    "/data/net",
-                    std::io::Error::from_raw_os_error(libc::EIO),
-                ))
-            } else {
-                Ok(())
-            }
+            self.inner.session()
         }
     }
 
-    fn add(fail_sync: bool) -> (i32, serde_json::Value, MemoryStore) {
-        let inner = Rc::new(RefCell::new(MemoryStore::new()));
+    impl Drop for Shared {
+        fn drop(&mut self) {
+            *self.shared.borrow_mut() = std::mem::take(&mut self.inner);
+        }
+    }
+
+    fn add(store: MemoryStore, conf: &[u8]) -> (i32, serde_json::Value, MemoryStore) {
+        let inner = Rc::new(RefCell::new(store));
         let handle = inner.clone();
         let mut plugin = HostLocal::new(Box::new(move |_: &IpamConfig| {
-            Box::new(Shared {
-                inner: handle.clone(),
-                fail_sync,
-            }) as Box<dyn Store>
+            Ok(Box::new(Shared {
+                inner: handle.borrow().clone(),
+                shared: handle.clone(),
+            }) as Box<dyn Store>)
         }));
         let env = |k: &str| -> Option<OsString> {
             let v = match k {
@@ -317,8 +260,6 @@ mod tests {
             };
             Some(v.into())
         };
-        let conf = br#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"host-local",
-            "ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00::/64"}]],"dataDir":"/data"}}"#;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let o = cni_proto::run(&mut plugin, &env, &mut &conf[..], &mut out, &mut err);
         let json = serde_json::from_slice(&out).unwrap();
@@ -327,23 +268,54 @@ mod tests {
         (o.exit_code, json, store)
     }
 
+    const CONF: &[u8] = br#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"host-local",
+        "ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00::/64"}]],"dataDir":"/data"}}"#;
+
     #[test]
     fn add_is_durable_before_it_reports() {
-        let (code, json, store) = add(false);
+        let (code, json, store) = add(MemoryStore::new(), CONF);
         assert_eq!(code, 0, "{json}");
         assert_eq!(json["ips"].as_array().unwrap().len(), 2);
         assert_eq!(store.reservations.len(), 2);
     }
 
     #[test]
-    fn a_failed_sync_takes_the_reservations_back() {
-        let (code, json, store) = add(true);
+    fn a_failed_durability_finish_takes_the_reservations_back() {
+        let mut store = MemoryStore::new();
+        store.fail_finish = true;
+        let (code, json, store) = add(store, CONF);
         assert_eq!(code, 1);
         assert_eq!(json["code"], 5, "{json}");
+        let msg = json["msg"].as_str().unwrap();
+        assert!(msg.contains("injected failure: durability"), "{json}");
+        assert!(msg.contains("taken back"), "{json}");
+        assert!(store.reservations.is_empty(), "{:?}", store.reservations);
+    }
+
+    #[test]
+    fn the_store_object_chooses_the_backend() {
+        let mut plugin = HostLocal::default();
+        let env = |k: &str| -> Option<OsString> {
+            let v = match k {
+                "CNI_COMMAND" => "ADD",
+                "CNI_CONTAINERID" => "c1",
+                "CNI_NETNS" => "/var/run/netns/c1",
+                "CNI_IFNAME" => "eth0",
+                "CNI_PATH" => "/opt/cni/bin",
+                _ => return None,
+            };
+            Some(v.into())
+        };
+        let conf = br#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"host-local",
+            "subnet":"10.1.0.0/24","dataDir":"/nonexistent/arch","store":{"type":"zookeeper"}}}"#;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let o = cni_proto::run(&mut plugin, &env, &mut &conf[..], &mut out, &mut err);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(o.exit_code, 1);
+        assert_eq!(json["code"], 7, "{json}");
         assert!(
-            json["msg"].as_str().unwrap().contains("/data/net"),
+            json["msg"].as_str().unwrap().contains("ipam.store.type"),
             "{json}"
         );
-        assert!(store.reservations.is_empty(), "{:?}", store.reservations);
     }
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use host_local::store::Owner;
+use host_local::store::{AttachmentSet, Owner};
 use serde_json::Value;
 
 /// Valid attachments, from `--valid`.
@@ -14,11 +14,9 @@ use serde_json::Value;
 pub struct ValidSet {
     /// Where they came from ("-" for stdin).
     pub source: String,
-    exact: HashSet<(String, String)>,
-    /// Container IDs of every entry (keeps legacy, ID-only reservations).
-    ids: HashSet<String>,
-    /// Containers listed without an ifname: every attachment of theirs is valid.
-    whole: HashSet<String>,
+    /// The entries; one listed without an ifname makes every attachment of
+    /// its container valid.
+    set: AttachmentSet,
     pub count: usize,
 }
 
@@ -28,13 +26,7 @@ impl ValidSet {
     /// kept when its container has any valid attachment, a damaged file is
     /// never valid.
     pub fn keeps(&self, owner: &Owner) -> bool {
-        match owner {
-            Owner::Attachment { id, ifname } => {
-                self.whole.contains(id) || self.exact.contains(&(id.clone(), ifname.clone()))
-            }
-            Owner::Legacy { id } => self.ids.contains(id),
-            Owner::Damaged { .. } => false,
-        }
+        self.set.holds(owner)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,14 +34,9 @@ impl ValidSet {
     }
 
     fn push(&mut self, id: &str, ifname: Option<&str>) {
-        self.ids.insert(id.to_string());
         match ifname {
-            Some(f) => {
-                self.exact.insert((id.to_string(), f.to_string()));
-            }
-            None => {
-                self.whole.insert(id.to_string());
-            }
+            Some(f) => self.set.insert(id, f),
+            None => self.set.insert_container(id),
         }
         self.count += 1;
     }

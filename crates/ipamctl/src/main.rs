@@ -898,11 +898,9 @@ impl Selector {
     fn matches(&self, r: &Reservation) -> bool {
         match self {
             Selector::Ip(ip) => host_local::addr::canonical(*ip) == r.ip,
-            Selector::Container { id, ifname } => match (&r.owner, ifname) {
-                (Owner::Attachment { id: i, .. }, None) => i == id,
-                (Owner::Attachment { id: i, ifname: f }, Some(want)) => i == id && f == want,
-                (Owner::Legacy { id: i }, _) => i == id,
-                (Owner::Damaged { .. }, _) => false,
+            Selector::Container { id, ifname } => match ifname {
+                Some(want) => r.owner.belongs_to(id, want),
+                None => r.owner.container_id() == Some(id.as_str()),
             },
         }
     }

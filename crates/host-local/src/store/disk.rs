@@ -29,7 +29,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::sys;
-use super::{Entry, Owner, Pick, Session, Store};
+use super::{Attachment, Committed, Entry, Owner, Pick, Session, Store};
+use crate::config::RangeSet;
 use crate::error::StoreError;
 
 /// The reference's cursor file prefix.
@@ -56,9 +57,6 @@ pub struct DiskStore {
     use_index: bool,
     /// Unnamed reservation files written and fsynced before the lock.
     prepared: Prepared,
-    /// The network directory, while reservations linked by the last session
-    /// await the directory fsync of [`Store::sync`].
-    unsynced: std::cell::RefCell<Option<OwnedFd>>,
 }
 
 /// O_TMPFILE inodes holding `content`, written and fsynced by `prepare`.
@@ -78,7 +76,6 @@ impl DiskStore {
             network: network.to_string(),
             use_index: true,
             prepared: Prepared::default(),
-            unsynced: std::cell::RefCell::new(None),
         }
     }
 
@@ -233,15 +230,11 @@ impl Store for DiskStore {
     /// Writes and fsyncs `count` unnamed (O_TMPFILE) reservation files for
     /// the attachment before the lock is taken: concurrent ADDs then do their
     /// data writes and file fsyncs in parallel, and the journal batches their
-    /// commits, instead of one after the other under the lock. `reserve`
+    /// commits, instead of one after the other under the lock. `commit`
     /// links them. Unused ones vanish when closed. Best effort: on any
-    /// failure `reserve` writes its own and reports what fails.
-    fn prepare(&mut self, id: &str, ifname: &str, count: usize) {
-        let Some(content) = (Owner::Attachment {
-            id: id.to_string(),
-            ifname: ifname.to_string(),
-        })
-        .to_content() else {
+    /// failure `commit` writes its own and reports what fails.
+    fn prepare(&mut self, att: &Attachment, count: usize) {
+        let Some(content) = att.owner().to_content() else {
             return;
         };
         let Ok((data, net)) = self.open_dirs(true) else {
@@ -267,17 +260,6 @@ impl Store for DiskStore {
             files,
             dirs: Some((data, net)),
         };
-    }
-
-    /// The directory fsync that makes the last session's new names durable,
-    /// done after its lock is released so concurrent ADDs' commits batch.
-    fn sync(&mut self) -> Result<(), StoreError> {
-        match self.unsynced.borrow_mut().take() {
-            Some(fd) => {
-                sys::fsync(fd.as_fd()).map_err(|e| StoreError::io("fsync", self.network_dir(), e))
-            }
-            None => Ok(()),
-        }
     }
 }
 
@@ -771,7 +753,7 @@ impl DiskSession<'_> {
 fn link_err(e: io::Error, name: &str, path: &Path) -> StoreError {
     if e.kind() == io::ErrorKind::AlreadyExists {
         match name.parse() {
-            Ok(ip) => StoreError::Taken { ip },
+            Ok(ip) => StoreError::Conflict { ip },
             Err(_) => StoreError::io("link reservation", path, e),
         }
     } else {
@@ -859,13 +841,22 @@ fn write_replace(
     Ok(())
 }
 
+impl DiskSession<'_> {
+    /// Whether anything (a damaged file, a directory, a symlink) is at `ip`'s name.
+    pub fn is_reserved(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
+        let name = ip.to_string();
+        match sys::lstatat(self.net.as_fd(), &name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("stat", self.path(&name), e)),
+        }
+    }
+}
+
 impl Session for DiskSession<'_> {
-    fn find(&mut self, id: &str, ifname: &str) -> Result<Vec<Entry>, StoreError> {
-        let matches = |o: &Owner| match o {
-            Owner::Attachment { id: i, ifname: f } => i == id && f == ifname,
-            Owner::Legacy { id: i } => i == id,
-            Owner::Damaged { .. } => false,
-        };
+    fn find(&mut self, att: &Attachment) -> Result<Vec<Entry>, StoreError> {
+        let (id, ifname) = (att.id(), att.ifname());
+        let matches = |o: &Owner| o.belongs_to(id, ifname);
         if self.index_valid() {
             let candidates: Vec<Entry> = self
                 .read_bucket(id)?
@@ -897,13 +888,18 @@ impl Session for DiskSession<'_> {
             .collect())
     }
 
-    fn is_reserved(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
-        let name = ip.to_string();
-        match sys::lstatat(self.net.as_fd(), &name) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(StoreError::io("stat", self.path(&name), e)),
+    /// Probes each name locally: a stat per candidate, no read.
+    fn first_free(
+        &mut self,
+        _set: &RangeSet,
+        candidates: &mut dyn Iterator<Item = IpAddr>,
+    ) -> Result<Option<IpAddr>, StoreError> {
+        for ip in candidates {
+            if !self.is_reserved(ip)? {
+                return Ok(Some(ip));
+            }
         }
+        Ok(None)
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
@@ -925,11 +921,16 @@ impl Session for DiskSession<'_> {
         }
     }
 
-    fn reserve(&mut self, id: &str, ifname: &str, picks: &[Pick]) -> Result<(), StoreError> {
-        let owner = Owner::Attachment {
-            id: id.to_string(),
-            ifname: ifname.to_string(),
-        };
+    /// Links each reservation (never replacing: an existing name is a
+    /// [`StoreError::Conflict`], which under the lock only a process
+    /// ignoring it can cause), writes the cursors and the index. The
+    /// directory fsync that makes the new names durable is left to the
+    /// returned [`Committed`], run after the lock is released so concurrent
+    /// ADDs' journal commits batch (the files' own data was fsynced before
+    /// they were linked).
+    fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError> {
+        let owner = att.owner();
+        let id = att.id();
         let content = owner.to_content().expect("attachment has content");
         let mut made: Vec<String> = Vec::new();
         let mut failure = None;
@@ -961,10 +962,16 @@ impl Session for DiskSession<'_> {
                 cursor_err.get_or_insert(e);
             }
         }
-        // The directory fsync comes from `Store::sync`, after the lock is
-        // released and before the ADD reports its result.
-        match self.net.try_clone() {
-            Ok(fd) => *self.store.unsynced.borrow_mut() = Some(fd),
+        // The directory fsync happens in `Committed::finish`, after the lock
+        // is released and before the ADD reports its result. Without a
+        // descriptor of its own for that, fsync now, under the lock.
+        let committed = match self.net.try_clone() {
+            Ok(fd) => {
+                let dir = self.store.network_dir();
+                Committed::after(move || {
+                    sys::fsync(fd.as_fd()).map_err(|e| StoreError::io("fsync", dir, e))
+                })
+            }
             Err(_) => {
                 if let Err(e) = self.fsync_dir() {
                     for name in &made {
@@ -973,8 +980,9 @@ impl Session for DiskSession<'_> {
                     self.invalidate();
                     return Err(e);
                 }
+                Committed::durable()
             }
-        }
+        };
         if self.index_valid() {
             let added: Vec<Entry> = picks
                 .iter()
@@ -1000,7 +1008,7 @@ impl Session for DiskSession<'_> {
         // A cursor that could not be written loses round robin once; the
         // reservations stand.
         let _ = cursor_err;
-        Ok(())
+        Ok(committed)
     }
 
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
@@ -1064,6 +1072,10 @@ impl Session for DiskSession<'_> {
 mod tests {
     use super::*;
 
+    fn att(id: &str, ifname: &str) -> Attachment {
+        Attachment::parse(id, ifname).unwrap()
+    }
+
     fn store(dir: &Path) -> DiskStore {
         DiskStore::new(dir, "net")
     }
@@ -1086,13 +1098,36 @@ mod tests {
     }
 
     #[test]
+    fn conformance() {
+        let d = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        crate::store::conformance::run_all(&mut |seed: &[Entry]| {
+            n += 1;
+            let data = d.path().join(format!("d{n}"));
+            let net = data.join("net");
+            std::fs::create_dir_all(&net).unwrap();
+            for e in seed {
+                // Damaged: content no plugin writes.
+                let content = e.owner.to_content().unwrap_or_else(|| "\r\n".into());
+                std::fs::write(net.join(e.ip.to_string()), content).unwrap();
+            }
+            Box::new(DiskStore::new(data, "net")) as Box<dyn Store>
+        });
+    }
+
+    #[test]
     fn reserve_writes_reference_layout() {
         let d = tempfile::tempdir().unwrap();
         let mut st = store(d.path());
         {
             let mut s = st.session().unwrap();
-            s.reserve("c1", "eth0", &[pick("10.0.0.2", 0), pick("2001:db8::2", 1)])
-                .unwrap();
+            s.commit(
+                &att("c1", "eth0"),
+                &[pick("10.0.0.2", 0), pick("2001:db8::2", 1)],
+            )
+            .unwrap()
+            .finish()
+            .unwrap();
         }
         let net = d.path().join("net");
         assert_eq!(std::fs::read(net.join("10.0.0.2")).unwrap(), b"c1\r\neth0");
@@ -1137,7 +1172,10 @@ mod tests {
         let mut s = st.session().unwrap();
         for (i, ip) in ["10.0.0.2", "10.0.0.10", "10.0.0.9"].iter().enumerate() {
             let before = std::fs::metadata(&cursor).ok().map(|m| m.ino());
-            s.reserve(&format!("c{i}"), "eth0", &[pick(ip, 0)]).unwrap();
+            s.commit(&att(&format!("c{i}"), "eth0"), &[pick(ip, 0)])
+                .unwrap()
+                .finish()
+                .unwrap();
             assert_eq!(std::fs::read_to_string(&cursor).unwrap(), *ip);
             let m = std::fs::metadata(&cursor).unwrap();
             assert_eq!(m.nlink(), 1);
@@ -1150,7 +1188,10 @@ mod tests {
         // The reference rewrites the cursor in place; we still replace it.
         std::fs::write(&cursor, "10.0.0.50").unwrap();
         assert_eq!(s.cursor(0).unwrap(), Some("10.0.0.50".parse().unwrap()));
-        s.reserve("c9", "eth0", &[pick("10.0.0.51", 0)]).unwrap();
+        s.commit(&att("c9", "eth0"), &[pick("10.0.0.51", 0)])
+            .unwrap()
+            .finish()
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&cursor).unwrap(), "10.0.0.51");
         assert_eq!(
             names_in(&net),
@@ -1170,12 +1211,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut st = store(d.path());
         let mut s = st.session().unwrap();
-        s.reserve("c1", "eth0", &[pick("10.0.0.3", 0)]).unwrap();
+        s.commit(&att("c1", "eth0"), &[pick("10.0.0.3", 0)])
+            .unwrap()
+            .finish()
+            .unwrap();
         let e = s
-            .reserve("c2", "eth0", &[pick("10.0.0.2", 0), pick("10.0.0.3", 1)])
+            .commit(
+                &att("c2", "eth0"),
+                &[pick("10.0.0.2", 0), pick("10.0.0.3", 1)],
+            )
             .unwrap_err();
-        assert!(matches!(e, StoreError::Taken { .. }), "{e}");
-        assert!(!s.is_reserved("10.0.0.2".parse().unwrap()).unwrap());
+        assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+        assert!(s.owner_of("10.0.0.2".parse().unwrap()).unwrap().is_none());
         assert_eq!(s.count().unwrap(), 1);
     }
 
@@ -1185,7 +1232,9 @@ mod tests {
         let mut st = store(d.path());
         st.session()
             .unwrap()
-            .reserve("c1", "eth0", &[pick("10.0.0.2", 0)])
+            .commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
+            .unwrap()
+            .finish()
             .unwrap();
         let net = d.path().join("net");
         // The reference (or an operator) adds one and removes another.
@@ -1193,13 +1242,13 @@ mod tests {
         std::fs::write(net.join("10.0.0.10"), "old").unwrap();
         std::fs::remove_file(net.join("10.0.0.2")).unwrap();
         let mut s = st.session().unwrap();
-        assert_eq!(s.find("c9", "eth0").unwrap().len(), 1);
+        assert_eq!(s.find(&att("c9", "eth0")).unwrap().len(), 1);
         assert_eq!(
-            s.find("old", "eth1").unwrap().len(),
+            s.find(&att("old", "eth1")).unwrap().len(),
             1,
             "legacy file matches any ifname"
         );
-        assert!(s.find("c1", "eth0").unwrap().is_empty());
+        assert!(s.find(&att("c1", "eth0")).unwrap().is_empty());
         assert_eq!(s.count().unwrap(), 2);
     }
 
@@ -1209,13 +1258,15 @@ mod tests {
         let mut st = store(d.path());
         st.session()
             .unwrap()
-            .reserve("c1", "eth0", &[pick("10.0.0.2", 0)])
+            .commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
+            .unwrap()
+            .finish()
             .unwrap();
         // Rewriting content in place does not touch the directory's ctime.
         std::fs::write(d.path().join("net/10.0.0.2"), "c2\r\neth0").unwrap();
         let mut s = st.session().unwrap();
-        assert!(s.find("c1", "eth0").unwrap().is_empty());
-        assert_eq!(s.find("c2", "eth0").unwrap().len(), 1);
+        assert!(s.find(&att("c1", "eth0")).unwrap().is_empty());
+        assert_eq!(s.find(&att("c2", "eth0")).unwrap().len(), 1);
     }
 
     #[test]
@@ -1223,7 +1274,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut st = store(d.path());
         let mut s = st.session().unwrap();
-        s.reserve("c1", "eth0", &[pick("10.0.0.2", 0)]).unwrap();
+        s.commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
+            .unwrap()
+            .finish()
+            .unwrap();
         let wrong = Entry {
             ip: "10.0.0.2".parse().unwrap(),
             owner: Owner::Attachment {
@@ -1256,12 +1310,15 @@ mod tests {
         std::os::unix::fs::symlink(&outside, net.join("10.0.0.3")).unwrap();
         let mut st = DiskStore::new(d.path().join("data"), "net");
         let mut s = st.session().unwrap();
-        assert!(s.is_reserved("10.0.0.3".parse().unwrap()).unwrap());
+        assert!(s.owner_of("10.0.0.3".parse().unwrap()).unwrap().is_some());
         assert!(matches!(
             s.owner_of("10.0.0.3".parse().unwrap()).unwrap(),
             Some(Owner::Damaged { .. })
         ));
-        s.reserve("c1", "eth0", &[pick("10.0.0.2", 0)]).unwrap();
+        s.commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
+            .unwrap()
+            .finish()
+            .unwrap();
         drop(s);
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
         assert!(!std::fs::symlink_metadata(net.join("last_reserved_ip.0"))

@@ -1,19 +1,29 @@
 //! An in-memory store with the disk store's semantics, for tests of the
-//! allocator and the plugin without a filesystem.
+//! allocator and the plugin without a filesystem. Its knobs inject what a
+//! real backend can do: a failing write, a concurrent writer taking an
+//! address between a session's reads and its commit (a conflict, as a
+//! networked backend sees it), a failing durability finish.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
-use super::{Entry, Owner, Pick, Session, Store};
+use super::{Attachment, Committed, Entry, Owner, Pick, Session, Store};
+use crate::config::RangeSet;
 use crate::error::StoreError;
 
-/// Reservations and cursors in maps. `fail_after` makes the n-th write fail,
-/// to test that ADD leaves nothing behind.
+/// Reservations and cursors in maps.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     pub reservations: BTreeMap<IpAddr, Owner>,
     pub cursors: BTreeMap<usize, IpAddr>,
+    /// Makes every write (a reservation made or released) after the n-th fail.
     pub fail_after: Option<usize>,
+    /// Addresses another writer reserves just before each of the next
+    /// commits (one per commit, owner `racer`/`eth0`): the commit then
+    /// conflicts when it meant to take that address.
+    pub race: VecDeque<IpAddr>,
+    /// Makes [`Committed::finish`] of every commit fail.
+    pub fail_finish: bool,
     writes: usize,
 }
 
@@ -33,17 +43,22 @@ struct MemSession<'a> {
     s: &'a mut MemoryStore,
 }
 
+fn injected(op: &str, what: String) -> StoreError {
+    StoreError::Backend {
+        backend: "memory",
+        op: op.to_string(),
+        source: format!("injected failure: {what}").into(),
+        retryable: false,
+    }
+}
+
 impl Session for MemSession<'_> {
-    fn find(&mut self, id: &str, ifname: &str) -> Result<Vec<Entry>, StoreError> {
+    fn find(&mut self, att: &Attachment) -> Result<Vec<Entry>, StoreError> {
         Ok(self
             .s
             .reservations
             .iter()
-            .filter(|(_, o)| match o {
-                Owner::Attachment { id: i, ifname: f } => i == id && f == ifname,
-                Owner::Legacy { id: i } => i == id,
-                Owner::Damaged { .. } => false,
-            })
+            .filter(|(_, o)| o.belongs_to(att.id(), att.ifname()))
             .map(|(ip, o)| Entry {
                 ip: *ip,
                 owner: o.clone(),
@@ -51,8 +66,17 @@ impl Session for MemSession<'_> {
             .collect())
     }
 
-    fn is_reserved(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
-        Ok(self.s.reservations.contains_key(&ip))
+    fn first_free(
+        &mut self,
+        _set: &RangeSet,
+        candidates: &mut dyn Iterator<Item = IpAddr>,
+    ) -> Result<Option<IpAddr>, StoreError> {
+        for ip in candidates {
+            if !self.s.reservations.contains_key(&ip) {
+                return Ok(Some(ip));
+            }
+        }
+        Ok(None)
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
@@ -63,36 +87,40 @@ impl Session for MemSession<'_> {
         Ok(self.s.cursors.get(&set_index).copied())
     }
 
-    fn reserve(&mut self, id: &str, ifname: &str, picks: &[Pick]) -> Result<(), StoreError> {
+    fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError> {
+        if let Some(ip) = self.s.race.pop_front() {
+            self.s.reservations.entry(ip).or_insert(Owner::Attachment {
+                id: "racer".into(),
+                ifname: "eth0".into(),
+            });
+        }
+        if let Some(p) = picks
+            .iter()
+            .find(|p| self.s.reservations.contains_key(&p.ip))
+        {
+            return Err(StoreError::Conflict { ip: p.ip });
+        }
         let mut made = Vec::new();
         for p in picks {
             self.s.writes += 1;
-            let fail = self.s.fail_after.is_some_and(|n| self.s.writes > n);
-            if fail || self.s.reservations.contains_key(&p.ip) {
+            if self.s.fail_after.is_some_and(|n| self.s.writes > n) {
                 for ip in made {
                     self.s.reservations.remove(&ip);
                 }
-                return Err(if fail {
-                    StoreError::Backend {
-                        reason: format!("injected failure writing {}", p.ip),
-                    }
-                } else {
-                    StoreError::Taken { ip: p.ip }
-                });
+                return Err(injected("write", p.ip.to_string()));
             }
-            self.s.reservations.insert(
-                p.ip,
-                Owner::Attachment {
-                    id: id.into(),
-                    ifname: ifname.into(),
-                },
-            );
+            self.s.reservations.insert(p.ip, att.owner());
             made.push(p.ip);
         }
         for p in picks {
             self.s.cursors.insert(p.set_index, p.ip);
         }
-        Ok(())
+        if self.s.fail_finish {
+            return Ok(Committed::after(|| {
+                Err(injected("sync", "durability".into()))
+            }));
+        }
+        Ok(Committed::durable())
     }
 
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
@@ -102,6 +130,10 @@ impl Session for MemSession<'_> {
             (None, _) => false,
         };
         if same {
+            self.s.writes += 1;
+            if self.s.fail_after.is_some_and(|n| self.s.writes > n) {
+                return Err(injected("release", entry.ip.to_string()));
+            }
             self.s.reservations.remove(&entry.ip);
         }
         Ok(same)
@@ -121,5 +153,21 @@ impl Session for MemSession<'_> {
                 owner: o.clone(),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        super::super::conformance::run_all(&mut |seed: &[Entry]| {
+            let mut st = MemoryStore::new();
+            for e in seed {
+                st.reservations.insert(e.ip, e.owner.clone());
+            }
+            Box::new(st) as Box<dyn Store>
+        });
     }
 }

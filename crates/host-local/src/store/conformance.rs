@@ -1,0 +1,467 @@
+//! The contract of [`Store`] and [`Session`] as tests, written once and run
+//! by every backend: the memory and disk stores in their unit tests, a
+//! networked backend from the integration tests:
+//!
+//! ```ignore
+//! host_local::store::conformance::run_all(&mut |seed: &[Entry]| {
+//!     // A fresh, empty store of the backend, holding `seed` written behind
+//!     // the trait's back the way an older plugin or an operator would
+//!     // (legacy ID-only owners, damaged entries: any unparseable content).
+//!     Box::new(my_store_with(seed)) as Box<dyn Store>
+//! });
+//! ```
+//!
+//! Each case panics (with the case's name) on the first broken promise.
+//! `run_all` runs every case on a store of its own; `CASES` lists them for
+//! a backend that wants to run them one by one.
+
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use super::{Attachment, Entry, Owner, Pick, Store};
+use crate::config::{IpamConfig, RangeSet};
+
+/// Makes a fresh store holding the given entries.
+pub type MakeStore<'a> = dyn FnMut(&[Entry]) -> Box<dyn Store> + 'a;
+
+/// One case: its name and its body.
+pub type Case = (&'static str, fn(&mut MakeStore<'_>));
+
+/// Every case of the suite.
+pub const CASES: &[Case] = &[
+    ("empty_store", empty_store),
+    (
+        "commit_reserves_and_advances_cursor",
+        commit_reserves_and_advances_cursor,
+    ),
+    ("commit_is_all_or_nothing", commit_is_all_or_nothing),
+    ("find_own_and_legacy_only", find_own_and_legacy_only),
+    (
+        "release_only_when_still_owned",
+        release_only_when_still_owned,
+    ),
+    ("first_free_in_order", first_free_in_order),
+    ("damaged_counts_as_reserved", damaged_counts_as_reserved),
+    ("count_and_list", count_and_list),
+    (
+        "list_collectable_holds_own_commits",
+        list_collectable_holds_own_commits,
+    ),
+    ("sessions_see_earlier_commits", sessions_see_earlier_commits),
+];
+
+/// Runs every case, each on a fresh store from `make`.
+pub fn run_all(make: &mut MakeStore<'_>) {
+    for (_name, case) in CASES {
+        case(make);
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn att(id: &str, ifname: &str) -> Attachment {
+    Attachment::parse(id, ifname).expect("valid test attachment")
+}
+
+fn pick(s: &str, set_index: usize) -> Pick {
+    Pick {
+        ip: ip(s),
+        set_index,
+    }
+}
+
+fn legacy(s: &str, id: &str) -> Entry {
+    Entry {
+        ip: ip(s),
+        owner: Owner::Legacy { id: id.into() },
+    }
+}
+
+fn damaged(s: &str) -> Entry {
+    Entry {
+        ip: ip(s),
+        owner: Owner::Damaged {
+            reason: "planted by the conformance suite".into(),
+        },
+    }
+}
+
+/// Range set 0 of `10.9.0.0/24`.
+fn set() -> RangeSet {
+    let ipam = json!({"subnet": "10.9.0.0/24"});
+    IpamConfig::load(
+        "conformance",
+        cni_proto::SpecVersion::V1_0_0,
+        Some(&ipam),
+        None,
+        None,
+        &cni_proto::CniArgs::parse("").expect("empty CNI_ARGS"),
+    )
+    .expect("valid test configuration")
+    .ranges
+    .remove(0)
+}
+
+fn ips(entries: &[Entry]) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = entries.iter().map(|e| e.ip).collect();
+    v.sort();
+    v
+}
+
+fn empty_store(make: &mut MakeStore<'_>) {
+    let mut st = make(&[]);
+    let mut s = st.session().expect("session");
+    assert_eq!(s.count().unwrap(), 0, "empty_store: count");
+    assert!(s.list().unwrap().is_empty(), "empty_store: list");
+    assert!(
+        s.find(&att("c1", "eth0")).unwrap().is_empty(),
+        "empty_store: find"
+    );
+    assert_eq!(s.cursor(0).unwrap(), None, "empty_store: cursor");
+    assert_eq!(
+        s.owner_of(ip("10.9.0.2")).unwrap(),
+        None,
+        "empty_store: owner_of"
+    );
+    s.writable().expect("empty_store: writable");
+}
+
+fn commit_reserves_and_advances_cursor(make: &mut MakeStore<'_>) {
+    let name = "commit_reserves_and_advances_cursor";
+    let mut st = make(&[]);
+    let a = att("c1", "eth0");
+    let committed = {
+        let mut s = st.session().unwrap();
+        let c = s
+            .commit(&a, &[pick("10.9.0.2", 0), pick("fd09::2", 1)])
+            .unwrap_or_else(|e| panic!("{name}: commit: {e}"));
+        assert_eq!(
+            s.owner_of(ip("10.9.0.2")).unwrap(),
+            Some(a.owner()),
+            "{name}"
+        );
+        c
+    };
+    committed
+        .finish()
+        .unwrap_or_else(|e| panic!("{name}: finish: {e}"));
+    let mut s = st.session().unwrap();
+    assert_eq!(
+        s.cursor(0).unwrap(),
+        Some(ip("10.9.0.2")),
+        "{name}: cursor 0"
+    );
+    assert_eq!(
+        s.cursor(1).unwrap(),
+        Some(ip("fd09::2")),
+        "{name}: cursor 1"
+    );
+    assert_eq!(s.cursor(2).unwrap(), None, "{name}: cursor 2");
+    assert_eq!(
+        ips(&s.find(&a).unwrap()),
+        [ip("10.9.0.2"), ip("fd09::2")],
+        "{name}: find"
+    );
+    assert_eq!(
+        s.owner_of(ip("fd09::2")).unwrap(),
+        Some(a.owner()),
+        "{name}"
+    );
+    let c = s
+        .commit(&att("c2", "eth0"), &[pick("10.9.0.7", 0)])
+        .unwrap_or_else(|e| panic!("{name}: second commit: {e}"));
+    assert_eq!(
+        s.cursor(0).unwrap(),
+        Some(ip("10.9.0.7")),
+        "{name}: moved on"
+    );
+    drop(s);
+    c.finish().unwrap();
+}
+
+fn commit_is_all_or_nothing(make: &mut MakeStore<'_>) {
+    let name = "commit_is_all_or_nothing";
+    let mut st = make(&[]);
+    let mut s = st.session().unwrap();
+    let first = s
+        .commit(&att("c1", "eth0"), &[pick("10.9.0.3", 0)])
+        .unwrap();
+    drop(s);
+    first.finish().unwrap();
+    let mut s = st.session().unwrap();
+    let e = s
+        .commit(
+            &att("c2", "eth0"),
+            &[pick("fd09::5", 1), pick("10.9.0.3", 0)],
+        )
+        .expect_err("committing a reserved address must fail");
+    assert!(
+        matches!(e, crate::error::StoreError::Conflict { ip: i } if i == ip("10.9.0.3")),
+        "{name}: want Conflict for 10.9.0.3, got {e}"
+    );
+    drop(s);
+    let mut s = st.session().unwrap();
+    assert_eq!(
+        s.owner_of(ip("fd09::5")).unwrap(),
+        None,
+        "{name}: nothing written"
+    );
+    assert_eq!(s.cursor(1).unwrap(), None, "{name}: cursor not advanced");
+    assert_eq!(s.count().unwrap(), 1, "{name}: count");
+    assert!(
+        s.find(&att("c2", "eth0")).unwrap().is_empty(),
+        "{name}: find"
+    );
+    assert_eq!(
+        s.owner_of(ip("10.9.0.3")).unwrap(),
+        Some(att("c1", "eth0").owner()),
+        "{name}: the holder keeps it"
+    );
+}
+
+fn find_own_and_legacy_only(make: &mut MakeStore<'_>) {
+    let name = "find_own_and_legacy_only";
+    let mut st = make(&[
+        legacy("10.9.0.50", "c1"),
+        legacy("10.9.0.51", "c9"),
+        damaged("10.9.0.52"),
+    ]);
+    let mut s = st.session().unwrap();
+    s.commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    s.commit(&att("c1", "eth1"), &[pick("10.9.0.3", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    s.commit(&att("c2", "eth0"), &[pick("10.9.0.4", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(
+        ips(&s.find(&att("c1", "eth0")).unwrap()),
+        [ip("10.9.0.2"), ip("10.9.0.50")],
+        "{name}: own and legacy, never eth1's"
+    );
+    assert_eq!(
+        ips(&s.find(&att("c1", "eth1")).unwrap()),
+        [ip("10.9.0.3"), ip("10.9.0.50")],
+        "{name}"
+    );
+    assert_eq!(
+        ips(&s.find(&att("c2", "eth0")).unwrap()),
+        [ip("10.9.0.4")],
+        "{name}"
+    );
+    assert!(
+        s.find(&att("c3", "eth0")).unwrap().is_empty(),
+        "{name}: stranger"
+    );
+    for e in s.find(&att("c1", "eth0")).unwrap() {
+        assert!(e.owner.belongs_to("c1", "eth0"), "{name}: {e:?}");
+    }
+}
+
+fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
+    let name = "release_only_when_still_owned";
+    let mut st = make(&[damaged("10.9.0.60"), legacy("10.9.0.61", "old")]);
+    let mut s = st.session().unwrap();
+    let a = att("c1", "eth0");
+    s.commit(&a, &[pick("10.9.0.2", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let wrong = Entry {
+        ip: ip("10.9.0.2"),
+        owner: att("c1", "eth1").owner(),
+    };
+    assert!(!s.release(&wrong).unwrap(), "{name}: another ifname's");
+    assert_eq!(
+        s.owner_of(ip("10.9.0.2")).unwrap(),
+        Some(a.owner()),
+        "{name}"
+    );
+    let mine = Entry {
+        ip: ip("10.9.0.2"),
+        owner: a.owner(),
+    };
+    assert!(s.release(&mine).unwrap(), "{name}: own");
+    assert!(!s.release(&mine).unwrap(), "{name}: twice");
+    assert_eq!(s.owner_of(ip("10.9.0.2")).unwrap(), None, "{name}: gone");
+    assert!(
+        !s.release(&Entry {
+            ip: ip("10.9.0.9"),
+            owner: a.owner()
+        })
+        .unwrap(),
+        "{name}: never reserved"
+    );
+    let listed = s.list().unwrap();
+    let d = listed
+        .iter()
+        .find(|e| e.ip == ip("10.9.0.60"))
+        .expect("damaged listed");
+    assert!(matches!(d.owner, Owner::Damaged { .. }), "{name}: {d:?}");
+    assert!(s.release(d).unwrap(), "{name}: damaged, still damaged");
+    assert!(
+        !s.release(&legacy("10.9.0.61", "other")).unwrap(),
+        "{name}: legacy of another id"
+    );
+    assert!(
+        s.release(&legacy("10.9.0.61", "old")).unwrap(),
+        "{name}: legacy"
+    );
+    assert_eq!(s.count().unwrap(), 0, "{name}: all gone");
+    // Released addresses are free again.
+    let mut cands = [ip("10.9.0.2")].into_iter();
+    assert_eq!(
+        s.first_free(&set(), &mut cands).unwrap(),
+        Some(ip("10.9.0.2")),
+        "{name}"
+    );
+}
+
+fn first_free_in_order(make: &mut MakeStore<'_>) {
+    let name = "first_free_in_order";
+    let mut st = make(&[]);
+    let mut s = st.session().unwrap();
+    s.commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    s.commit(&att("c2", "eth0"), &[pick("10.9.0.4", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let set = set();
+    let order = ["10.9.0.4", "10.9.0.2", "10.9.0.9", "10.9.0.3"].map(ip);
+    assert_eq!(
+        s.first_free(&set, &mut order.into_iter()).unwrap(),
+        Some(ip("10.9.0.9")),
+        "{name}: the first free in the given order, not the lowest"
+    );
+    let taken = ["10.9.0.4", "10.9.0.2"].map(ip);
+    assert_eq!(
+        s.first_free(&set, &mut taken.into_iter()).unwrap(),
+        None,
+        "{name}: all taken"
+    );
+    assert_eq!(
+        s.first_free(&set, &mut std::iter::empty()).unwrap(),
+        None,
+        "{name}: none"
+    );
+    // Every candidate of a whole /24, in the allocator's order.
+    let mut all = crate::alloc::Candidates::new(&set, Some(ip("10.9.0.1"))).map(|(i, _)| i);
+    assert_eq!(
+        s.first_free(&set, &mut all).unwrap(),
+        Some(ip("10.9.0.3")),
+        "{name}: walk"
+    );
+}
+
+fn damaged_counts_as_reserved(make: &mut MakeStore<'_>) {
+    let name = "damaged_counts_as_reserved";
+    let mut st = make(&[damaged("10.9.0.2"), legacy("10.9.0.3", "old")]);
+    let mut s = st.session().unwrap();
+    let order = ["10.9.0.2", "10.9.0.3", "10.9.0.4"].map(ip);
+    assert_eq!(
+        s.first_free(&set(), &mut order.into_iter()).unwrap(),
+        Some(ip("10.9.0.4")),
+        "{name}"
+    );
+    assert!(
+        matches!(
+            s.owner_of(ip("10.9.0.2")).unwrap(),
+            Some(Owner::Damaged { .. })
+        ),
+        "{name}: owner_of"
+    );
+    let e = s
+        .commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
+        .expect_err("a damaged reservation is taken");
+    assert!(
+        matches!(e, crate::error::StoreError::Conflict { .. }),
+        "{name}: want Conflict, got {e}"
+    );
+    assert_eq!(s.count().unwrap(), 2, "{name}: count");
+}
+
+fn count_and_list(make: &mut MakeStore<'_>) {
+    let name = "count_and_list";
+    let mut st = make(&[damaged("10.9.0.70"), legacy("10.9.0.71", "old")]);
+    let mut s = st.session().unwrap();
+    s.commit(
+        &att("c1", "eth0"),
+        &[pick("10.9.0.2", 0), pick("fd09::2", 1)],
+    )
+    .unwrap()
+    .finish()
+    .unwrap();
+    assert_eq!(s.count().unwrap(), 4, "{name}: count");
+    let list = s.list().unwrap();
+    assert_eq!(
+        ips(&list),
+        ["10.9.0.2", "10.9.0.70", "10.9.0.71", "fd09::2"].map(ip),
+        "{name}: list"
+    );
+    let get = |a: &str| list.iter().find(|e| e.ip == ip(a)).unwrap().owner.clone();
+    assert_eq!(get("10.9.0.2"), att("c1", "eth0").owner(), "{name}");
+    assert_eq!(
+        get("10.9.0.71"),
+        Owner::Legacy { id: "old".into() },
+        "{name}"
+    );
+    assert!(matches!(get("10.9.0.70"), Owner::Damaged { .. }), "{name}");
+}
+
+fn list_collectable_holds_own_commits(make: &mut MakeStore<'_>) {
+    let name = "list_collectable_holds_own_commits";
+    let mut st = make(&[]);
+    let mut s = st.session().unwrap();
+    s.commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    s.commit(&att("c2", "eth0"), &[pick("10.9.0.3", 0)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let all = ips(&s.list().unwrap());
+    let collectable = ips(&s.list_collectable().unwrap());
+    assert_eq!(collectable, [ip("10.9.0.2"), ip("10.9.0.3")], "{name}");
+    assert!(
+        collectable.iter().all(|c| all.contains(c)),
+        "{name}: a subset of list"
+    );
+}
+
+fn sessions_see_earlier_commits(make: &mut MakeStore<'_>) {
+    let name = "sessions_see_earlier_commits";
+    let mut st = make(&[]);
+    {
+        let mut s = st.session().unwrap();
+        let c = s
+            .commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
+            .unwrap();
+        drop(s);
+        c.finish().unwrap();
+    }
+    {
+        let mut s = st.session().unwrap();
+        assert_eq!(s.count().unwrap(), 1, "{name}");
+        let e = s.find(&att("c1", "eth0")).unwrap();
+        assert!(s.release(&e[0]).unwrap(), "{name}");
+    }
+    let mut s = st.session().unwrap();
+    assert_eq!(s.count().unwrap(), 0, "{name}: the release stuck");
+    assert_eq!(
+        s.cursor(0).unwrap(),
+        Some(ip("10.9.0.2")),
+        "{name}: the cursor stays"
+    );
+}
