@@ -111,7 +111,10 @@ pub fn run(a: &ClusterArgs) -> Result<u8> {
         .with_context(|| format!("reading network {} from etcd {endpoints}", a.network))?;
     let counts = per_node(&entries);
     let not_live: Vec<&String> = match &live {
-        Some(l) => counts.keys().filter(|n| *n != "-" && !l.contains(*n)).collect(),
+        Some(l) => counts
+            .keys()
+            .filter(|n| *n != "-" && !l.contains(*n))
+            .collect(),
         None => Vec::new(),
     };
     if a.json {
@@ -133,7 +136,11 @@ pub fn run(a: &ClusterArgs) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let width = counts.keys().map(String::len).max().unwrap_or(4).max(4);
-        println!("{:<width$}  RESERVATIONS{}", "NODE", if live.is_some() { "  LIVE" } else { "" });
+        println!(
+            "{:<width$}  RESERVATIONS{}",
+            "NODE",
+            if live.is_some() { "  LIVE" } else { "" }
+        );
         for (n, c) in &counts {
             let mark = match &live {
                 Some(l) if n != "-" => {
@@ -147,13 +154,21 @@ pub fn run(a: &ClusterArgs) -> Result<u8> {
             };
             println!("{n:<width$}  {c:>12}{mark}");
         }
-        println!("{} reservation(s) on {} node(s)", entries.len(), counts.len());
+        println!(
+            "{} reservation(s) on {} node(s)",
+            entries.len(),
+            counts.len()
+        );
         if !not_live.is_empty() {
             let held: usize = not_live.iter().map(|n| counts[*n]).sum();
             println!(
                 "not live: {} ({held} reservation(s); reclaim them with a CNI GC whose store \
                  names that node)",
-                not_live.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                not_live
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

@@ -5,6 +5,7 @@
 //! changes nothing unless asked (`release`, `gc`, confirmed).
 
 mod attach;
+mod cluster;
 mod configs;
 mod inspect;
 mod json;
@@ -187,6 +188,9 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
+    /// Reservations per node of a network kept in etcd, and nodes not in a list of live ones.
+    #[command(after_help = cluster::AFTER_HELP)]
+    Cluster(cluster::ClusterArgs),
     /// Prints a shell completion script.
     #[command(
         after_help = "Examples:\n  ipamctl completions bash > /etc/bash_completion.d/ipamctl\n  \
@@ -287,6 +291,7 @@ fn run(cli: Cli) -> Result<u8> {
             style,
         ),
         Cmd::Metrics { config, output } => cmd_metrics(data_dir, &config, output),
+        Cmd::Cluster(a) => cluster::run(&a),
         Cmd::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "ipamctl", &mut std::io::stdout());

@@ -175,7 +175,11 @@ impl Cluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("{}://127.0.0.1:{}", self.scheme(), self.members[i].client_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.scheme(),
+            self.members[i].client_port
+        )
     }
 
     pub fn len(&self) -> usize {

@@ -8,6 +8,7 @@ mod common;
 mod crash; // full / read-only filesystems (root, mounts)
 mod differential; // reference vs ours, step by step
 mod etcd; // the etcd store against real etcd members
+mod etcd_cluster; // several nodes, member and quorum loss, TLS
 mod etcd_tls; // certificates made by the tests
 mod etcd_util; // real etcd members for tests and the bench
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL

@@ -117,7 +117,11 @@ impl Raw {
             let key = format!("endpoints[{i}]");
             let rest = if let Some(r) = e.strip_prefix("https://") {
                 if tls.is_none() {
-                    return Err(invalid(&key, e, "an https endpoint needs ipam.store.tls.ca"));
+                    return Err(invalid(
+                        &key,
+                        e,
+                        "an https endpoint needs ipam.store.tls.ca",
+                    ));
                 }
                 r
             } else if let Some(r) = e.strip_prefix("http://") {
@@ -126,13 +130,17 @@ impl Raw {
                 }
                 r
             } else {
-                return Err(invalid(&key, e, "expected http://HOST:PORT or https://HOST:PORT"));
+                return Err(invalid(
+                    &key,
+                    e,
+                    "expected http://HOST:PORT or https://HOST:PORT",
+                ));
             };
             let host_port = rest.strip_suffix('/').unwrap_or(rest);
             let ok = !host_port.is_empty()
-                && host_port.rsplit_once(':').is_some_and(|(h, p)| {
-                    !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
-                })
+                && host_port
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
                 && host_port
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
@@ -158,7 +166,11 @@ impl Raw {
             None => DEFAULT_TIMEOUT,
             Some(t) => {
                 let d = parse_duration(t).ok_or_else(|| {
-                    invalid("timeout", t, "expected a duration like \"5s\", \"500ms\", \"1m\"")
+                    invalid(
+                        "timeout",
+                        t,
+                        "expected a duration like \"5s\", \"500ms\", \"1m\"",
+                    )
                 })?;
                 if d.is_zero() || d > MAX_TIMEOUT {
                     return Err(invalid("timeout", t, "expected more than 0 and at most 5m"));
@@ -190,7 +202,7 @@ impl Raw {
 }
 
 fn tls_files(t: &Map<String, Value>) -> Result<TlsFiles, Error> {
-    let mut path = |k: &str| -> Result<Option<PathBuf>, Error> {
+    let path = |k: &str| -> Result<Option<PathBuf>, Error> {
         match t.get(k).filter(|v| !v.is_null()) {
             None => Ok(None),
             Some(v) => {
@@ -204,7 +216,10 @@ fn tls_files(t: &Map<String, Value>) -> Result<TlsFiles, Error> {
         }
     };
     let (ca, cert, key) = (path("ca")?, path("cert")?, path("key")?);
-    if let Some(k) = t.keys().find(|k| !["ca", "cert", "key"].contains(&k.as_str())) {
+    if let Some(k) = t
+        .keys()
+        .find(|k| !["ca", "cert", "key"].contains(&k.as_str()))
+    {
         return Err(invalid(
             &format!("tls.{k}"),
             t[k].to_string(),
@@ -295,9 +310,11 @@ mod tests {
 
     #[test]
     fn every_key_is_read() {
-        let c = parse(json!({"type": "etcd", "endpoints": ["https://e1:2379", "https://[::1]:2379/"],
+        let c = parse(
+            json!({"type": "etcd", "endpoints": ["https://e1:2379", "https://[::1]:2379/"],
             "prefix": "/x/y", "timeout": "1m30s", "node": "worker-3",
-            "tls": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}}))
+            "tls": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}}),
+        )
         .unwrap();
         assert_eq!(c.endpoints.len(), 2);
         assert_eq!(c.prefix, "/x/y");
@@ -323,7 +340,10 @@ mod tests {
                 json!({"endpoints": ["http://a:1", "http://b"]}),
                 "ipam.store.endpoints[1]",
             ),
-            (json!({"endpoints": ["https://a:1"]}), "ipam.store.endpoints[0]"),
+            (
+                json!({"endpoints": ["https://a:1"]}),
+                "ipam.store.endpoints[0]",
+            ),
             (json!({"tls": {"ca": "/ca"}}), "ipam.store.endpoints[0]"),
             (json!({"prefix": "cni"}), "ipam.store.prefix"),
             (json!({"prefix": "/cni/"}), "ipam.store.prefix"),
@@ -336,10 +356,19 @@ mod tests {
             (json!({"node": ""}), "ipam.store.node"),
             (json!({"node": "a/b"}), "ipam.store.node"),
             (json!({"tls": "yes"}), "ipam.store.tls"),
-            (json!({"tls": {"cert": "/c", "key": "/k"}}), "ipam.store.tls.ca"),
-            (json!({"tls": {"ca": "/ca", "cert": "/c"}}), "ipam.store.tls.key"),
+            (
+                json!({"tls": {"cert": "/c", "key": "/k"}}),
+                "ipam.store.tls.ca",
+            ),
+            (
+                json!({"tls": {"ca": "/ca", "cert": "/c"}}),
+                "ipam.store.tls.key",
+            ),
             (json!({"tls": {"ca": 1}}), "ipam.store.tls.ca"),
-            (json!({"tls": {"ca": "/ca", "pass": "x"}}), "ipam.store.tls.pass"),
+            (
+                json!({"tls": {"ca": "/ca", "pass": "x"}}),
+                "ipam.store.tls.pass",
+            ),
             (json!({"user": "root"}), "ipam.store.user"),
         ];
         for (patch, want) in cases {
@@ -347,7 +376,9 @@ mod tests {
             for (k, x) in patch.as_object().unwrap() {
                 v[k] = x.clone();
             }
-            let e = parse(v.clone()).err().unwrap_or_else(|| panic!("{v} accepted"));
+            let e = parse(v.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{v} accepted"));
             assert_eq!(field_of(e), want, "{v}");
         }
     }

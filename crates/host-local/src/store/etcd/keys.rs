@@ -4,6 +4,7 @@
 //! |-----|-------|
 //! | `P/N/ips/4/0a000005` (IPv4: 8 hex digits; IPv6: `6/` + 32) | `{"containerID","ifname","node"}` |
 //! | `P/N/attachments/<containerID>/<ifname>/4/0a000005` | the same bytes as the address key |
+//! | `P/N/attachments/<containerID>//4/0a000005` (legacy: no ifname) | the same bytes |
 //! | `P/N/cursors/<range set index>` | the last address handed out, as text |
 //!
 //! Fixed-width lowercase hex makes keys sort as the addresses do, so the
@@ -112,7 +113,19 @@ impl Keys {
         format!("{}{}", self.attachment(id, ifname), ip_suffix(ip))
     }
 
-    /// (ifname, address) of an index key under [`Keys::container`]`(id)`.
+    /// The index key of a reservation held by `owner`: a legacy owner (no
+    /// ifname, imported from an old store) has an empty ifname segment;
+    /// damaged reservations name no one and have none.
+    pub fn index_of(&self, owner: &Owner, ip: IpAddr) -> Option<String> {
+        match owner {
+            Owner::Attachment { id, ifname } => Some(self.index(id, ifname, ip)),
+            Owner::Legacy { id } => Some(self.index(id, "", ip)),
+            Owner::Damaged { .. } => None,
+        }
+    }
+
+    /// (ifname, address) of an index key under [`Keys::container`]`(id)`
+    /// (ifname empty: a legacy reservation).
     pub fn parse_index(&self, id: &str, key: &[u8]) -> Option<(String, IpAddr)> {
         let k = std::str::from_utf8(key).ok()?;
         let rest = k.strip_prefix(&self.container(id))?;
@@ -166,12 +179,10 @@ impl Record {
         };
         let id_ok = cni_proto::ContainerId::new(&r.container_id).is_ok();
         let owner = match r.ifname {
-            Some(ifname) if id_ok && cni_proto::IfName::new(&ifname).is_ok() => {
-                Owner::Attachment {
-                    id: r.container_id,
-                    ifname,
-                }
-            }
+            Some(ifname) if id_ok && cni_proto::IfName::new(&ifname).is_ok() => Owner::Attachment {
+                id: r.container_id,
+                ifname,
+            },
             None if id_ok => Owner::Legacy { id: r.container_id },
             _ => Owner::Damaged {
                 reason: "etcd value names an invalid container ID or ifname".into(),
@@ -200,6 +211,15 @@ mod tests {
             "/cni/ipam/net1/attachments/c1/eth0/4/0a000005"
         );
         assert_eq!(k.cursor(2), "/cni/ipam/net1/cursors/2");
+        let legacy = Owner::Legacy { id: "c1".into() };
+        let lk = k.index_of(&legacy, ip).unwrap();
+        assert_eq!(lk, "/cni/ipam/net1/attachments/c1//4/0a000005");
+        assert_eq!(
+            k.parse_index("c1", lk.as_bytes()),
+            Some((String::new(), ip))
+        );
+        let damaged = Owner::Damaged { reason: "x".into() };
+        assert_eq!(k.index_of(&damaged, ip), None);
         assert_eq!(k.parse_ip(k.ip(ip).as_bytes()), Some(ip));
         assert_eq!(
             k.parse_index("c1", k.index("c1", "eth0", ip).as_bytes()),

@@ -36,6 +36,9 @@ pub use config::EtcdConfig;
 use keys::{prefix_end, Keys, Record};
 use rpc::Rpc;
 
+/// A key and its value as etcd returned them.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Keys fetched per range read when walking large ranges.
 const PAGE: i64 = 10_000;
 
@@ -45,6 +48,8 @@ pub struct EtcdStore {
     keys: Keys,
     /// Created by the first session.
     rpc: Option<Rpc>,
+    /// Commits of this store object that lost a race (see `first_free`).
+    lost: u32,
 }
 
 /// Opens the etcd store described by the `store` object (`type` "etcd").
@@ -60,6 +65,7 @@ impl EtcdStore {
             cfg,
             keys,
             rpc: None,
+            lost: 0,
         }
     }
 
@@ -77,12 +83,19 @@ impl EtcdStore {
         if self.rpc.is_none() {
             self.rpc = Some(Rpc::new(&self.cfg)?);
         }
-        let rpc = self.rpc.as_ref().expect("set above");
+        let EtcdStore {
+            cfg,
+            keys,
+            rpc,
+            lost,
+        } = self;
+        let rpc = rpc.as_mut().expect("set above");
         Ok(EtcdSession {
             deadline: Instant::now() + rpc.timeout(),
             rpc,
-            keys: &self.keys,
-            node: &self.cfg.node,
+            keys,
+            node: &cfg.node,
+            lost,
             revision: None,
             values: HashMap::new(),
             ranges: HashMap::new(),
@@ -96,6 +109,17 @@ impl Store for EtcdStore {
     }
 }
 
+/// A number that differs between processes and calls (not cryptographic).
+fn spread_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut x = t ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
 /// One reservation as read from etcd, with the node that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeEntry {
@@ -106,9 +130,10 @@ pub struct NodeEntry {
 /// Reads from one revision and at most one commit; every call ends by the
 /// session's deadline (the configured timeout from its start).
 pub struct EtcdSession<'a> {
-    rpc: &'a Rpc,
+    rpc: &'a mut Rpc,
     keys: &'a Keys,
     node: &'a str,
+    lost: &'a mut u32,
     deadline: Instant,
     /// The snapshot: fixed by the first read.
     revision: Option<i64>,
@@ -132,6 +157,15 @@ impl EtcdSession<'_> {
         }
     }
 
+    /// After this session's own write: later reads see it (and whatever
+    /// else was committed up to it).
+    fn wrote(&mut self, header: Option<&etcd_client::ResponseHeader>) {
+        if let Some(h) = header {
+            self.revision = Some(h.revision());
+        }
+        self.ranges.clear();
+    }
+
     /// Every key-value in `[start, end)` at the snapshot, page by page.
     fn range(
         &mut self,
@@ -139,7 +173,7 @@ impl EtcdSession<'_> {
         start: Vec<u8>,
         end: Vec<u8>,
         keys_only: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
         let mut from = start;
         loop {
@@ -198,7 +232,11 @@ impl EtcdSession<'_> {
         if !latest {
             self.note_revision(resp.header());
         }
-        let v = resp.take_kvs().into_iter().next().map(|kv| kv.into_key_value().1);
+        let v = resp
+            .take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| kv.into_key_value().1);
         match &v {
             Some(b) => self.values.insert(ip, b.clone()),
             None => self.values.remove(&ip),
@@ -246,21 +284,34 @@ impl Session for EtcdSession<'_> {
         Ok(out)
     }
 
+    /// The first free candidate, from one range read per range of the set.
+    /// After this store object lost `n` races, one of the first `2^n` (at
+    /// most 16) free candidates at random instead: nodes that keep reading
+    /// the same cursor would otherwise all chase the same next address, one
+    /// winner per round.
     fn first_free(
         &mut self,
         set: &RangeSet,
         candidates: &mut dyn Iterator<Item = IpAddr>,
     ) -> Result<Option<IpAddr>, StoreError> {
+        let want = 1usize << (*self.lost).min(4);
+        let mut free = Vec::with_capacity(want);
         for ip in candidates {
             let Some(range) = set.range_for(ip) else {
                 continue; // the allocator only offers addresses of the set
             };
             let (start, end) = (range.start, range.end);
             if !self.reserved_in(start, end)?.contains(&addr::to_u128(ip)) {
-                return Ok(Some(ip));
+                free.push(ip);
+                if free.len() == want {
+                    break;
+                }
             }
         }
-        Ok(None)
+        if free.len() <= 1 {
+            return Ok(free.pop());
+        }
+        Ok(Some(free[spread_seed() as usize % free.len()]))
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
@@ -314,8 +365,11 @@ impl Session for EtcdSession<'_> {
             when.push(Compare::create_revision(idx, CompareOp::Less, rev + 1).with_range(end));
         }
         let txn = Txn::new().when(when).and_then(then).or_else(check);
-        let resp = self.rpc.txn(&format!("reserve for {att}"), self.deadline, txn)?;
+        let resp = self
+            .rpc
+            .txn(&format!("reserve for {att}"), self.deadline, txn)?;
         if resp.succeeded() {
+            self.wrote(resp.header());
             for p in picks {
                 self.values.insert(p.ip, value.clone());
             }
@@ -330,6 +384,7 @@ impl Session for EtcdSession<'_> {
                 TxnOpResponse::Get(g) if !g.kvs().is_empty() => Some(p.ip),
                 _ => None,
             });
+        *self.lost += 1;
         Err(StoreError::Conflict {
             ip: taken.unwrap_or(picks[0].ip),
         })
@@ -349,10 +404,7 @@ impl Session for EtcdSession<'_> {
             },
         };
         let key = self.keys.ip(entry.ip);
-        let index = match &entry.owner {
-            Owner::Attachment { id, ifname } => Some(self.keys.index(id, ifname, entry.ip)),
-            Owner::Legacy { .. } | Owner::Damaged { .. } => None,
-        };
+        let index = self.keys.index_of(&entry.owner, entry.ip);
         let mut then = vec![TxnOp::delete(key.clone(), None)];
         // When the address moved on, the index key still naming it is stale.
         let mut otherwise = Vec::new();
@@ -368,9 +420,7 @@ impl Session for EtcdSession<'_> {
             .rpc
             .txn(&format!("release {}", entry.ip), self.deadline, txn)?;
         self.values.remove(&entry.ip);
-        for r in self.ranges.values_mut() {
-            r.remove(&addr::to_u128(entry.ip));
-        }
+        self.wrote(resp.header());
         Ok(resp.succeeded())
     }
 
@@ -378,7 +428,9 @@ impl Session for EtcdSession<'_> {
         let start = self.keys.ips().into_bytes();
         let end = prefix_end(&start);
         let o = self.opts().with_range(end).with_count_only();
-        let resp = self.rpc.get("count reservations", self.deadline, start, o)?;
+        let resp = self
+            .rpc
+            .get("count reservations", self.deadline, start, o)?;
         self.note_revision(resp.header());
         Ok(u64::try_from(resp.count()).unwrap_or(0))
     }
@@ -396,5 +448,36 @@ impl Session for EtcdSession<'_> {
             .filter(|n| n.node.as_deref() == Some(node))
             .map(|n| n.entry)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    fn cfg(store: serde_json::Value) -> crate::config::IpamConfig {
+        let ipam = json!({"subnet": "10.0.0.0/24", "store": store});
+        crate::config::load_ipam(cni_proto::SpecVersion::V1_0_0, &ipam).unwrap()
+    }
+
+    #[test]
+    fn open_dispatches_etcd_without_touching_the_network() {
+        let s = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "node": "n1"});
+        assert!(crate::store::open(&cfg(s)).is_ok());
+        let bad = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "prefix": "x"});
+        let e = crate::store::open(&cfg(bad)).err().unwrap();
+        assert_eq!(e.code(), cni_proto::code::INVALID_CONFIG);
+        assert!(e.to_string().contains("ipam.store.prefix"), "{e}");
+    }
+
+    #[test]
+    fn unreachable_is_retryable() {
+        let s = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "node": "n1",
+            "timeout": "1s"});
+        let mut store = crate::store::open(&cfg(s)).unwrap();
+        let mut session = store.session().unwrap();
+        let e = session.count().unwrap_err();
+        assert!(e.retryable(), "{e}");
+        assert!(e.to_string().contains("etcd"), "{e}");
     }
 }

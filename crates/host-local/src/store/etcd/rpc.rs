@@ -19,7 +19,10 @@ use crate::error::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     #[error("no answer within {timeout:?} from {endpoints}")]
-    Timeout { timeout: Duration, endpoints: String },
+    Timeout {
+        timeout: Duration,
+        endpoints: String,
+    },
     #[error("{0}")]
     Rpc(#[from] etcd_client::Error),
     /// A TLS file could not be read or holds no PEM block.
@@ -30,8 +33,9 @@ pub enum EtcdError {
         reason: String,
     },
     /// The TLS handshake failed: the message names the files involved.
-    #[error("TLS handshake with {endpoints} failed ({detail}); check {files}")]
+    #[error("{endpoints}: {what} ({detail}); check {files}")]
     Tls {
+        what: &'static str,
         endpoints: String,
         detail: String,
         files: String,
@@ -62,13 +66,36 @@ fn retryable_code(code: i32) -> bool {
     ![3, 5, 6, 7, 9, 11, 12, 16].contains(&code)
 }
 
-/// A client bound to one configuration, connected lazily.
+/// Clients for the configured endpoints, created lazily, one per
+/// endpoint: a call goes to the current one and moves on to the next when
+/// that one cannot take the request (refused connection, no leader), so a
+/// dead member costs one refused connection, not the call.
 pub struct Rpc {
     rt: tokio::runtime::Runtime,
-    client: Client,
-    endpoints: String,
+    endpoints: Vec<String>,
+    opts: ConnectOptions,
+    clients: Vec<Option<Client>>,
+    /// The endpoint tried first.
+    current: usize,
     tls: Option<TlsFiles>,
     timeout: Duration,
+    /// Whether some call got an answer (TLS then works).
+    answered: bool,
+}
+
+/// Whether a failure means the request never reached a member able to
+/// apply it (connection refused, no leader): then another member may take
+/// it, even a transaction.
+fn not_delivered(e: &etcd_client::Error) -> bool {
+    let t = chain(e).to_ascii_lowercase();
+    [
+        "tcp connect error",
+        "connection refused",
+        "no leader",
+        "error trying to connect",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, EtcdError> {
@@ -88,10 +115,9 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, EtcdError> {
 }
 
 impl Rpc {
-    /// Creates the runtime and the client (no network traffic yet: tonic
-    /// connects on the first call).
+    /// Creates the runtime and the connection options (no network traffic
+    /// yet: a client connects on its first call).
     pub fn new(cfg: &EtcdConfig) -> Result<Self, StoreError> {
-        let endpoints = cfg.endpoints.join(",");
         let fail = |op: &str, e: EtcdError, retryable| StoreError::Backend {
             backend: "etcd",
             op: op.to_string(),
@@ -116,19 +142,31 @@ impl Rpc {
             }
             opts = opts.with_tls(tls);
         }
-        let client = rt
-            .block_on(Client::connect(&cfg.endpoints, Some(opts)))
-            .map_err(|e| {
-                let retryable = matches!(e, etcd_client::Error::TransportError(_));
-                fail("connect", EtcdError::Rpc(e), retryable)
-            })?;
+        // Spread the nodes' first choice over the members.
+        let first = std::process::id() as usize % cfg.endpoints.len();
         Ok(Rpc {
             rt,
-            client,
-            endpoints,
+            endpoints: cfg.endpoints.clone(),
+            opts,
+            clients: cfg.endpoints.iter().map(|_| None).collect(),
+            current: first,
             tls: cfg.tls.clone(),
             timeout: cfg.timeout,
+            answered: false,
         })
+    }
+
+    /// The client of endpoint `i`, created on first use.
+    fn client(&mut self, i: usize) -> Result<Client, etcd_client::Error> {
+        if let Some(c) = &self.clients[i] {
+            return Ok(c.clone());
+        }
+        let ep = [self.endpoints[i].as_str()];
+        let c = self
+            .rt
+            .block_on(Client::connect(ep, Some(self.opts.clone())))?;
+        self.clients[i] = Some(c.clone());
+        Ok(c)
     }
 
     /// The failure of `op`, classified.
@@ -137,11 +175,22 @@ impl Rpc {
             EtcdError::Rpc(rpc) => {
                 let text = chain(&rpc);
                 let lower = text.to_ascii_lowercase();
-                let tls_problem = self.tls.is_some()
-                    && ["certificate", "unknownissuer", "handshake", "tls alert", "badsignature"]
-                        .iter()
-                        .any(|w| lower.contains(w));
-                if let (true, Some(t)) = (tls_problem, &self.tls) {
+                let certain = ["certificate", "unknownissuer", "handshake", "tls alert"]
+                    .iter()
+                    .any(|w| lower.contains(w));
+                // With TLS 1.3 a server checks the client's certificate after
+                // the client finished its handshake, and may hang up without
+                // an alert the client gets to read.
+                let maybe = !self.answered
+                    && [
+                        "connection closed",
+                        "canceled",
+                        "broken pipe",
+                        "connection reset",
+                    ]
+                    .iter()
+                    .any(|w| lower.contains(w));
+                if let (true, Some(t)) = (certain || maybe, &self.tls) {
                     let mut files = format!("tls.ca {}", t.ca.display());
                     if let Some((c, k)) = &t.identity {
                         files.push_str(&format!(
@@ -151,11 +200,16 @@ impl Rpc {
                         ));
                     }
                     let e = EtcdError::Tls {
-                        endpoints: self.endpoints.clone(),
+                        endpoints: self.endpoints.join(","),
                         detail: text,
                         files,
+                        what: if certain {
+                            "TLS handshake failed"
+                        } else {
+                            "connection closed before any answer (a refused client certificate?)"
+                        },
                     };
-                    (e, false)
+                    (e, !certain)
                 } else {
                     let retryable = match &rpc {
                         etcd_client::Error::GRpcStatus(s) => retryable_code(s.code() as i32),
@@ -180,48 +234,74 @@ impl Rpc {
         }
     }
 
-    /// Runs `f` on the runtime, bounded by `deadline`.
+    /// Runs `f` on the runtime against the current endpoint, moving on to
+    /// the next while the request was not delivered; everything bounded by
+    /// `deadline`.
     fn call<T, F>(
-        &self,
+        &mut self,
         op: &str,
         deadline: Instant,
-        f: impl FnOnce(etcd_client::KvClient) -> F,
+        f: impl Fn(etcd_client::KvClient) -> F,
     ) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let kv = self.client.kv_client();
-        let out = self
-            .rt
-            .block_on(async { tokio::time::timeout(left, f(kv)).await });
-        match out {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(op, EtcdError::Rpc(e))),
-            Err(_) => Err(self.error(
-                op,
-                EtcdError::Timeout {
-                    timeout: self.timeout,
-                    endpoints: self.endpoints.clone(),
-                },
-            )),
+        let n = self.endpoints.len();
+        for k in 0..n {
+            let i = (self.current + k) % n;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let kv = match self.client(i) {
+                Ok(c) => c.kv_client(),
+                Err(e) => return Err(self.error(op, EtcdError::Rpc(e))),
+            };
+            match self
+                .rt
+                .block_on(async { tokio::time::timeout(left, f(kv)).await })
+            {
+                Ok(Ok(v)) => {
+                    self.current = i;
+                    self.answered = true;
+                    return Ok(v);
+                }
+                Ok(Err(e)) if not_delivered(&e) && k + 1 < n => continue,
+                Ok(Err(e)) => return Err(self.error(op, EtcdError::Rpc(e))),
+                Err(_) => {
+                    return Err(self.error(
+                        op,
+                        EtcdError::Timeout {
+                            timeout: self.timeout,
+                            endpoints: self.endpoints.join(","),
+                        },
+                    ));
+                }
+            }
         }
+        unreachable!("the last endpoint's failure returns")
     }
 
     pub fn get(
-        &self,
+        &mut self,
         op: &str,
         deadline: Instant,
         key: Vec<u8>,
         opts: GetOptions,
     ) -> Result<GetResponse, StoreError> {
-        self.call(op, deadline, |mut kv| async move {
-            kv.get(key, Some(opts)).await
+        self.call(op, deadline, |mut kv| {
+            let (key, opts) = (key.clone(), opts.clone());
+            async move { kv.get(key, Some(opts)).await }
         })
     }
 
-    pub fn txn(&self, op: &str, deadline: Instant, txn: Txn) -> Result<TxnResponse, StoreError> {
-        self.call(op, deadline, |mut kv| async move { kv.txn(txn).await })
+    pub fn txn(
+        &mut self,
+        op: &str,
+        deadline: Instant,
+        txn: Txn,
+    ) -> Result<TxnResponse, StoreError> {
+        self.call(op, deadline, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
     }
 
     /// The configured bound of one session.
