@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::addr;
 use crate::config::{IpamConfig, Range, RangeSet};
-use crate::error::{Error, Failure, Result, StoreError};
+use crate::error::{Error, Failure, Result, StoreError, Teardown};
 use crate::store::{Attachment, AttachmentSet, Entry, Owner, Pick, Session, Store};
 
 /// Round-robin candidates of one range set: every address of every range,
@@ -298,7 +298,8 @@ fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniR
 }
 
 /// DEL: releases every reservation of the attachment (and, when there are
-/// none, old-format files holding the container ID alone). Idempotent.
+/// none, old-format files holding the container ID alone). Idempotent. Keeps
+/// going past a failed release and reports every failure.
 pub fn del(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<()> {
     let found = s.find(att).map_err(|e| store_err(cfg, e))?;
     let exact: Vec<&Entry> = found
@@ -310,15 +311,23 @@ pub fn del(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<()
     } else {
         exact
     };
-    let mut errors = Vec::new();
+    let mut failures = Vec::new();
     for e in targets {
         if let Err(err) = s.release(e) {
-            errors.push(err);
+            failures.push(Failure {
+                what: format!("release {}", e.ip),
+                source: err,
+            });
         }
     }
-    match errors.into_iter().next() {
-        None => Ok(()),
-        Some(first) => Err(store_err(cfg, first)),
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Teardown {
+            op: Teardown::Del,
+            network: cfg.network.clone(),
+            failures,
+        })
     }
 }
 
@@ -399,11 +408,26 @@ pub struct ValidAttachment {
     pub ifname: String,
 }
 
-/// What GC did.
+/// What GC did: what it removed, and every release that failed.
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub removed: Vec<Entry>,
-    pub errors: Vec<String>,
+    pub failures: Vec<Failure>,
+}
+
+impl GcReport {
+    /// Ok when nothing failed; else the error listing every failure.
+    pub fn into_result(self, cfg: &IpamConfig) -> Result<Vec<Entry>> {
+        if self.failures.is_empty() {
+            Ok(self.removed)
+        } else {
+            Err(Error::Teardown {
+                op: Teardown::Gc,
+                network: cfg.network.clone(),
+                failures: self.failures,
+            })
+        }
+    }
 }
 
 /// GC: removes every reservation whose attachment is not in `valid`;
@@ -422,7 +446,10 @@ pub fn gc(cfg: &IpamConfig, s: &mut dyn Session, valid: &[ValidAttachment]) -> R
         match s.release(&e) {
             Ok(true) => report.removed.push(e),
             Ok(false) => {}
-            Err(err) => report.errors.push(format!("{}: {err}", e.ip)),
+            Err(err) => report.failures.push(Failure {
+                what: format!("release {}", e.ip),
+                source: err,
+            }),
         }
     }
     Ok(report)
@@ -638,6 +665,55 @@ mod tests {
             1,
             "what could not be taken back stays"
         );
+    }
+
+    #[test]
+    fn del_and_gc_keep_going_and_report_every_failure() {
+        let c = cfg(json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "fd00::/120"}]]}));
+        let mut st = MemoryStore::new();
+        add(&c, &mut st, &att("a", "eth0")).unwrap();
+        add(&c, &mut st, &att("b", "eth0")).unwrap();
+        st.reservations.insert(
+            "10.0.0.99".parse().unwrap(),
+            Owner::Legacy { id: "gone".into() },
+        );
+        // Every write from now on fails.
+        st.fail_after = Some(0);
+        let e = del(&c, st.session().unwrap().as_mut(), &att("a", "eth0")).unwrap_err();
+        let Error::Teardown { op, failures, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(*op, Teardown::Del);
+        let what: Vec<&str> = failures.iter().map(|f| f.what.as_str()).collect();
+        assert_eq!(what, ["release 10.0.0.2", "release fd00::2"], "{e}");
+        assert_eq!(e.code(), cni_proto::code::IO);
+        assert!(
+            e.to_string()
+                .starts_with("DEL left 2 problem(s) in store n: "),
+            "{e}"
+        );
+        let rep = gc(&c, st.session().unwrap().as_mut(), &[]).unwrap();
+        assert_eq!(
+            rep.failures.len(),
+            5,
+            "every reservation, not only the first"
+        );
+        let e = rep.into_result(&c).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Teardown {
+                    op: Teardown::Gc,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("release 10.0.0.99: memory store"),
+            "{e}"
+        );
+        assert_eq!(st.reservations.len(), 5, "nothing removed");
     }
 
     #[test]

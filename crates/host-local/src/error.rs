@@ -48,6 +48,22 @@ pub enum StoreError {
         /// Whether trying again later can help (then CNI code 11).
         retryable: bool,
     },
+    /// An operation failed and undoing its partial work failed too: every
+    /// failure of the undo, after the one that made it necessary.
+    #[error("{source}; undoing it failed too: {}", join_store(undo))]
+    Undo {
+        #[source]
+        source: Box<StoreError>,
+        undo: Vec<StoreError>,
+    },
+}
+
+fn join_store(errors: &[StoreError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl StoreError {
@@ -64,7 +80,7 @@ impl StoreError {
         match self {
             StoreError::Conflict { .. } => true,
             StoreError::Backend { retryable, .. } => *retryable,
-            StoreError::Io { .. } | StoreError::Unsafe { .. } => false,
+            StoreError::Io { .. } | StoreError::Unsafe { .. } | StoreError::Undo { .. } => false,
         }
     }
 }
@@ -97,6 +113,22 @@ fn rollback_note(rollback: &[Failure]) -> String {
             rollback.len(),
             join(rollback)
         )
+    }
+}
+
+/// A teardown that keeps going past failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    Del,
+    Gc,
+}
+
+impl std::fmt::Display for Teardown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Teardown::Del => "DEL",
+            Teardown::Gc => "garbage collection",
+        })
     }
 }
 
@@ -176,8 +208,13 @@ pub enum Error {
         attempts: u32,
         ip: IpAddr,
     },
-    #[error("garbage collection left {count} problem(s): {list}")]
-    Gc { count: usize, list: String },
+    /// DEL or GC did all it could and lists every failure.
+    #[error("{op} left {} problem(s) in store {network}: {}", failures.len(), join(failures))]
+    Teardown {
+        op: Teardown,
+        network: String,
+        failures: Vec<Failure>,
+    },
     #[error("cannot serve ADD: {reason}")]
     NotAvailable { reason: String },
 }
@@ -211,7 +248,10 @@ impl Error {
             Error::Store { .. } => code::IO,
             Error::Contended { .. } => code::TRY_AGAIN_LATER,
             Error::NotDurable { .. } => code::IO,
-            Error::Gc { .. } => code::IO,
+            Error::Teardown { failures, .. } if failures.iter().all(|f| f.source.retryable()) => {
+                code::TRY_AGAIN_LATER
+            }
+            Error::Teardown { .. } => code::IO,
             Error::NotAvailable { .. } => code::NOT_AVAILABLE,
         }
     }

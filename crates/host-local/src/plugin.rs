@@ -110,15 +110,9 @@ impl HostLocal {
         };
         let mut store = (self.open_store)(&cfg)?;
         let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        let report = alloc::gc(&cfg, s.as_mut(), &valid)?;
-        if report.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Gc {
-                count: report.errors.len(),
-                list: report.errors.join("; "),
-            })
-        }
+        alloc::gc(&cfg, s.as_mut(), &valid)?
+            .into_result(&cfg)
+            .map(drop)
     }
 
     fn do_status(&mut self, req: &Request) -> Result<(), Error> {
