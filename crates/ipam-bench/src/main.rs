@@ -25,6 +25,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod backends;
 mod report;
 use report::{
     cores, cpu_model, file_size, filesystem_of, fmt_ms, median_i64, ms, ratio, read_trim, spread,
@@ -204,6 +205,8 @@ fn main() -> Result<()> {
         }
     }
 
+    let backends = backends::measure(&ours, root, if args.quick { 20 } else { 100 })?;
+
     let mut summary = Table::new(&["measure", "ours", "reference", "ours/ref"]);
     let c = [stats(&conc[0]), stats(&conc[1])];
     summary.row(vec![
@@ -251,6 +254,14 @@ fn main() -> Result<()> {
             rss_fallback,
         )?
     );
+    match backends {
+        Ok(t) => print!(
+            "\nours by store backend (ADD then DEL of one new container per cycle, the \
+             backends alternating):\n\n{}",
+            t.render(args.markdown)
+        ),
+        Err(why) => println!("\nnote: {why}"),
+    }
     Ok(())
 }
 

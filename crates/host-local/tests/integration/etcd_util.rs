@@ -61,18 +61,23 @@ fn free_port() -> (u16, TcpListener) {
 impl Cluster {
     /// `n` members over plain HTTP.
     pub fn start(n: usize) -> Cluster {
-        Self::start_with(n, None)
+        Self::start_with(n, None, &std::env::temp_dir())
+    }
+
+    /// `n` members over plain HTTP, their data in a new directory under `parent`.
+    pub fn start_in(n: usize, parent: &Path) -> Cluster {
+        Self::start_with(n, None, parent)
     }
 
     /// `n` members serving clients over TLS and requiring client certificates.
     pub fn start_tls(n: usize, tls: ServerTls) -> Cluster {
-        Self::start_with(n, Some(tls))
+        Self::start_with(n, Some(tls), &std::env::temp_dir())
     }
 
-    fn start_with(n: usize, tls: Option<ServerTls>) -> Cluster {
+    fn start_with(n: usize, tls: Option<ServerTls>, parent: &Path) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("etcd-test-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("temp dir for etcd");
         let mut holds = Vec::new();
         let mut members = Vec::new();
