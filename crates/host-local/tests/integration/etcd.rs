@@ -437,3 +437,62 @@ fn unreachable_etcd_is_try_again_later() {
     assert!(o.stdout.contains("ipam.store.timeout"), "{o:?}");
     net.assert_disk_untouched();
 }
+
+/// first_free over a range holding more reservations than one read window
+/// (256 keys): the holes past the first window are found, in order.
+#[test]
+fn first_free_walks_past_the_read_window() {
+    if !etcd_or_skip("etcd read windows") {
+        return;
+    }
+    let c = Cluster::start(1);
+    let keys = Keys::new(PREFIX, "big");
+    let holes = [300u32, 590];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut kv = etcd_client::Client::connect(c.endpoints(), None)
+            .await
+            .unwrap()
+            .kv_client();
+        let base = u32::from(std::net::Ipv4Addr::new(10, 50, 0, 1));
+        for i in (0..700u32).filter(|i| !holes.contains(i)) {
+            let ip = std::net::IpAddr::V4((base + i).into());
+            let v = json!({"containerID": format!("c{i}"), "ifname": "eth0", "node": "n"});
+            kv.put(keys.ip(ip), v.to_string(), None).await.unwrap();
+        }
+    });
+    let set = host_local::config::IpamConfig::load(
+        "big",
+        cni_proto::SpecVersion::V1_0_0,
+        Some(&json!({"subnet": "10.50.0.0/22"})),
+        None,
+        None,
+        &cni_proto::CniArgs::default(),
+    )
+    .unwrap()
+    .ranges
+    .remove(0);
+    let mut st = EtcdStore::new(etcd_config(&c, "node-a"), "big");
+    let mut s = st.session().unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let mut all = host_local::alloc::Candidates::new(&set, None).map(|(i, _)| i);
+    assert_eq!(
+        s.first_free(&set, &mut all).unwrap(),
+        Some(ip("10.50.1.45"))
+    );
+    let mut after =
+        host_local::alloc::Candidates::new(&set, Some(ip("10.50.1.45"))).map(|(i, _)| i);
+    assert_eq!(
+        s.first_free(&set, &mut after).unwrap(),
+        Some(ip("10.50.2.79"))
+    );
+    let mut tail = host_local::alloc::Candidates::new(&set, Some(ip("10.50.2.79"))).map(|(i, _)| i);
+    assert_eq!(
+        s.first_free(&set, &mut tail).unwrap(),
+        Some(ip("10.50.2.189"))
+    );
+    assert_eq!(s.count().unwrap(), 698);
+}

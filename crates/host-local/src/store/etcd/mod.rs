@@ -39,8 +39,10 @@ use rpc::Rpc;
 /// A key and its value as etcd returned them.
 type KeyValue = (Vec<u8>, Vec<u8>);
 
-/// Keys fetched per range read when walking large ranges.
+/// Keys fetched per range read when listing.
 const PAGE: i64 = 10_000;
+/// Keys fetched per read when looking for free addresses.
+const WINDOW: i64 = 256;
 
 /// The etcd store of one network.
 pub struct EtcdStore {
@@ -98,7 +100,7 @@ impl EtcdStore {
             lost,
             revision: None,
             values: HashMap::new(),
-            ranges: HashMap::new(),
+            windows: Vec::new(),
         })
     }
 }
@@ -107,6 +109,15 @@ impl Store for EtcdStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
         Ok(Box::new(self.etcd_session()?))
     }
+}
+
+/// Addresses `lo..=hi` (as numbers) of one family, of which `taken` are
+/// reserved.
+struct Window {
+    v4: bool,
+    lo: u128,
+    hi: u128,
+    taken: BTreeSet<u128>,
 }
 
 /// A number that differs between processes and calls (not cryptographic).
@@ -139,8 +150,8 @@ pub struct EtcdSession<'a> {
     revision: Option<i64>,
     /// Address -> the value bytes read (release compares against them).
     values: HashMap<IpAddr, Vec<u8>>,
-    /// Range (first address) -> reserved addresses in it, read once.
-    ranges: HashMap<IpAddr, BTreeSet<u128>>,
+    /// Stretches of addresses whose reservations were read.
+    windows: Vec<Window>,
 }
 
 impl EtcdSession<'_> {
@@ -163,7 +174,7 @@ impl EtcdSession<'_> {
         if let Some(h) = header {
             self.revision = Some(h.revision());
         }
-        self.ranges.clear();
+        self.windows.clear();
     }
 
     /// Every key-value in `[start, end)` at the snapshot, page by page.
@@ -244,24 +255,55 @@ impl EtcdSession<'_> {
         Ok(v)
     }
 
-    /// The reserved addresses of `[start, end]`, read once per session.
-    fn reserved_in(&mut self, start: IpAddr, end: IpAddr) -> Result<&BTreeSet<u128>, StoreError> {
-        if !self.ranges.contains_key(&start) {
-            let (s, e) = self.keys.ip_range(start, end);
-            let kvs = self.range(
-                &format!("read range {start}-{end}"),
-                s.into_bytes(),
-                e,
-                true,
-            )?;
-            let set = kvs
-                .iter()
-                .filter_map(|(k, _)| self.keys.parse_ip(k))
-                .map(addr::to_u128)
-                .collect();
-            self.ranges.insert(start, set);
+    /// Whether `ip` (in the range ending at `end`) is reserved. Reads the
+    /// keys from `ip` towards `end` in windows of [`WINDOW`] keys and
+    /// remembers which stretches it has seen, so a walk over consecutive
+    /// candidates costs one small range read per window, however large the
+    /// pool.
+    fn is_reserved(&mut self, ip: IpAddr, end: IpAddr) -> Result<bool, StoreError> {
+        let n = addr::to_u128(ip);
+        let v4 = ip.is_ipv4();
+        if let Some(w) = self
+            .windows
+            .iter()
+            .find(|w| w.v4 == v4 && w.lo <= n && n <= w.hi)
+        {
+            return Ok(w.taken.contains(&n));
         }
-        Ok(&self.ranges[&start])
+        let (s, e) = self.keys.ip_range(ip, end);
+        let o = self
+            .opts()
+            .with_range(e)
+            .with_limit(WINDOW)
+            .with_keys_only();
+        let mut resp = self.rpc.get(
+            &format!("read addresses {ip}-{end}"),
+            self.deadline,
+            s.into_bytes(),
+            o,
+        )?;
+        self.note_revision(resp.header());
+        let more = resp.more();
+        let taken: BTreeSet<u128> = resp
+            .take_kvs()
+            .iter()
+            .filter_map(|kv| self.keys.parse_ip(kv.key()))
+            .map(addr::to_u128)
+            .collect();
+        // With more keys beyond the limit, what was read is complete only
+        // up to the last key returned.
+        let hi = match (more, taken.last()) {
+            (true, Some(&last)) => last,
+            _ => addr::to_u128(end),
+        };
+        let reserved = taken.contains(&n);
+        self.windows.push(Window {
+            v4,
+            lo: n,
+            hi,
+            taken,
+        });
+        Ok(reserved)
     }
 }
 
@@ -284,7 +326,8 @@ impl Session for EtcdSession<'_> {
         Ok(out)
     }
 
-    /// The first free candidate, from one range read per range of the set.
+    /// The first free candidate, from one windowed range read per stretch
+    /// of consecutive candidates (usually one).
     /// After this store object lost `n` races, one of the first `2^n` (at
     /// most 16) free candidates at random instead: nodes that keep reading
     /// the same cursor would otherwise all chase the same next address, one
@@ -300,8 +343,7 @@ impl Session for EtcdSession<'_> {
             let Some(range) = set.range_for(ip) else {
                 continue; // the allocator only offers addresses of the set
             };
-            let (start, end) = (range.start, range.end);
-            if !self.reserved_in(start, end)?.contains(&addr::to_u128(ip)) {
+            if !self.is_reserved(ip, range.end)? {
                 free.push(ip);
                 if free.len() == want {
                     break;
