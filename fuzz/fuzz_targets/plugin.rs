@@ -12,32 +12,10 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::rc::Rc;
 
-use host_local::config::IpamConfig;
-use host_local::error::StoreError;
 use host_local::store::memory::MemoryStore;
-use host_local::store::{Session, Store};
 use host_local::HostLocal;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-
-/// A MemoryStore copy that writes itself back to the shared one when dropped
-/// (the plugin drops its store at the end of every command).
-struct Persist {
-    inner: MemoryStore,
-    shared: Rc<RefCell<MemoryStore>>,
-}
-
-impl Store for Persist {
-    fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
-        self.inner.session()
-    }
-}
-
-impl Drop for Persist {
-    fn drop(&mut self) {
-        *self.shared.borrow_mut() = std::mem::take(&mut self.inner);
-    }
-}
 
 const COMMANDS: [&str; 9] = [
     "ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "", "add", "ADD",
@@ -99,13 +77,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let shared = Rc::new(RefCell::new(MemoryStore::new()));
-    let s2 = shared.clone();
-    let mut plugin = HostLocal::new(Box::new(move |_: &IpamConfig| {
-        Ok(Box::new(Persist {
-            inner: s2.borrow().clone(),
-            shared: s2.clone(),
-        }) as Box<dyn Store>)
-    }));
+    // A memory store that persists across the steps (the plugin drops its
+    // store after every command).
+    let mut plugin = HostLocal::new(test_support::PersistStore::opener(shared.clone()));
     for step in steps.chunks(3) {
         let command = COMMANDS[usize::from(step[0]) % COMMANDS.len()];
         let (id, ifname) = IDS[usize::from(step[1]) % IDS.len()];

@@ -5,6 +5,7 @@
 //! Behaviour follows the Go reference (`host-local` v1.1.1 built on the CNI Go library);
 //! every observable choice was checked by running `/usr/lib/cni/host-local` and is recorded
 //! beside the code that implements it. Deliberate differences are marked "Deviation".
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod env;

@@ -4,6 +4,9 @@
 //! (verified for 0.1.0, 0.2.0, 0.3.0, 0.4.0, 1.0.0): `"dns": {}` is always printed, even empty;
 //! `interfaces`, `ips` and `routes` are left out when empty; `gateway`, `gw` and `interface` when
 //! absent; in 0.1.0/0.2.0 `routes` of `ip4`/`ip6` when empty.
+//!
+//! Over 600 lines only by its unit tests (from `mod tests` on, about half the file): each
+//! version's wire shape and the round trips.
 
 use std::net::IpAddr;
 

@@ -3,6 +3,7 @@
 //!
 //! The library never exits or prints: [`run`] takes the environment, stdin
 //! and stdout and returns an outcome; only `main` turns it into an exit code.
+#![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod alloc;

@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 
 use crate::report::{fmt_ms, ms, ratio, spread, stats, Table};
 
-#[path = "../../host-local/tests/integration/etcd_util.rs"]
-mod etcd_util;
+use test_support::etcd as etcd_util;
 
 const NETWORK: &str = "bench-backends";
 const SUBNET: &str = "10.129.0.0/16";

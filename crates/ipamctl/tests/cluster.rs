@@ -8,8 +8,7 @@ use host_local::store::etcd::{EtcdConfig, EtcdStore};
 use host_local::store::{Attachment, Pick, Store};
 use serde_json::{json, Value};
 
-#[path = "../../host-local/tests/integration/etcd_util.rs"]
-mod etcd_util;
+use test_support::etcd as etcd_util;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipamctl");
 

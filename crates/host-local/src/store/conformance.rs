@@ -11,7 +11,9 @@
 //! });
 //! ```
 //!
-//! Each case panics (with the case's name) on the first broken promise.
+//! `crates/host-local/tests/integration/store_conformance.rs` is a complete
+//! example (the disk store through the public API). Each case panics (with
+//! the case's name) on the first broken promise.
 //! `run_all` runs every case on a store of its own; `CASES` lists them for
 //! a backend that wants to run them one by one.
 

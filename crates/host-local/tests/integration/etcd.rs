@@ -12,7 +12,7 @@ use host_local::store::{Entry, Owner, Store};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::etcd_util::{etcd_installed, Cluster};
+use test_support::etcd::{etcd_installed, Cluster};
 
 /// Whether etcd is installed; otherwise a loud skip (a panic in CI).
 pub fn etcd_or_skip(what: &str) -> bool {

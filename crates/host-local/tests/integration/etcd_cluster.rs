@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::common::*;
 use crate::etcd::{check_consistent, etcd_or_skip, Net};
 use crate::etcd_tls::Pki;
-use crate::etcd_util::Cluster;
+use test_support::etcd::Cluster;
 
 /// Runs `f(i)` for every i in `0..n` on threads started together.
 fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {

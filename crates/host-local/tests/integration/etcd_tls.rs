@@ -9,7 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
 
-use crate::etcd_util::ServerTls;
+use test_support::etcd::ServerTls;
 
 pub struct Pki {
     pub dir: tempfile::TempDir,

@@ -6,6 +6,9 @@
 //! sibling with a file worth protecting) and `cwd/` (the child's working
 //! directory), and checks that nothing outside `data/` changed. Every child
 //! runs under a timeout (killed after it) with its peak memory measured.
+//!
+//! One concern, many cases: each hostile input is its own short test, so the
+//! file is long (~770 lines) rather than split by an arbitrary line.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

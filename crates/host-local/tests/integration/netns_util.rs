@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::common::{ci_required, our_bin};
+use crate::common::our_bin;
 
 /// Debian's reference plugins (package containernetworking-plugins).
 pub const SYS_CNI_DIR: &str = "/usr/lib/cni";
@@ -19,17 +19,7 @@ pub const SYS_CNI_DIR: &str = "/usr/lib/cni";
 /// validate the suites themselves. Unset in CI: the suites then use our build.
 pub const PLUGIN_DIR_OVERRIDE: &str = "HOST_LOCAL_E2E_PLUGIN_DIR";
 
-/// Print a loud skip notice and return false, or panic when CI demands all suites.
-pub fn skip(what: &str, reason: &str) -> bool {
-    if ci_required() {
-        panic!("{what}: {reason}, but IPAM_REQUIRE_ALL=1 forbids skipping");
-    }
-    // Written to the stderr handle, not with eprintln!, so that libtest's
-    // output capture does not swallow it when the (skipped) test passes.
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {what}: {reason} ***\n");
-    false
-}
+pub use crate::common::skip;
 
 /// Find an executable in the usual system directories and $PATH.
 pub fn which(tool: &str) -> Option<PathBuf> {

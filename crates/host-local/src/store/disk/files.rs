@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use super::session::DiskSession;
+use super::sys::{AtFlags, Errno, Mode, OFlags};
 use super::{sys, CURSOR_OLD, CURSOR_PREFIX, CURSOR_SPARE};
 use crate::error::StoreError;
 
@@ -32,8 +33,8 @@ impl DiskSession<'_> {
         match sys::openat(
             self.net.as_fd(),
             ".",
-            libc::O_TMPFILE | libc::O_WRONLY,
-            0o600,
+            OFlags::TMPFILE | OFlags::WRONLY,
+            sys::mode(0o600),
         ) {
             Ok(fd) => {
                 let mut f = std::fs::File::from(fd);
@@ -45,8 +46,8 @@ impl DiskSession<'_> {
             }
             Err(e)
                 if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+                    sys::errno(&e),
+                    Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL)
                 ) => {}
             Err(e) => return Err(StoreError::io("create reservation", &path, e)),
         }
@@ -54,12 +55,12 @@ impl DiskSession<'_> {
         // (same filesystem, outside the network directory), then link it.
         if let Some(idx) = &self.index {
             let tmp = format!(".tmp-res-{}", std::process::id());
-            let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, 0);
+            let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, AtFlags::empty());
             let fd = sys::openat(
                 idx.dir.as_fd(),
                 &tmp,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                0o600,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+                sys::mode(0o600),
             )
             .map_err(|e| {
                 StoreError::io("create temporary", self.store.index_path().join(&tmp), e)
@@ -68,16 +69,16 @@ impl DiskSession<'_> {
             let written = f.write_all(content).and_then(|_| sys::fsync(f.as_fd()));
             let linked = match written {
                 Err(e) => {
-                    let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, 0);
+                    let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, AtFlags::empty());
                     return Err(StoreError::io("write reservation", &path, e));
                 }
                 Ok(()) => sys::linkat(idx.dir.as_fd(), &tmp, self.net.as_fd(), name),
             };
-            let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, 0);
+            let _ = sys::unlinkat(idx.dir.as_fd(), &tmp, AtFlags::empty());
             match linked {
                 Ok(()) => return Ok(()),
                 // The network directory is a mount of its own: last resort below.
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+                Err(e) if sys::errno(&e) == Some(Errno::XDEV) => {}
                 Err(e) => return Err(link_err(e, name, &path)),
             }
         }
@@ -85,13 +86,13 @@ impl DiskSession<'_> {
         let fd = sys::openat(
             self.net.as_fd(),
             name,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o600,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+            sys::mode(0o600),
         )
         .map_err(|e| link_err(e, name, &path))?;
         let mut f = std::fs::File::from(fd);
         if let Err(e) = f.write_all(content).and_then(|_| sys::fsync(f.as_fd())) {
-            let _ = sys::unlinkat(self.net.as_fd(), name, 0);
+            let _ = sys::unlinkat(self.net.as_fd(), name, AtFlags::empty());
             return Err(StoreError::io("write reservation", &path, e));
         }
         Ok(())
@@ -118,9 +119,9 @@ impl DiskSession<'_> {
         let swap = || -> io::Result<()> {
             write_in_place(dir, CURSOR_SPARE, text.as_bytes())?;
             let keep_old = matches!(sys::lstatat(self.net.as_fd(), &name),
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG);
+                Ok(st) if sys::is_regular(&st));
             if keep_old {
-                let _ = sys::unlinkat(dir, CURSOR_OLD, 0);
+                let _ = sys::unlinkat(dir, CURSOR_OLD, AtFlags::empty());
                 sys::linkat(self.net.as_fd(), &name, dir, CURSOR_OLD)?;
             }
             sys::renameat(dir, CURSOR_SPARE, self.net.as_fd(), &name)?;
@@ -130,9 +131,9 @@ impl DiskSession<'_> {
             Ok(())
         };
         swap()
-            .or_else(|e| match e.raw_os_error() {
+            .or_else(|e| match sys::errno(&e) {
                 // The network directory is a mount of its own.
-                Some(libc::EXDEV) => in_net(),
+                Some(Errno::XDEV) => in_net(),
                 _ => Err(e),
             })
             .map_err(|e| StoreError::io("write cursor", path, e))
@@ -143,7 +144,7 @@ impl DiskSession<'_> {
     pub(super) fn unlink_all(&self, made: &[String]) -> Vec<StoreError> {
         let mut undo = Vec::new();
         for name in made {
-            if let Err(e) = sys::unlinkat(self.net.as_fd(), name, 0) {
+            if let Err(e) = sys::unlinkat(self.net.as_fd(), name, AtFlags::empty()) {
                 undo.push(StoreError::io("remove reservation", self.path(name), e));
             }
         }
@@ -161,10 +162,10 @@ impl DiskSession<'_> {
     }
 
     pub(super) fn remove_name(&self, name: &str) -> Result<(), StoreError> {
-        match sys::unlinkat(self.net.as_fd(), name, 0) {
+        match sys::unlinkat(self.net.as_fd(), name, AtFlags::empty()) {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-                sys::unlinkat(self.net.as_fd(), name, libc::AT_REMOVEDIR).map_err(|e| {
+            Err(e) if sys::errno(&e) == Some(Errno::ISDIR) => {
+                sys::unlinkat(self.net.as_fd(), name, AtFlags::REMOVEDIR).map_err(|e| {
                     StoreError::io(
                         "remove directory in place of reservation",
                         self.path(name),
@@ -206,15 +207,15 @@ pub(super) fn read_small(dir: BorrowedFd<'_>, name: &str, max: u64) -> io::Resul
     let fd = match sys::openat(
         dir,
         name,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        0,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        Mode::empty(),
     ) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let st = sys::fstat(fd.as_fd())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 > max {
+    if !sys::is_regular(&st) || st.st_size as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a small regular file",
@@ -236,8 +237,8 @@ pub(super) fn write_in_place(dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> io
     let fd = sys::openat(
         dir,
         name,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW,
-        0o600,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW,
+        sys::mode(0o600),
     )?;
     let f = std::fs::File::from(fd);
     f.write_all_at(data, 0)?;
@@ -254,19 +255,19 @@ pub(super) fn write_replace(
     data: &[u8],
 ) -> io::Result<()> {
     let tmp = format!(".tmp-{}-{name}", std::process::id());
-    let _ = sys::unlinkat(tmp_dir, &tmp, 0);
+    let _ = sys::unlinkat(tmp_dir, &tmp, AtFlags::empty());
     let fd = sys::openat(
         tmp_dir,
         &tmp,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-        0o600,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+        sys::mode(0o600),
     )?;
     let mut f = std::fs::File::from(fd);
     if let Err(e) = f
         .write_all(data)
         .and_then(|_| sys::renameat(tmp_dir, &tmp, to_dir, name))
     {
-        let _ = sys::unlinkat(tmp_dir, &tmp, 0);
+        let _ = sys::unlinkat(tmp_dir, &tmp, AtFlags::empty());
         return Err(e);
     }
     Ok(())

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::files::{read_small, write_in_place};
 use super::session::DiskSession;
+use super::sys::AtFlags;
 use super::{sys, MAX_BUCKET_SIZE, STAMP, STAMP_MAGIC};
 use crate::error::StoreError;
 use crate::store::{Entry, Owner};
@@ -90,7 +91,7 @@ impl DiskSession<'_> {
         };
         idx.valid = false;
         // Invalidate first: a crash mid-rebuild must not leave a matching stamp.
-        let _ = sys::unlinkat(idx.dir.as_fd(), STAMP, 0);
+        let _ = sys::unlinkat(idx.dir.as_fd(), STAMP, AtFlags::empty());
         let mut buckets: BTreeMap<String, String> = BTreeMap::new();
         for e in entries {
             if let Some(line) = index_line(e) {
@@ -106,7 +107,7 @@ impl DiskSession<'_> {
                         StoreError::io("write index", self.store.index_path().join(&name), e)
                     })?
                 }
-                None => match sys::unlinkat(idx.dir.as_fd(), &name, 0) {
+                None => match sys::unlinkat(idx.dir.as_fd(), &name, AtFlags::empty()) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => {
@@ -125,7 +126,7 @@ impl DiskSession<'_> {
                 let n = e.file_name();
                 let n = n.to_string_lossy();
                 if n.starts_with(".tmp") {
-                    let _ = sys::unlinkat(idx.dir.as_fd(), &n, 0);
+                    let _ = sys::unlinkat(idx.dir.as_fd(), &n, AtFlags::empty());
                 }
             }
         }
@@ -144,7 +145,7 @@ impl DiskSession<'_> {
                 .map_err(|e| StoreError::io("stat", self.store.network_dir(), e))?;
             for _ in 0..100 {
                 let (s, ns) = sys::coarse_now();
-                if (s, ns) > (st.st_ctime, st.st_ctime_nsec) {
+                if (s, ns) > (st.st_ctime, st.st_ctime_nsec as i64) {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_micros(500));
@@ -162,7 +163,7 @@ impl DiskSession<'_> {
     pub(super) fn invalidate(&mut self) {
         if let Some(idx) = self.index.as_mut() {
             idx.valid = false;
-            let _ = sys::unlinkat(idx.dir.as_fd(), STAMP, 0);
+            let _ = sys::unlinkat(idx.dir.as_fd(), STAMP, AtFlags::empty());
         }
     }
 
@@ -237,7 +238,7 @@ impl DiskSession<'_> {
             }
         }
         let r = if text.is_empty() {
-            match sys::unlinkat(idx.dir.as_fd(), &name, 0) {
+            match sys::unlinkat(idx.dir.as_fd(), &name, AtFlags::empty()) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             }

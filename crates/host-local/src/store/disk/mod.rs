@@ -32,6 +32,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::sys;
+use super::sys::OFlags;
 use super::{Attachment, Session, Store};
 use crate::error::StoreError;
 
@@ -129,8 +130,12 @@ impl Store for DiskStore {
         };
         let mut files = Vec::with_capacity(count);
         for _ in 0..count.min(16) {
-            let Ok(fd) = sys::openat(net.as_fd(), ".", libc::O_TMPFILE | libc::O_WRONLY, 0o600)
-            else {
+            let Ok(fd) = sys::openat(
+                net.as_fd(),
+                ".",
+                OFlags::TMPFILE | OFlags::WRONLY,
+                sys::mode(0o600),
+            ) else {
                 break;
             };
             let mut f = std::fs::File::from(fd);

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::index::{boot_id, Index};
 use super::session::DiskSession;
+use super::sys::{Errno, Mode, OFlags};
 use super::{sys, DiskStore, Prepared, INDEX_DIR, LOCK_FILE};
 use crate::error::StoreError;
 
@@ -16,10 +17,10 @@ impl DiskStore {
                 return Err(StoreError::io("create data directory", &self.data_dir, e));
             }
         }
-        let data = sys::open_path(&self.data_dir, libc::O_RDONLY | libc::O_DIRECTORY)
+        let data = sys::open_path(&self.data_dir, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| StoreError::io("open data directory", &self.data_dir, e))?;
         if create {
-            match sys::mkdirat(data.as_fd(), &self.network, 0o755) {
+            match sys::mkdirat(data.as_fd(), &self.network, sys::mode(0o755)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
@@ -34,11 +35,11 @@ impl DiskStore {
         let net = sys::openat(
             data.as_fd(),
             &self.network,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            0,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+            Mode::empty(),
         )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::ENOTDIR) => StoreError::Unsafe {
+        .map_err(|e| match sys::errno(&e) {
+            Some(Errno::LOOP | Errno::NOTDIR) => StoreError::Unsafe {
                 path: self.network_dir(),
                 reason: "is not a directory (a symlink or a file); refusing to use it".into(),
             },
@@ -52,7 +53,7 @@ impl DiskStore {
             return None;
         }
         let open = |dir: BorrowedFd<'_>, name: &str| -> Option<OwnedFd> {
-            match sys::mkdirat(dir, name, 0o700) {
+            match sys::mkdirat(dir, name, sys::mode(0o700)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(_) => return None,
@@ -60,8 +61,8 @@ impl DiskStore {
             sys::openat(
                 dir,
                 name,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+                Mode::empty(),
             )
             .ok()
         };
@@ -81,14 +82,23 @@ impl DiskStore {
     /// a timeout or a report of the holder belongs here.
     fn lock(&self, net: BorrowedFd<'_>, create: bool) -> Result<std::fs::File, StoreError> {
         let lock_path = self.network_dir().join(LOCK_FILE);
-        let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
-        let lock_fd = match sys::openat(net, LOCK_FILE, flags, 0o750) {
+        let flags = OFlags::RDWR
+            | OFlags::NOFOLLOW
+            | if create {
+                OFlags::CREATE
+            } else {
+                OFlags::empty()
+            };
+        let lock_fd = match sys::openat(net, LOCK_FILE, flags, sys::mode(0o750)) {
             Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES)) => {
-                sys::openat(net, LOCK_FILE, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-                    .map_err(|e| StoreError::io("open lock", &lock_path, e))?
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(e) if matches!(sys::errno(&e), Some(Errno::ROFS | Errno::ACCESS)) => sys::openat(
+                net,
+                LOCK_FILE,
+                OFlags::RDONLY | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
+            .map_err(|e| StoreError::io("open lock", &lock_path, e))?,
+            Err(e) if sys::errno(&e) == Some(Errno::LOOP) => {
                 return Err(StoreError::Unsafe {
                     path: lock_path,
                     reason: "is a symlink; refusing to follow it".into(),

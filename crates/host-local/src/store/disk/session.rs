@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::files::{read_small, with_undo};
 use super::index::Index;
+use super::sys::{Errno, Mode, OFlags};
 use super::{
     parse_reservation_name, sys, DiskStore, Prepared, CURSOR_PREFIX, MAX_RESERVATION_SIZE,
 };
@@ -44,17 +45,17 @@ impl DiskSession<'_> {
         let fd = match sys::openat(
             self.net.as_fd(),
             name,
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-            0,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
         ) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(AtName::Missing),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(e) if sys::errno(&e) == Some(Errno::LOOP) => {
                 return Ok(AtName::Found(Owner::Damaged {
                     reason: "a symlink, not a reservation file".into(),
                 }))
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            Err(e) if sys::errno(&e) == Some(Errno::NXIO) => {
                 return Ok(AtName::Found(Owner::Damaged {
                     reason: "not a regular file".into(),
                 }))
@@ -63,7 +64,7 @@ impl DiskSession<'_> {
         };
         let st = sys::fstat(fd.as_fd())
             .map_err(|e| StoreError::io("stat reservation", self.path(name), e))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        if !sys::is_regular(&st) {
             return Ok(AtName::Found(Owner::Damaged {
                 reason: "not a regular file".into(),
             }));

@@ -81,6 +81,8 @@ pub struct Rpc {
     timeout: Duration,
     /// Whether some call got an answer (TLS then works).
     answered: bool,
+    /// Keeps SIGPIPE handled (see `new`).
+    _sigpipe: tokio::signal::unix::Signal,
 }
 
 /// Whether a failure means the request never reached a member able to
@@ -128,6 +130,16 @@ impl Rpc {
             .enable_all()
             .build()
             .map_err(|e| fail("start", EtcdError::Runtime(e), true))?;
+        // A server that refuses our client certificate hangs up while the
+        // client still writes (TLS 1.3); with SIGPIPE at its default (the
+        // binary skips the Rust runtime that would ignore it) that write
+        // would kill the process. tokio's handler turns it into EPIPE, for
+        // the rest of the process, and only on the etcd path.
+        let sigpipe = rt
+            .block_on(async {
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::pipe())
+            })
+            .map_err(|e| fail("start", EtcdError::Runtime(e), true))?;
         let mut opts = ConnectOptions::new()
             .with_require_leader(true)
             .with_connect_timeout(cfg.timeout)
@@ -153,6 +165,7 @@ impl Rpc {
             tls: cfg.tls.clone(),
             timeout: cfg.timeout,
             answered: false,
+            _sigpipe: sigpipe,
         })
     }
 

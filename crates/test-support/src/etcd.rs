@@ -4,9 +4,7 @@
 //! its own temporary directory, killed on drop. Members can be killed and
 //! restarted; plain HTTP or TLS with client certificate authentication.
 //!
-//! Standard library and `tempfile` only, so that `ipam-bench` can include
-//! this file with `#[path]` as well.
-#![allow(dead_code)]
+//! Used by the integration tests, ipamctl's tests and `ipam-bench`.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -187,7 +185,8 @@ impl Cluster {
         )
     }
 
-    pub fn len(&self) -> usize {
+    /// Number of members (running or killed).
+    pub fn members(&self) -> usize {
         self.members.len()
     }
 
