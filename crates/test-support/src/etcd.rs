@@ -262,6 +262,18 @@ impl Cluster {
         }
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) member `i`: a hung member
+    /// keeps its connections open and answers nothing.
+    pub fn pause(&mut self, i: usize, stop: bool) {
+        let pid = self.members[i].child.as_ref().expect("member running").id();
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let st = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    }
+
     /// Starts member `i` again on its data directory (it rejoins the cluster).
     pub fn restart(&mut self, i: usize) {
         assert!(self.members[i].child.is_none(), "member {i} still running");

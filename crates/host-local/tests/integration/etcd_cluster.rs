@@ -91,6 +91,17 @@ fn three_members_lose_one_then_quorum() {
     for i in 0..3 {
         net.add_ok(&format!("before{i}"));
     }
+    // A hung member (stopped, connections open): reads move on to another
+    // member after their share of the timeout; every ADD still succeeds.
+    // Listing two endpoints, each call starts at the hung one half of the
+    // time (the start is spread by process ID): 6 ADDs all but surely try it.
+    let mut two = net.as_node("node-a");
+    two.endpoints = vec![c.endpoint(2), c.endpoint(0)];
+    c.pause(2, true);
+    for i in 0..6 {
+        two.add_ok(&format!("hung{i}"));
+    }
+    c.pause(2, false);
     // One member killed while ADDs run: allocation goes on. An ADD in flight
     // at the moment of the kill may answer 11 (try again); it then wrote
     // nothing and its retry succeeds.
@@ -139,7 +150,7 @@ fn three_members_lose_one_then_quorum() {
     let owners = check_consistent(&c, "ha");
     let ids: BTreeSet<&str> = owners.values().map(|(id, _)| id.as_str()).collect();
     assert!(!ids.contains("no-quorum"), "{ids:?}");
-    assert_eq!(owners.len(), 2 * (3 + 8 + 1), "{owners:?}");
+    assert_eq!(owners.len(), 2 * (3 + 6 + 8 + 1), "{owners:?}");
     assert!(ids.contains("before0"), "the failed DEL removed nothing");
     net.add_ok("no-quorum");
     for id in ids {

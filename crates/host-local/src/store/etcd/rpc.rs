@@ -85,6 +85,15 @@ pub struct Rpc {
     _sigpipe: tokio::signal::unix::Signal,
 }
 
+/// Whether a failure is a passing state of the cluster that a read may
+/// simply try again (on another member).
+fn transient(e: &etcd_client::Error) -> bool {
+    let t = chain(e).to_ascii_lowercase();
+    ["leader changed", "timed out", "too many requests"]
+        .iter()
+        .any(|w| t.contains(w))
+}
+
 /// Whether a failure means the request never reached a member able to
 /// apply it (connection refused, no leader): then another member may take
 /// it, even a transaction.
@@ -247,49 +256,85 @@ impl Rpc {
         }
     }
 
-    /// Runs `f` on the runtime against the current endpoint, moving on to
-    /// the next while the request was not delivered; everything bounded by
-    /// `deadline`.
+    /// Runs `f` on the runtime, everything bounded by `deadline`, starting
+    /// at the endpoint that answered last. A request that was not delivered
+    /// (refused connection, no leader) moves on to the next endpoint; when
+    /// every endpoint refused it in a row the call fails at once. A read
+    /// (`idempotent`) also moves on when a member does not answer within its
+    /// share of the time left (a hung or partitioned member keeps its
+    /// connections open) or answers a transient error (leader changed), and
+    /// keeps trying until the deadline. A transaction is given all the time
+    /// left and is never sent twice once it may have been applied.
     fn call<T, F>(
         &mut self,
         op: &str,
         deadline: Instant,
+        idempotent: bool,
         f: impl Fn(etcd_client::KvClient) -> F,
     ) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let n = self.endpoints.len();
-        for k in 0..n {
-            let i = (self.current + k) % n;
+        let mut i = self.current;
+        let mut refused_in_a_row = 0;
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            let limit = if idempotent && n > 1 {
+                (left / n as u32).max(Duration::from_millis(250)).min(left)
+            } else {
+                left
+            };
             let kv = match self.client(i) {
                 Ok(c) => c.kv_client(),
                 Err(e) => return Err(self.error(op, EtcdError::Rpc(e))),
             };
-            match self
+            let out = self
                 .rt
-                .block_on(async { tokio::time::timeout(left, f(kv)).await })
-            {
+                .block_on(async { tokio::time::timeout(limit, f(kv)).await });
+            let failure = match out {
                 Ok(Ok(v)) => {
                     self.current = i;
                     self.answered = true;
                     return Ok(v);
                 }
-                Ok(Err(e)) if not_delivered(&e) && k + 1 < n => continue,
+                Ok(Err(e)) if not_delivered(&e) => {
+                    refused_in_a_row += 1;
+                    let err = self.error(op, EtcdError::Rpc(e));
+                    if refused_in_a_row == n {
+                        return Err(err);
+                    }
+                    err
+                }
+                Ok(Err(e)) if idempotent && transient(&e) => {
+                    refused_in_a_row = 0;
+                    // A moment for the cluster (an election) to settle.
+                    let pause = Duration::from_millis(50).min(left);
+                    self.rt
+                        .block_on(async move { tokio::time::sleep(pause).await });
+                    self.error(op, EtcdError::Rpc(e))
+                }
                 Ok(Err(e)) => return Err(self.error(op, EtcdError::Rpc(e))),
                 Err(_) => {
-                    return Err(self.error(
+                    refused_in_a_row = 0;
+                    let err = self.error(
                         op,
                         EtcdError::Timeout {
                             timeout: self.timeout,
                             endpoints: self.endpoints.join(","),
                         },
-                    ));
+                    );
+                    if !idempotent {
+                        return Err(err);
+                    }
+                    err
                 }
+            };
+            if Instant::now() >= deadline {
+                return Err(failure);
             }
+            i = (i + 1) % n;
         }
-        unreachable!("the last endpoint's failure returns")
     }
 
     pub fn get(
@@ -299,7 +344,7 @@ impl Rpc {
         key: Vec<u8>,
         opts: GetOptions,
     ) -> Result<GetResponse, StoreError> {
-        self.call(op, deadline, |mut kv| {
+        self.call(op, deadline, true, |mut kv| {
             let (key, opts) = (key.clone(), opts.clone());
             async move { kv.get(key, Some(opts)).await }
         })
@@ -311,7 +356,7 @@ impl Rpc {
         deadline: Instant,
         txn: Txn,
     ) -> Result<TxnResponse, StoreError> {
-        self.call(op, deadline, |mut kv| {
+        self.call(op, deadline, false, |mut kv| {
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         })
