@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
 pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
+const SETPRIV_BIN: &str = "/usr/bin/setpriv";
 
 /// Whether etcd and etcdctl are installed.
 pub fn etcd_installed() -> bool {
@@ -141,7 +142,16 @@ impl Cluster {
             .append(true)
             .open(&m.log)
             .expect("etcd log file");
-        let mut cmd = Command::new(ETCD_BIN);
+        // Through setpriv (util-linux) when present: the member is killed
+        // when the thread that started it dies, even if the test process is
+        // killed before its `Drop` runs. setpriv execs etcd (same PID).
+        let mut cmd = if Path::new(SETPRIV_BIN).exists() {
+            let mut c = Command::new(SETPRIV_BIN);
+            c.args(["--pdeathsig", "KILL", "--", ETCD_BIN]);
+            c
+        } else {
+            Command::new(ETCD_BIN)
+        };
         cmd.arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
