@@ -26,6 +26,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use serde_json::Value;
 
+mod backends;
 mod plugin;
 mod report;
 use plugin::{
@@ -205,6 +206,8 @@ fn main() -> Result<()> {
         }
     }
 
+    let backends = backends::measure(&ours, root, if args.quick { 20 } else { 100 })?;
+
     let mut summary = Table::new(&["measure", "ours", "reference", "ours/ref"]);
     let c = [stats(&conc[0]), stats(&conc[1])];
     summary.row(vec![
@@ -252,6 +255,14 @@ fn main() -> Result<()> {
             rss_fallback,
         )?
     );
+    match backends {
+        Ok(t) => print!(
+            "\nours by store backend (ADD then DEL of one new container per cycle, the \
+             backends alternating):\n\n{}",
+            t.render(args.markdown)
+        ),
+        Err(why) => println!("\nnote: {why}"),
+    }
     Ok(())
 }
 

@@ -244,6 +244,10 @@ pub enum Cmd {
         #[arg(long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
+    /// Reservations per node of a network kept in etcd (cluster mode), and
+    /// nodes that hold reservations but are not in --live-nodes.
+    #[command(after_help = crate::cluster::AFTER_HELP)]
+    Cluster(crate::cluster::ClusterArgs),
     /// Prints a shell completion script.
     #[command(
         after_help = "Examples:\n  ipamctl completions bash > /etc/bash_completion.d/ipamctl\n  \

@@ -8,6 +8,7 @@
 
 mod attach;
 mod cli;
+mod cluster;
 mod cmd;
 mod configs;
 mod duration;

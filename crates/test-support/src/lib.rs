@@ -17,6 +17,8 @@ use host_local::error::StoreError;
 use host_local::store::memory::MemoryStore;
 use host_local::store::{Session, Store};
 
+pub mod etcd;
+
 /// The Go reference plugin (Debian package containernetworking-plugins).
 pub const REF_BIN: &str = "/usr/lib/cni/host-local";
 

@@ -26,6 +26,8 @@ use crate::error::{Error, StoreError};
 #[doc(hidden)]
 pub mod conformance;
 pub mod disk;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod lock_wait;
 pub mod memory;
 mod sys;
@@ -378,10 +380,18 @@ pub fn open(cfg: &IpamConfig) -> Result<Box<dyn Store>, Error> {
                 &cfg.network,
             )))
         }
+        #[cfg(feature = "etcd")]
+        "etcd" => etcd::open(cfg, obj),
+        #[cfg(not(feature = "etcd"))]
+        "etcd" => Err(Error::config(
+            "ipam.store.type",
+            "etcd",
+            "this build has no etcd support (cargo feature \"etcd\")",
+        )),
         other => Err(Error::config(
             "ipam.store.type",
             other,
-            "unknown store type (known: disk)",
+            "unknown store type (known: disk, etcd)",
         )),
     }
 }

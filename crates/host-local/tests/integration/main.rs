@@ -14,6 +14,9 @@ mod cri_api;
 mod cri_cleanup;
 mod cri_world;
 mod differential; // reference vs ours, step by step
+mod etcd; // the etcd store against real etcd members
+mod etcd_cluster; // several nodes, member and quorum loss, TLS
+mod etcd_tls; // certificates made by the tests
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL
 mod gc_status; // GC, STATUS, exclude
 mod hostile; // escapes, planted symlinks/FIFOs/huge files, oversized input

@@ -145,6 +145,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             out::print(&String::from_utf8_lossy(&buf))?;
             Ok(OK)
         }
+        Cmd::Cluster(a) => crate::cluster::run(&a),
         Cmd::Man => {
             let mut buf = Vec::new();
             crate::man::write_man(Cli::command(), &mut buf)?;

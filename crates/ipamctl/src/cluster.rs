@@ -1,0 +1,179 @@
+//! `ipamctl cluster`: the cluster-wide view of a network kept in etcd:
+//! reservations per node, and with `--live-nodes` the nodes that hold
+//! reservations but are not in the list (gone nodes whose addresses only an
+//! operator can reclaim: GC on a node only ever removes its own).
+//!
+//! Reads only; the etcd connection comes from the network's `ipam.store`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use host_local::store::etcd::{EtcdConfig, EtcdStore, NodeEntry};
+use host_local::store::Owner;
+use serde_json::{json, Value};
+
+/// Exit status when `--live-nodes` finds nodes that are not live.
+const FOUND: u8 = 1;
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// The network name.
+    network: String,
+    /// A network configuration (.conf, .conflist) or a directory of them whose host-local
+    /// section for NETWORK has a `store` of type etcd.
+    #[arg(long, value_name = "PATH", required = true)]
+    config: PathBuf,
+    /// Live node names, one per line (`#` comments), or - for stdin: nodes holding reservations
+    /// that are not listed are reported (exit status 1).
+    #[arg(long, value_name = "FILE")]
+    live_nodes: Option<String>,
+    /// JSON output: {"schema", "command": "cluster", "network", "nodes": [{"node", "reservations",
+    /// "live"?}], "notLive"?: [names]}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The after_help text of the subcommand.
+pub const AFTER_HELP: &str = "Examples:\n  ipamctl cluster mynet --config /etc/cni/net.d\n  \
+    kubectl get nodes -o name | sed 's|node/||' > live.txt\n  \
+    ipamctl cluster mynet --config /etc/cni/net.d --live-nodes live.txt\n\n\
+    Reservations without a node (damaged values) are counted under \"-\".";
+
+fn read_live(src: &str) -> Result<BTreeSet<String>> {
+    let text = if src == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading live nodes from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(src).with_context(|| format!("live nodes {src}"))?
+    };
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The etcd store configured for `network` in `config`.
+fn store_for(config: &std::path::Path, network: &str) -> Result<EtcdStore> {
+    let cfgs = crate::configs::load(config)?;
+    let net = cfgs
+        .get(network)
+        .ok_or_else(|| anyhow!("network {network} not found in {}", config.display()))?;
+    let store = net
+        .ipam
+        .store
+        .as_ref()
+        .and_then(Value::as_object)
+        .filter(|o| o.get("type").and_then(Value::as_str) == Some("etcd"))
+        .ok_or_else(|| {
+            anyhow!(
+                "network {network} ({}) does not use the etcd store",
+                net.source.display()
+            )
+        })?;
+    // The node name is irrelevant to reading; do not require a host name.
+    let cfg = EtcdConfig::from_object(store, &|| Some("ipamctl".into()))
+        .map_err(|e| anyhow!("{}: {e}", net.source.display()))?;
+    Ok(EtcdStore::new(cfg, network))
+}
+
+/// Reservations per node ("-" for values naming none).
+pub fn per_node(entries: &[NodeEntry]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in entries {
+        let node = match (&e.node, &e.entry.owner) {
+            (Some(n), Owner::Attachment { .. } | Owner::Legacy { .. }) => n.clone(),
+            _ => "-".to_string(),
+        };
+        *m.entry(node).or_insert(0) += 1;
+    }
+    m
+}
+
+pub fn run(a: &ClusterArgs) -> Result<u8> {
+    cni_proto::NetworkName::new(&a.network).map_err(|e| anyhow!("network {:?}: {e}", a.network))?;
+    let live = a.live_nodes.as_deref().map(read_live).transpose()?;
+    if live.as_ref().is_some_and(|l| l.is_empty()) {
+        bail!("the live node list is empty: every node would be reported");
+    }
+    let mut store = store_for(&a.config, &a.network)?;
+    let endpoints = store.config().endpoints.join(",");
+    let entries = store
+        .etcd_session()
+        .and_then(|mut s| s.list_nodes())
+        .with_context(|| format!("reading network {} from etcd {endpoints}", a.network))?;
+    let counts = per_node(&entries);
+    let not_live: Vec<&String> = match &live {
+        Some(l) => counts
+            .keys()
+            .filter(|n| *n != "-" && !l.contains(*n))
+            .collect(),
+        None => Vec::new(),
+    };
+    if a.json {
+        let nodes: Vec<Value> = counts
+            .iter()
+            .map(|(n, c)| {
+                let mut v = json!({"node": n, "reservations": c});
+                if let Some(l) = &live {
+                    v["live"] = json!(n == "-" || l.contains(n));
+                }
+                v
+            })
+            .collect();
+        let mut doc = json!({"schema": 1, "command": "cluster", "network": a.network,
+            "reservations": entries.len(), "nodes": nodes});
+        if live.is_some() {
+            doc["notLive"] = json!(not_live);
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        let width = counts.keys().map(String::len).max().unwrap_or(4).max(4);
+        println!(
+            "{:<width$}  RESERVATIONS{}",
+            "NODE",
+            if live.is_some() { "  LIVE" } else { "" }
+        );
+        for (n, c) in &counts {
+            let mark = match &live {
+                Some(l) if n != "-" => {
+                    if l.contains(n) {
+                        "  yes"
+                    } else {
+                        "  NO"
+                    }
+                }
+                _ => "",
+            };
+            println!("{n:<width$}  {c:>12}{mark}");
+        }
+        println!(
+            "{} reservation(s) on {} node(s)",
+            entries.len(),
+            counts.len()
+        );
+        if !not_live.is_empty() {
+            let held: usize = not_live.iter().map(|n| counts[*n]).sum();
+            println!(
+                "not live: {} ({held} reservation(s); reclaim them with a CNI GC whose store \
+                 names that node)",
+                not_live
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    if live.is_some() && !not_live.is_empty() {
+        return Ok(FOUND);
+    }
+    Ok(0)
+}
