@@ -57,7 +57,14 @@ fn decode_err(reason: impl Into<String>) -> ProtoError {
 /// Verified: empty stdin, whitespace and `{` are code 6; `[]` code 6; `{"name":5}` code 6;
 /// `{}` and `{"name":""}` code 7.
 pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Value, NetworkName), ProtoError> {
-    let raw: Value = serde_json::from_slice(bytes).map_err(|e| decode_err(e.to_string()))?;
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| {
+        // Truncated input: Go's encoding/json says exactly this.
+        decode_err(if e.is_eof() {
+            "unexpected end of JSON input".to_string()
+        } else {
+            e.to_string()
+        })
+    })?;
     let name = match &raw {
         Value::Null => None,
         Value::Object(obj) => match go_field(obj, "name") {
@@ -65,14 +72,16 @@ pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Value, NetworkName), Prot
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
                 return Err(decode_err(format!(
-                    "\"name\" must be a string, not {}",
+                    "json: cannot unmarshal {} into Go struct field .name of type string (\"name\" must be a string, not {})",
+                    go_kind(other),
                     json_type(other)
                 )))
             }
         },
         other => {
             return Err(decode_err(format!(
-                "the network config must be a JSON object, not {}",
+                "json: cannot unmarshal {} into Go value of type struct {{ Name string \"json:\\\"name\\\"\" }} (the network config must be a JSON object, not {})",
+                go_kind(other),
                 json_type(other)
             )))
         }
@@ -149,6 +158,19 @@ pub(crate) fn finish(
         extra,
         raw,
     })
+}
+
+/// Go's encoding/json name of a JSON value's kind, as in its messages
+/// (`cannot unmarshal array into ...`).
+fn go_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -246,7 +268,7 @@ mod tests {
                     let c: crate::CniError = e.into();
                     assert_eq!(c.code, 6, "{bad:?}");
                     assert!(
-                        c.msg.starts_with("error decoding network config: "),
+                        c.msg.starts_with("error unmarshall network config: "),
                         "{}",
                         c.msg
                     );

@@ -88,7 +88,8 @@ pub enum ProtoError {
     #[error("error reading from stdin: {source}")]
     Stdin { source: std::io::Error },
     /// Invalid JSON or a JSON value of the wrong type.
-    #[error("error decoding {what}: {reason}")]
+    /// The reference's wording (`error unmarshall network config: ...`).
+    #[error("error unmarshall {what}: {reason}")]
     Decode { what: String, reason: String },
     #[error("{reason}: {field} {value:?}")]
     InvalidConfig {
@@ -181,8 +182,7 @@ impl From<ProtoError> for CniError {
             )),
             ProtoError::Convert { .. } => CniError::new(code::INCOMPATIBLE_VERSION, e.to_string()),
             ProtoError::InvalidArgs { value, reason } => {
-                CniError::new(code::INVALID_ENV, format!("CNI_ARGS: {reason}"))
-                    .with_details(format!("CNI_ARGS={value}"))
+                CniError::new(code::INVALID_ENV, reason).with_details(format!("CNI_ARGS={value}"))
             }
         }
     }
@@ -265,7 +265,7 @@ mod tests {
         });
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (6, "error decoding network config: EOF")
+            (6, "error unmarshall network config: EOF")
         );
 
         let e = cni(ProtoError::InvalidConfig {
@@ -313,7 +313,7 @@ mod tests {
         });
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (4, "CNI_ARGS: ARGS: invalid pair \"garbage\"")
+            (4, "ARGS: invalid pair \"garbage\"")
         );
     }
 }

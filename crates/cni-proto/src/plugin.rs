@@ -495,10 +495,10 @@ mod tests {
     fn config_errors_in_reference_order() {
         let add = vars("ADD", &[]);
         for (stdin, code, msg_start) in [
-            ("", 6, "error decoding network config"),
-            ("{", 6, "error decoding network config"),
-            ("[]", 6, "error decoding network config"),
-            (r#"{"name":5}"#, 6, "error decoding network config"),
+            ("", 6, "error unmarshall network config"),
+            ("{", 6, "error unmarshall network config"),
+            ("[]", 6, "error unmarshall network config"),
+            (r#"{"name":5}"#, 6, "error unmarshall network config"),
             (r#"{"cniVersion":"1.0.0"}"#, 7, "missing network name"),
             (
                 r#"{"cniVersion":"1.0.0","name":"a/b"}"#,
@@ -518,7 +518,7 @@ mod tests {
             (
                 r#"{"cniVersion":1,"name":"n"}"#,
                 6,
-                "error decoding network config",
+                "error unmarshall network config",
             ),
         ] {
             let o = call(&mut Fake::new(), &add, stdin);
@@ -623,7 +623,7 @@ mod tests {
                 &vars("ADD", &[("CNI_ARGS", args)]),
                 &conf("0.3.1"),
             );
-            assert_eq!(o.err(), (4, format!("CNI_ARGS: {msg}")));
+            assert_eq!(o.err(), (4, msg.to_string()));
             assert_eq!(o.json()["cniVersion"], json!("0.3.1"));
         }
         // Config errors come first, as in the reference (host-local parses CNI_ARGS later).

@@ -141,20 +141,25 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
             if ip == range.gateway {
                 return Err(Error::Unavailable {
                     ip,
-                    reason: format!("is the gateway of range {range} in range set {idx}"),
+                    set_index: idx,
+                    reason: format!("requested ip {ip} is subnet's gateway (range {range})"),
                 });
             }
             if range.is_excluded(ip) {
                 return Err(Error::Unavailable {
                     ip,
-                    reason: format!("is excluded in range {range} of range set {idx}"),
+                    set_index: idx,
+                    reason: format!(
+                        "requested IP address {ip} is not available in range set {set}: excluded in range {range}"
+                    ),
                 });
             }
             if let Some(owner) = s.owner_of(ip).map_err(|e| store_err(cfg, e))? {
                 return Err(Error::Unavailable {
                     ip,
+                    set_index: idx,
                     reason: format!(
-                        "is not available in range set {idx} ({set}): reserved by {owner}"
+                        "requested IP address {ip} is not available in range set {set}: reserved by {owner}"
                     ),
                 });
             }
@@ -193,7 +198,7 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(" "),
         });
     }
     let result = CniResult {
@@ -209,10 +214,16 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
         reason: e.to_string(),
     })?;
     s.reserve(id, ifname, &picks).map_err(|e| match e {
-        crate::error::StoreError::Taken { ip } => Error::Unavailable {
-            ip,
-            reason: "was reserved concurrently by a process that ignores the lock".into(),
-        },
+        crate::error::StoreError::Taken { ip } => {
+            let set_index = picks.iter().find(|p| p.ip == ip).map_or(0, |p| p.set_index);
+            Error::Unavailable {
+                ip,
+                set_index,
+                reason: format!(
+                    "IP address {ip} was reserved concurrently by a process that ignores the lock"
+                ),
+            }
+        }
         other => store_err(cfg, other),
     })?;
     Ok(result)

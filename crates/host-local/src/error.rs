@@ -59,38 +59,50 @@ pub enum Error {
         value: String,
         reason: String,
     },
-    /// CNI_ARGS carried something we cannot use.
-    #[error("invalid CNI_ARGS: {key}={value}: {reason}")]
+    /// CNI_ARGS carried something we cannot use. The message is the
+    /// reference's (`ARGS: ...`), our detail after it.
+    #[error("{}", args_message(key, value, reason))]
     Args {
         key: String,
         value: String,
         reason: String,
     },
-    #[error("resolvConf {path}: {source}")]
+    /// The reference's `open <path>: <errno text>`, then the field.
+    #[error("open {}: {} (ipam.resolvConf)", path.display(), go_io_text(source))]
     ResolvConf {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("no IP addresses available in range set {set_index} ({set})")]
+    #[error(
+        "failed to allocate for range {set_index}: no IP addresses available in range set: {set}"
+    )]
     Exhausted { set_index: usize, set: String },
-    #[error("requested address {ip} {reason}")]
-    Unavailable { ip: IpAddr, reason: String },
-    #[error("requested addresses left over (outside every range set, or a second one for a range set): {ips}")]
+    /// `reason` starts with the reference's text for the case (`requested ip
+    /// <ip> is subnet's gateway`, `requested IP address <ip> is not available
+    /// in range set <set>`), our detail after it.
+    #[error("failed to allocate for range {set_index}: {reason}")]
+    Unavailable {
+        ip: IpAddr,
+        set_index: usize,
+        reason: String,
+    },
+    /// `ips`: the leftover addresses separated by spaces, as the reference.
+    #[error("failed to allocate all requested IPs: {ips} (each is outside every range set, or a second one for a range set)")]
     Unplaced { ips: String },
     #[error("cannot express the result in cniVersion {version}: {reason}")]
     Convert {
         version: &'static str,
         reason: String,
     },
-    #[error("{ip} in range set {set_index} is already allocated to container {container} (interface {ifname}); duplicate allocation is not allowed")]
+    #[error("failed to allocate for range {set_index}: {ip} has been allocated to {container}, duplicate allocation is not allowed (interface {ifname})")]
     Duplicate {
         ip: IpAddr,
         set_index: usize,
         container: String,
         ifname: String,
     },
-    #[error("no address reserved for container {container} interface {ifname} in range set {set_index} ({set})")]
+    #[error("host-local: Failed to find address added by container {container} (interface {ifname}, range set {set_index}: {set})")]
     NotReserved {
         container: String,
         ifname: String,
@@ -113,6 +125,37 @@ pub enum Error {
     Gc { count: usize, list: String },
     #[error("cannot serve ADD: {reason}")]
     NotAvailable { reason: String },
+}
+
+/// The message of `Error::Args`: a reason already in the reference's words
+/// (`ARGS: ...`, from the CNI_ARGS parser) verbatim; otherwise the
+/// reference's text for a value that does not parse, with our reason after it.
+fn args_message(key: &str, value: &str, reason: &str) -> String {
+    if reason.starts_with("ARGS: ") {
+        return reason.to_string();
+    }
+    format!(
+        "ARGS: error parsing value of pair {:?}: invalid IP address {value} ({key}: {reason})",
+        format!("{key}={value}")
+    )
+}
+
+/// An I/O error in Go's words: the OS's text starting lower case, without
+/// Rust's ` (os error N)` suffix (`no such file or directory`).
+fn go_io_text(e: &std::io::Error) -> String {
+    let Some(n) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let text = std::io::Error::from_raw_os_error(n).to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {n})"))
+        .unwrap_or(&text)
+        .to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
 }
 
 impl Error {

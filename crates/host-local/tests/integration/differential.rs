@@ -5,8 +5,8 @@
 //!
 //! Only the deliberate differences listed in docs/DIFFERENCES.md are
 //! normalised away, and each is asserted precisely where it applies:
-//! - error objects: ours carry `cniVersion`; message wording is not compared
-//!   (only the code), [D1, D2];
+//! - error objects: ours carry `cniVersion` [D1]; our `msg` starts with the
+//!   reference's (its text, then our detail) [D2], except in `CodesMsg` steps;
 //! - reservation and cursor files: ours 0600, the reference 0644 [D3];
 //! - steps marked `Codes`, `RefRefuses`, `OursRefuses` or `Outputs` assert
 //!   the exact value on each side.
@@ -29,6 +29,13 @@ enum Expect {
     /// Deliberate: both fail with the same exit code; the reference prints
     /// code `theirs`, ours code `ours`.
     Codes { theirs: u64, ours: u64 },
+    /// Deliberate, message included: as `Codes`, but our `msg` is not the
+    /// reference's; it contains `ours_has` (the DIFFERENCES.md entry says why).
+    CodesMsg {
+        theirs: u64,
+        ours: u64,
+        ours_has: &'static str,
+    },
     /// Deliberate: the reference fails with code `theirs`; ours succeeds and
     /// prints exactly `ours` (Null: nothing).
     RefRefuses { theirs: u64, ours: Value },
@@ -224,9 +231,9 @@ const RESOLV: &str = "# test resolv.conf\nnameserver 10.9.9.9\nnameserver 2001:d
 domain example.test\nsearch a.test b.test ; trailing comment\noptions ndots:2 timeout:1\n";
 
 /// Normalises an error object: ours must carry a string `cniVersion` [D1],
-/// which is removed; message wording is not compared [D2] (both must have a
-/// non-empty `msg`). Returns the code.
-fn error_code(ctx: &str, side: &str, out: &Output, ours: bool) -> u64 {
+/// which is removed; both must have a non-empty `msg`. Returns the code and
+/// the message.
+fn error_obj(ctx: &str, side: &str, out: &Output, ours: bool) -> (u64, String) {
     let v = out.json();
     let obj = v
         .as_object()
@@ -242,21 +249,41 @@ fn error_code(ctx: &str, side: &str, out: &Output, ours: bool) -> u64 {
             "{ctx}: reference error carries cniVersion?"
         );
     }
-    assert!(
-        obj.get("msg")
-            .and_then(Value::as_str)
-            .is_some_and(|m| !m.is_empty()),
-        "{ctx}: {side} error without msg: {v}"
-    );
+    let msg = obj
+        .get("msg")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| panic!("{ctx}: {side} error without msg: {v}"))
+        .to_string();
     for k in obj.keys() {
         assert!(
             ["cniVersion", "code", "msg", "details"].contains(&k.as_str()),
             "{ctx}: {side} error has unexpected key {k}: {v}"
         );
     }
-    obj.get("code")
+    let code = obj
+        .get("code")
         .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{ctx}: {side} error without numeric code: {v}"))
+        .unwrap_or_else(|| panic!("{ctx}: {side} error without numeric code: {v}"));
+    (code, msg)
+}
+
+/// The code of an error object (see `error_obj`).
+fn error_code(ctx: &str, side: &str, out: &Output, ours: bool) -> u64 {
+    error_obj(ctx, side, out, ours).0
+}
+
+/// Both fail: our `msg` starts with the reference's (its text first, our
+/// detail after it) [D2]. Returns the codes (reference, ours).
+fn compare_errors(ctx: &str, r: &Output, o: &Output, show: &dyn Fn() -> String) -> (u64, u64) {
+    let (rc, rmsg) = error_obj(ctx, "reference", r, false);
+    let (oc, omsg) = error_obj(ctx, "ours", o, true);
+    assert!(
+        omsg.starts_with(&rmsg),
+        "{ctx}: our msg does not start with the reference's\n  reference: {rmsg:?}\n  ours:      {omsg:?}{}",
+        show()
+    );
+    (rc, oc)
 }
 
 fn compare_outputs(ctx: &str, expect: &Expect, r: &Output, o: &Output) {
@@ -275,14 +302,22 @@ fn compare_outputs(ctx: &str, expect: &Expect, r: &Output, o: &Output) {
             if r.code == 0 {
                 assert_eq!(r.json(), o.json(), "{ctx}: stdout differs{}", show());
             } else {
-                let (rc, oc) = (
-                    error_code(ctx, "reference", r, false),
-                    error_code(ctx, "ours", o, true),
-                );
+                let (rc, oc) = compare_errors(ctx, r, o, &show);
                 assert_eq!(rc, oc, "{ctx}: error codes differ{}", show());
             }
         }
         Expect::Codes { theirs, ours } => {
+            assert_ne!(r.code, 0, "{ctx}: reference should fail{}", show());
+            assert_eq!(r.code, o.code, "{ctx}: exit codes differ{}", show());
+            let (rc, oc) = compare_errors(ctx, r, o, &show);
+            assert_eq!(rc, *theirs, "{ctx}: reference code{}", show());
+            assert_eq!(oc, *ours, "{ctx}: our code{}", show());
+        }
+        Expect::CodesMsg {
+            theirs,
+            ours,
+            ours_has,
+        } => {
             assert_ne!(r.code, 0, "{ctx}: reference should fail{}", show());
             assert_eq!(r.code, o.code, "{ctx}: exit codes differ{}", show());
             assert_eq!(
@@ -291,10 +326,11 @@ fn compare_outputs(ctx: &str, expect: &Expect, r: &Output, o: &Output) {
                 "{ctx}: reference code{}",
                 show()
             );
-            assert_eq!(
-                error_code(ctx, "ours", o, true),
-                *ours,
-                "{ctx}: our code{}",
+            let (oc, omsg) = error_obj(ctx, "ours", o, true);
+            assert_eq!(oc, *ours, "{ctx}: our code{}", show());
+            assert!(
+                omsg.contains(ours_has),
+                "{ctx}: our msg lacks {ours_has:?}{}",
                 show()
             );
         }
@@ -607,8 +643,8 @@ scenarios! {
     gc_and_status_below_1_1_0 => {
         let c = v4("1.0.0");
         vec![add(&c),
-             Step::run("GC", &c).expect(Expect::Codes { theirs: 4, ours: 1 }),
-             Step::run("STATUS", &c).expect(Expect::Codes { theirs: 4, ours: 1 })]
+             Step::run("GC", &c).expect(Expect::CodesMsg { theirs: 4, ours: 1, ours_has: "config version does not allow GC" }),
+             Step::run("STATUS", &c).expect(Expect::CodesMsg { theirs: 4, ours: 1, ours_has: "config version does not allow STATUS" })]
     };
 
     // ---- round robin and exhaustion ----
@@ -852,7 +888,7 @@ scenarios! {
     // ---- deliberate refusals of configs the reference accepts ----
     range_end_before_start_both_refuse => {
         let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.20", "rangeEnd": "10.1.0.10"}));
-        vec![add(&c).ours_code(7)]
+        vec![add(&c).expect(Expect::CodesMsg { theirs: GO_CATCH_ALL, ours: 7, ours_has: "rangeEnd" })]
     };
     gateway_outside_subnet => {
         let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "gateway": "10.2.0.1"}));
