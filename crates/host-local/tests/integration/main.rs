@@ -15,4 +15,5 @@ mod mixed; // reference and ours on one data directory
 mod netns_util;
 mod podman; // e2e: podman 4 CNI backend (root)
 mod race; // concurrent processes on one network
+mod upstream; // upstream v1.1.1 host-local tests, ported to the binary
 mod versions; // ours over every spec version
