@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::env::NetworkName;
 use crate::error::ProtoError;
+use crate::gojson::{fold_eq, Doc, Kind};
 use crate::version::SpecVersion;
 
 /// The network configuration envelope. Unknown keys are kept in `extra` (in order).
@@ -19,8 +20,11 @@ pub struct NetConf {
     pub runtime_config: Option<Value>,
     pub prev_result: Option<Value>,
     pub extra: Map<String, Value>,
-    /// The whole document as received.
+    /// The whole document as received (the last of duplicate keys kept).
     pub raw: Value,
+    /// The whole document with every key, duplicates included, for decoding with Go's rules
+    /// ([`crate::gojson`]).
+    pub doc: Doc,
 }
 
 const KNOWN_KEYS: [&str; 8] = [
@@ -34,14 +38,22 @@ const KNOWN_KEYS: [&str; 8] = [
     "prevResult",
 ];
 
-/// A field as Go's encoding/json finds it: keys match case-insensitively, the last matching
-/// key of the document wins, and `null` is the same as absent.
-pub(crate) fn go_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    // A null assigns nothing in Go, so an earlier non-null match survives it.
-    obj.iter()
-        .rev()
-        .find(|(k, v)| k.eq_ignore_ascii_case(key) && !v.is_null())
-        .map(|(_, v)| v)
+/// A string field of the envelope as Go's encoding/json finds it (keys match case-insensitively,
+/// the last matching key wins, `null` assigns nothing).
+fn string_field<'a>(doc: &'a Doc, key: &str, what: &str) -> Result<Option<&'a str>, ProtoError> {
+    match doc.field(key, Kind::Scalar) {
+        None => Ok(None),
+        Some(Doc::String(s)) => Ok(Some(s)),
+        Some(other) => {
+            let v = other.to_value();
+            // Go's text first (exact for "name", which the reference decodes here).
+            Err(decode_err(format!(
+                "json: cannot unmarshal {} into Go struct field .{what} of type string (\"{what}\" must be a string, not {})",
+                go_kind(&v),
+                json_type(&v)
+            )))
+        }
+    }
 }
 
 fn decode_err(reason: impl Into<String>) -> ProtoError {
@@ -56,8 +68,8 @@ fn decode_err(reason: impl Into<String>) -> ProtoError {
 /// "missing network name") and valid (code 7 "invalid characters found in network name").
 /// Verified: empty stdin, whitespace and `{` are code 6; `[]` code 6; `{"name":5}` code 6;
 /// `{}` and `{"name":""}` code 7.
-pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Value, NetworkName), ProtoError> {
-    let raw: Value = serde_json::from_slice(bytes).map_err(|e| {
+pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Doc, NetworkName), ProtoError> {
+    let doc = Doc::parse(bytes).map_err(|e| {
         // Truncated input: Go's encoding/json says exactly this.
         decode_err(if e.is_eof() {
             "unexpected end of JSON input".to_string()
@@ -65,54 +77,45 @@ pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Value, NetworkName), Prot
             e.to_string()
         })
     })?;
-    let name = match &raw {
-        Value::Null => None,
-        Value::Object(obj) => match go_field(obj, "name") {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(decode_err(format!(
-                    "json: cannot unmarshal {} into Go struct field .name of type string (\"name\" must be a string, not {})",
-                    go_kind(other),
-                    json_type(other)
-                )))
-            }
-        },
+    let name = match &doc {
+        Doc::Null => None,
+        Doc::Object(_) => string_field(&doc, "name", "name")?,
         other => {
+            let v = other.to_value();
             return Err(decode_err(format!(
                 "json: cannot unmarshal {} into Go value of type struct {{ Name string \"json:\\\"name\\\"\" }} (the network config must be a JSON object, not {})",
-                go_kind(other),
-                json_type(other)
-            )))
+                go_kind(&v),
+                json_type(&v)
+            )));
         }
     };
-    let name = NetworkName::new(name.as_deref().unwrap_or(""))?;
-    Ok((raw, name))
+    let name = NetworkName::new(name.unwrap_or(""))?;
+    Ok((doc, name))
 }
 
-/// The `cniVersion` text: "" when absent or null (which the reference treats as 0.1.0,
-/// verified: a config without cniVersion gets a 0.1.0-shaped result with `"cniVersion": "0.1.0"`).
-/// A non-string is code 6, as in the reference ("decoding version from network config: ...").
-pub(crate) fn raw_version(raw: &Value) -> Result<String, ProtoError> {
-    let Some(obj) = raw.as_object() else {
-        return Ok(String::new());
-    };
-    match go_field(obj, "cniVersion") {
-        None => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(decode_err(format!(
-            "\"cniVersion\" must be a string, not {}",
-            json_type(other)
-        ))),
-    }
+/// The `cniVersion` text, the one place where absent, null or "" means "0.1.0" (as in the
+/// reference, verified: a config without cniVersion gets a 0.1.0-shaped result with
+/// `"cniVersion": "0.1.0"`). A non-string is code 6, as in the reference ("decoding version
+/// from network config: ...").
+pub(crate) fn version_text(doc: &Doc) -> Result<String, ProtoError> {
+    Ok(declared_version(doc)?.unwrap_or_else(|| "0.1.0".to_owned()))
 }
 
-/// Map a raw version text to a spec version the plugin supports ("" is 0.1.0).
+/// The `cniVersion` as written, None when absent, null or "".
+pub(crate) fn declared_version(doc: &Doc) -> Result<Option<String>, ProtoError> {
+    Ok(match doc {
+        Doc::Object(_) => string_field(doc, "cniVersion", "cniVersion")?
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+        _ => None,
+    })
+}
+
+/// Map a version text to a spec version the plugin supports.
 pub(crate) fn resolve_version(
-    raw: &str,
+    text: &str,
     supported: &[SpecVersion],
 ) -> Result<SpecVersion, ProtoError> {
-    let text = if raw.is_empty() { "0.1.0" } else { raw };
     match SpecVersion::parse(text) {
         Some(v) if supported.contains(&v) => Ok(v),
         _ => Err(ProtoError::IncompatibleVersion {
@@ -124,28 +127,22 @@ pub(crate) fn resolve_version(
 
 /// Stage 3: the remaining envelope fields.
 pub(crate) fn finish(
-    raw: Value,
+    doc: Doc,
     name: NetworkName,
     cni_version: SpecVersion,
 ) -> Result<NetConf, ProtoError> {
-    let empty = Map::new();
-    let obj = raw.as_object().unwrap_or(&empty);
-    let plugin_type = match go_field(obj, "type") {
-        None => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(decode_err(format!(
-                "\"type\" must be a string, not {}",
-                json_type(other)
-            )))
-        }
-    };
-    let get = |k: &str| go_field(obj, k).cloned();
-    let extra = obj
-        .iter()
-        .filter(|(k, _)| !KNOWN_KEYS.iter().any(|known| k.eq_ignore_ascii_case(known)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let plugin_type = string_field(&doc, "type", "type")?.unwrap_or("").to_owned();
+    let get = |k: &str| doc.field(k, Kind::Whole).map(Doc::to_value);
+    let raw = doc.to_value();
+    let extra = raw
+        .as_object()
+        .map(|obj| {
+            obj.iter()
+                .filter(|(k, _)| !KNOWN_KEYS.iter().any(|known| fold_eq(known, k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(NetConf {
         cni_version,
         name,
@@ -157,6 +154,7 @@ pub(crate) fn finish(
         prev_result: get("prevResult"),
         extra,
         raw,
+        doc,
     })
 }
 
@@ -188,9 +186,9 @@ impl NetConf {
     /// Decode and validate the envelope: JSON (code 6), name (code 7), cniVersion (absent means
     /// 0.1.0; non-string code 6; unknown or not in `supported` code 1).
     pub fn parse(bytes: &[u8], supported: &[SpecVersion]) -> Result<NetConf, ProtoError> {
-        let (raw, name) = decode_envelope(bytes)?;
-        let version = resolve_version(&raw_version(&raw)?, supported)?;
-        finish(raw, name, version)
+        let (doc, name) = decode_envelope(bytes)?;
+        let version = resolve_version(&version_text(&doc)?, supported)?;
+        finish(doc, name, version)
     }
 }
 

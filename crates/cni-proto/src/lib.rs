@@ -9,8 +9,10 @@
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod gojson;
 mod json;
 pub mod plugin;
+mod read;
 pub mod result;
 pub mod version;
 
@@ -19,5 +21,6 @@ pub use env::{CniArgs, Command, ContainerId, Env, IfName, NetworkName};
 pub use error::{code, CniError, ProtoError};
 pub use json::to_go_pretty;
 pub use plugin::{run, Outcome, Plugin, Request};
+pub use read::read_bounded;
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::SpecVersion;

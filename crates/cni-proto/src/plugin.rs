@@ -3,11 +3,12 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::{self, NetConf};
 use crate::env::{self, Command, Env};
 use crate::error::{min_version_for, CniError, ProtoError};
+use crate::gojson::Doc;
 use crate::json::{to_go_compact, to_go_pretty};
 use crate::result::CniResult;
 use crate::version::{self, SpecVersion};
@@ -109,27 +110,14 @@ fn versions_line(plugin: &dyn Plugin) -> String {
 pub const MAX_STDIN: u64 = 1 << 20;
 
 fn read_all(stdin: &mut dyn Read) -> Result<Vec<u8>, ProtoError> {
-    let mut buf = Vec::new();
-    stdin
-        .take(MAX_STDIN + 1)
-        .read_to_end(&mut buf)
-        .map_err(|source| ProtoError::Stdin { source })?;
-    if buf.len() as u64 > MAX_STDIN {
-        return Err(ProtoError::Stdin {
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("network configuration larger than {MAX_STDIN} bytes"),
-            ),
-        });
-    }
-    Ok(buf)
+    crate::read_bounded(stdin, MAX_STDIN, "network configuration")
+        .map_err(|source| ProtoError::Stdin { source })
 }
 
 /// The version for the error object: the config's cniVersion when it is a known version
 /// (absent means 0.1.0), else none (the newest is used).
-fn error_version(raw: &Value) -> Option<String> {
-    let v = config::raw_version(raw).ok()?;
-    let v = if v.is_empty() { "0.1.0".to_owned() } else { v };
+fn error_version(doc: &Doc) -> Option<String> {
+    let v = config::version_text(doc).ok()?;
     SpecVersion::parse(&v).map(|_| v)
 }
 
@@ -158,8 +146,8 @@ fn dispatch(
     if command == Command::Version {
         let requested = read_all(stdin)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|v| config::raw_version(&v).ok())
+            .and_then(|b| Doc::parse(&b).ok())
+            .and_then(|v| config::declared_version(&v).ok().flatten())
             .and_then(|s| SpecVersion::parse(&s))
             .unwrap_or(SpecVersion::LATEST);
         let supported: Vec<&str> = plugin
@@ -178,9 +166,7 @@ fn dispatch(
     let bytes = read_all(stdin)?;
     let (raw, name) = config::decode_envelope(&bytes).map_err(|e| Failure {
         error: e.into(),
-        version: serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| error_version(&v)),
+        version: Doc::parse(&bytes).ok().and_then(|v| error_version(&v)),
     })?;
     let err_version = error_version(&raw);
     let fail = |e: ProtoError| Failure {
@@ -228,12 +214,12 @@ fn write_out(stdout: &mut dyn Write, bytes: &[u8], version: Option<String>) -> R
 /// The config's version, checked against the command's minimum and the plugin's list.
 fn check_version(
     command: Command,
-    raw: &Value,
+    raw: &Doc,
     supported: &[SpecVersion],
 ) -> Result<SpecVersion, ProtoError> {
-    let text = config::raw_version(raw)?;
+    let text = config::version_text(raw)?;
     let min = min_version_for(command);
-    match SpecVersion::parse(if text.is_empty() { "0.1.0" } else { &text }) {
+    match SpecVersion::parse(&text) {
         Some(v) if v < min => {
             return Err(ProtoError::CommandNotSupportedByVersion {
                 command,
@@ -260,7 +246,7 @@ fn check_version(
 mod tests {
     use super::*;
     use crate::result::{Dns, IpConfig, Route};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::collections::HashMap;
 
     #[derive(Default)]

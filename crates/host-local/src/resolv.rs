@@ -2,7 +2,6 @@
 //! `nameserver`, `domain`, `search` and `options` lines; `#` and `;` start
 //! comments; lines with fewer than two fields are ignored.
 
-use std::io::Read;
 use std::path::Path;
 
 use cni_proto::Dns;
@@ -44,16 +43,7 @@ pub fn load(path: &Path) -> Result<Dns> {
         source,
     };
     let f = std::fs::File::open(path).map_err(err)?;
-    let mut buf = Vec::new();
-    f.take(MAX_RESOLV_CONF + 1)
-        .read_to_end(&mut buf)
-        .map_err(err)?;
-    if buf.len() as u64 > MAX_RESOLV_CONF {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_RESOLV_CONF} bytes"),
-        )));
-    }
+    let buf = cni_proto::read_bounded(f, MAX_RESOLV_CONF, "file").map_err(err)?;
     Ok(parse(&String::from_utf8_lossy(&buf)))
 }
 

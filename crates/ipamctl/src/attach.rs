@@ -2,7 +2,6 @@
 //! and libcni's result cache (a heuristic).
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -201,9 +200,7 @@ impl ResultsCache {
 
 fn read_limited(p: &Path) -> Option<Vec<u8>> {
     let f = std::fs::File::open(p).ok()?;
-    let mut buf = Vec::new();
-    f.take(1 << 20).read_to_end(&mut buf).ok()?;
-    Some(buf)
+    cni_proto::read_bounded(f, 1 << 20, "cached result").ok()
 }
 
 #[cfg(test)]
