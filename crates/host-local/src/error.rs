@@ -201,3 +201,74 @@ impl From<Error> for CniError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each message starts with the reference's (v1.1.1) text for the case.
+    #[test]
+    fn messages_start_with_the_references_text() {
+        let ip: IpAddr = "10.1.2.5".parse().unwrap();
+        let cases = [
+            (
+                Error::Exhausted {
+                    set_index: 0,
+                    set: "10.0.0.1-10.0.0.2".into(),
+                },
+                "failed to allocate for range 0: no IP addresses available in range set: 10.0.0.1-10.0.0.2",
+            ),
+            (
+                Error::Duplicate {
+                    ip,
+                    set_index: 1,
+                    container: "c1".into(),
+                    ifname: "eth0".into(),
+                },
+                "failed to allocate for range 1: 10.1.2.5 has been allocated to c1, duplicate allocation is not allowed",
+            ),
+            (
+                Error::Unplaced {
+                    ips: "10.1.2.77 10.9.9.9".into(),
+                },
+                "failed to allocate all requested IPs: 10.1.2.77 10.9.9.9",
+            ),
+            (
+                Error::NotReserved {
+                    container: "c1".into(),
+                    ifname: "eth0".into(),
+                    set_index: 0,
+                    set: "10.0.0.1-10.0.0.2".into(),
+                },
+                "host-local: Failed to find address added by container c1",
+            ),
+            (
+                Error::Args {
+                    key: "IP".into(),
+                    value: "x".into(),
+                    reason: "not an IP address".into(),
+                },
+                "ARGS: error parsing value of pair \"IP=x\": invalid IP address x",
+            ),
+            (
+                Error::Args {
+                    key: "CNI_ARGS".into(),
+                    value: "FOO=bar".into(),
+                    reason: "ARGS: unknown args [\"FOO=bar\"]".into(),
+                },
+                "ARGS: unknown args [\"FOO=bar\"]",
+            ),
+            (
+                Error::ResolvConf {
+                    path: "/nonexistent/resolv.conf".into(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                },
+                "open /nonexistent/resolv.conf: no such file or directory",
+            ),
+        ];
+        for (e, reference) in cases {
+            let msg = e.to_string();
+            assert!(msg.starts_with(reference), "{msg:?} vs {reference:?}");
+        }
+    }
+}
