@@ -43,7 +43,8 @@ pub fn has_multiple_ips(v: &str) -> bool {
 pub const NSPATH: &str = "/some/where";
 
 /// One invocation: `cmd` for (container, ifname) with `conf` on stdin and
-/// optional CNI_ARGS.
+/// optional CNI_ARGS. The binary is ours, or `$UPSTREAM_BIN` when set (to
+/// check the port itself against the reference, docs/upstream-tests.md).
 pub fn call(cmd: &str, id: &str, ifname: &str, conf: &str, cni_args: Option<&str>) -> Output {
     let mut env = vec![
         ("CNI_COMMAND", cmd),
@@ -55,7 +56,8 @@ pub fn call(cmd: &str, id: &str, ifname: &str, conf: &str, cni_args: Option<&str
     if let Some(a) = cni_args {
         env.push(("CNI_ARGS", a));
     }
-    run_plugin(&our_bin(), &env, conf.as_bytes())
+    let bin = std::env::var_os("UPSTREAM_BIN").map_or_else(our_bin, std::path::PathBuf::from);
+    run_plugin(&bin, &env, conf.as_bytes())
 }
 
 pub fn add(id: &str, ifname: &str, conf: &str) -> Output {
