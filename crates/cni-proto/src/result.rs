@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ProtoError;
+use crate::gojson::{self, Doc, Field, Kind};
 use crate::version::SpecVersion;
 
 /// A plugin's result, in the newest (1.1.0) model.
@@ -242,9 +243,9 @@ impl CniResult {
     /// Encode in `version`'s wire shape (key order as Go prints it).
     ///
     /// Errors (`ProtoError::Convert`) when the result cannot be expressed: for 0.1.0/0.2.0 no
-    /// address at all or a route whose family has no address (Deviation: Go drops such a route
-    /// silently); below 1.1.0 a route or interface carrying 1.1.0-only fields. For 0.1.0/0.2.0
-    /// only the first address of each family is kept and interfaces are dropped, as in Go.
+    /// address at all; below 1.1.0 a route or interface carrying 1.1.0-only fields. For
+    /// 0.1.0/0.2.0, as in Go, only the first address of each family is kept, a route whose
+    /// family has no address is dropped, and interfaces are dropped.
     pub fn to_wire(&self, version: SpecVersion) -> Result<Value, ProtoError> {
         let mut top = Map::new();
         top.insert("cniVersion".into(), s(version));
@@ -314,17 +315,11 @@ impl CniResult {
                 IpNet::V4(_) => (ip4.is_some(), &mut routes4),
                 IpNet::V6(_) => (ip6.is_some(), &mut routes6),
             };
-            if !has {
-                return Err(ProtoError::Convert {
-                    version,
-                    reason: format!(
-                        "route to {} has no IPv{} address to go with",
-                        r.dst,
-                        family(&r.dst)
-                    ),
-                });
+            // As the reference (types/020): a route goes with the address of its family, and
+            // one whose family has no address is dropped.
+            if has {
+                list.push(v);
             }
-            list.push(v);
         }
         for (key, ip, routes) in [("ip4", ip4, routes4), ("ip6", ip6, routes6)] {
             let Some(ip) = ip else { continue };
@@ -355,6 +350,14 @@ impl CniResult {
                 reason: "a result must be a JSON object".to_owned(),
             });
         }
+        // Keys as Go's encoding/json matches them (case, null, duplicates).
+        let doc = Doc::from(value);
+        let kind = if version <= SpecVersion::V0_2_0 {
+            &WIRE02
+        } else {
+            &WIRE_CURRENT
+        };
+        let value = &gojson::normalize(&doc, kind);
         if version <= SpecVersion::V0_2_0 {
             let w = Wire02::deserialize(value).map_err(err)?;
             let mut out = CniResult {
@@ -405,6 +408,78 @@ impl CniResult {
         })
     }
 }
+
+const fn f(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+static SCALAR: Kind = Kind::Scalar;
+static ROUTE_FIELDS: [Field; 7] = [
+    f("dst", Kind::Whole),
+    f("gw", Kind::Whole),
+    f("mtu", Kind::Scalar),
+    f("advmss", Kind::Scalar),
+    f("priority", Kind::Scalar),
+    f("table", Kind::Scalar),
+    f("scope", Kind::Scalar),
+];
+static ROUTE: Kind = Kind::Record(&ROUTE_FIELDS);
+static DNS_FIELDS: [Field; 4] = [
+    f("nameservers", Kind::List(&SCALAR)),
+    f("domain", Kind::Scalar),
+    f("search", Kind::List(&SCALAR)),
+    f("options", Kind::List(&SCALAR)),
+];
+static DNS: Kind = Kind::Struct {
+    fields: &DNS_FIELDS,
+    nullable: false,
+};
+static IP02_FIELDS: [Field; 3] = [
+    f("ip", Kind::Whole),
+    f("gateway", Kind::Whole),
+    f("routes", Kind::List(&ROUTE)),
+];
+static IP02: Kind = Kind::Struct {
+    fields: &IP02_FIELDS,
+    nullable: true,
+};
+static WIRE02_FIELDS: [Field; 3] = [f("ip4", IP02), f("ip6", IP02), f("dns", DNS)];
+/// types020.Result as Go decodes it.
+static WIRE02: Kind = Kind::Struct {
+    fields: &WIRE02_FIELDS,
+    nullable: false,
+};
+static IFACE_FIELDS: [Field; 6] = [
+    f("name", Kind::Scalar),
+    f("mac", Kind::Scalar),
+    f("mtu", Kind::Scalar),
+    f("sandbox", Kind::Scalar),
+    f("socketPath", Kind::Scalar),
+    f("pciID", Kind::Scalar),
+];
+static IFACE: Kind = Kind::Struct {
+    fields: &IFACE_FIELDS,
+    nullable: true,
+};
+static IP_FIELDS: [Field; 3] = [
+    f("interface", Kind::Whole),
+    f("address", Kind::Whole),
+    f("gateway", Kind::Whole),
+];
+static IP: Kind = Kind::Struct {
+    fields: &IP_FIELDS,
+    nullable: true,
+};
+static WIRE_CURRENT_FIELDS: [Field; 4] = [
+    f("interfaces", Kind::List(&IFACE)),
+    f("ips", Kind::List(&IP)),
+    f("routes", Kind::List(&ROUTE)),
+    f("dns", DNS),
+];
+/// types040/types100.Result as Go decodes it.
+static WIRE_CURRENT: Kind = Kind::Struct {
+    fields: &WIRE_CURRENT_FIELDS,
+    nullable: false,
+};
 
 #[derive(Deserialize)]
 struct Wire02 {
@@ -542,7 +617,7 @@ mod tests {
                 matches!(empty.to_wire(v), Err(ProtoError::Convert { version, .. }) if version == v)
             );
         }
-        // A v4 route with only a v6 address (Go drops it silently; we refuse).
+        // A v4 route with only a v6 address: dropped, as Go does.
         let r = CniResult {
             ips: vec![IpConfig {
                 address: net("fd00::2/64"),
@@ -552,10 +627,10 @@ mod tests {
             routes: vec![Route::new(net("0.0.0.0/0"), None)],
             ..CniResult::default()
         };
-        match r.to_wire(SpecVersion::V0_2_0) {
-            Err(ProtoError::Convert { reason, .. }) => assert!(reason.contains("0.0.0.0/0")),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            r.to_wire(SpecVersion::V0_2_0).unwrap(),
+            json!({"cniVersion": "0.2.0", "ip6": {"ip": "fd00::2/64"}, "dns": {}})
+        );
         // But every newer version is fine with no addresses.
         assert_eq!(
             empty.to_wire(SpecVersion::V0_3_0).unwrap(),
@@ -707,6 +782,19 @@ mod tests {
         let old = CniResult::from_wire(&got, SpecVersion::V1_0_0).unwrap();
         assert_eq!(old.routes, dual().routes);
         assert_eq!(old.interfaces[0].mtu, None);
+    }
+
+    #[test]
+    fn from_wire_uses_go_key_rules() {
+        let w = json!({"IPs": [{"Address": "10.0.0.2/24", "GATEWAY": "10.0.0.1"}],
+            "Routes": [{"Dst": "0.0.0.0/0", "GW": "10.0.0.1"}], "DNS": {"Nameservers": ["1.1.1.1"]}});
+        let r = CniResult::from_wire(&w, SpecVersion::V1_0_0).unwrap();
+        assert_eq!(r.ips[0].gateway, Some(ip("10.0.0.1")));
+        assert_eq!(r.routes[0].gw, Some(ip("10.0.0.1")));
+        assert_eq!(r.dns.nameservers, ["1.1.1.1"]);
+        let w = json!({"IP4": {"IP": "10.0.0.2/24", "Routes": [{"DST": "0.0.0.0/0"}]}});
+        let r = CniResult::from_wire(&w, SpecVersion::V0_2_0).unwrap();
+        assert_eq!(r.routes.len(), 1);
     }
 
     #[test]
@@ -911,7 +999,10 @@ mod tests {
                 Ok(w) => {
                     let back = CniResult::from_wire(&w, v).unwrap();
                     prop_assert!(back.ips.len() <= 2);
-                    prop_assert_eq!(back.routes.len(), r.routes.len());
+                    // Routes of a family with an address survive; the others are dropped.
+                    let has = |v4: bool| r.ips.iter().any(|i| matches!(i.address, IpNet::V4(_)) == v4);
+                    let kept = r.routes.iter().filter(|x| has(matches!(x.dst, IpNet::V4(_)))).count();
+                    prop_assert_eq!(back.routes.len(), kept);
                 }
                 Err(ProtoError::Convert { .. }) => {}
                 Err(e) => prop_assert!(false, "{e:?}"),

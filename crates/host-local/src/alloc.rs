@@ -207,8 +207,8 @@ pub fn add(cfg: &IpamConfig, s: &mut dyn Session, id: &str, ifname: &str) -> Res
         routes: cfg.routes.clone(),
         dns: Default::default(),
     };
-    // A result the request's version cannot express (0.1.0/0.2.0: a route of
-    // a family without an address) must fail before anything is reserved.
+    // A result the request's version cannot express (below 1.1.0: a route with
+    // 1.1.0-only fields) must fail before anything is reserved.
     result.to_wire(cfg.version).map_err(|e| Error::Convert {
         version: cfg.version.as_str(),
         reason: e.to_string(),
@@ -526,8 +526,9 @@ mod tests {
 
     #[test]
     fn unconvertible_result_reserves_nothing() {
-        let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0"}]});
-        let c = crate::config::load_ipam(SpecVersion::V0_2_0, &ipam).unwrap();
+        // A route carrying a 1.1.0-only field cannot be written in 1.0.0.
+        let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0", "mtu": 1400}]});
+        let c = crate::config::load_ipam(SpecVersion::V1_0_0, &ipam).unwrap();
         let mut st = MemoryStore::new();
         {
             let mut s = st.session().unwrap();

@@ -52,8 +52,9 @@ impl StoreError {
 /// Every failure of host-local.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A configuration field is missing, of the wrong type or invalid.
-    #[error("invalid ipam configuration: {field}: {reason} (value: {value})")]
+    /// A configuration field is missing, of the wrong type or invalid. `reason` starts with
+    /// the reference's message where it has one; the field path and value follow.
+    #[error("{reason} ({field}{})", if value.is_empty() { String::new() } else { format!(": {value}") })]
     Config {
         field: String,
         value: String,

@@ -2,8 +2,8 @@
 //! command; they load the configuration, open the store and run the
 //! allocator.
 
+use cni_proto::gojson::Doc;
 use cni_proto::{CniError, CniResult, Plugin, Request, SpecVersion};
-use serde_json::Value;
 
 use crate::alloc::{self, ValidAttachment};
 use crate::config::IpamConfig;
@@ -37,14 +37,7 @@ impl HostLocal {
 
     fn config(req: &Request) -> Result<IpamConfig, Error> {
         let c = req.config;
-        IpamConfig::load(
-            c.name.as_str(),
-            c.cni_version,
-            c.ipam.as_ref(),
-            c.args.as_ref(),
-            c.runtime_config.as_ref(),
-            &req.env.args,
-        )
+        IpamConfig::from_doc(c.name.as_str(), c.cni_version, &c.doc, &req.env.args)
     }
 
     fn attachment(req: &Request) -> (String, String) {
@@ -128,7 +121,7 @@ impl HostLocal {
 
     fn do_gc(&mut self, req: &Request) -> Result<(), Error> {
         let cfg = Self::config(req)?;
-        let Some(valid) = valid_attachments(&req.config.raw)? else {
+        let Some(valid) = valid_attachments(&req.config.doc)? else {
             return Ok(());
         };
         let mut store = (self.open_store)(&cfg);
@@ -159,45 +152,28 @@ impl HostLocal {
     }
 }
 
-/// `cni.dev/valid-attachments` (or libcni's `cni.dev/attachments`): None when
-/// neither key is present.
-pub fn valid_attachments(raw: &Value) -> Result<Option<Vec<ValidAttachment>>, Error> {
-    let (key, v) = match (
-        raw.get("cni.dev/valid-attachments"),
-        raw.get("cni.dev/attachments"),
-    ) {
-        (Some(v), _) if !v.is_null() => ("cni.dev/valid-attachments", v),
-        (_, Some(v)) if !v.is_null() => ("cni.dev/attachments", v),
-        _ => return Ok(None),
+/// `cni.dev/valid-attachments` (or libcni's `cni.dev/attachments`), decoded with Go's rules:
+/// None when neither key is present.
+pub fn valid_attachments(doc: &Doc) -> Result<Option<Vec<ValidAttachment>>, Error> {
+    let net = crate::config::decode_net(doc)?;
+    let (key, list) = match (net.valid_attachments, net.attachments) {
+        (Some(l), _) => ("cni.dev/valid-attachments", l),
+        (None, Some(l)) => ("cni.dev/attachments", l),
+        (None, None) => return Ok(None),
     };
-    let list = v.as_array().ok_or_else(|| {
-        Error::config(
-            key,
-            v.to_string(),
-            "expected a list of {containerID, ifname}",
-        )
-    })?;
-    let mut out = Vec::with_capacity(list.len());
-    for (i, item) in list.iter().enumerate() {
-        let field = format!("{key}[{i}]");
-        let get = |k: &str| -> Result<String, Error> {
-            item.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    Error::config(
-                        format!("{field}.{k}"),
-                        item.to_string(),
-                        "missing or not a string",
-                    )
-                })
-        };
-        out.push(ValidAttachment {
-            container_id: get("containerID")?,
-            ifname: get("ifname")?,
-        });
-    }
-    Ok(Some(out))
+    list.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let get = |k: &str, v: Option<String>| {
+                v.ok_or_else(|| Error::config(format!("{key}[{i}].{k}"), "", "missing"))
+            };
+            Ok(ValidAttachment {
+                container_id: get("containerID", a.container_id)?,
+                ifname: get("ifname", a.ifname)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()
+        .map(Some)
 }
 
 impl Plugin for HostLocal {

@@ -2,9 +2,11 @@
 //! and libcni's result cache (a heuristic).
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cni_proto::gojson::Doc;
 use host_local::store::Owner;
 use serde_json::Value;
 
@@ -82,13 +84,13 @@ pub fn parse_valid(text: &str) -> Result<ValidSet> {
     let mut out = ValidSet::default();
     let t = text.trim_start();
     if t.starts_with('[') || t.starts_with('{') {
-        let v: Value = serde_json::from_str(t).map_err(|e| anyhow!("not valid JSON: {e}"))?;
-        let list = match &v {
-            Value::Array(_) => {
-                let wrapped = serde_json::json!({ "cni.dev/valid-attachments": v });
+        let v = Doc::parse(t.as_bytes()).map_err(|e| anyhow!("not valid JSON: {e}"))?;
+        let list = match v {
+            Doc::Array(_) => {
+                let wrapped = Doc::Object(vec![("cni.dev/valid-attachments".to_owned(), v)]);
                 host_local::plugin::valid_attachments(&wrapped)
             }
-            _ => host_local::plugin::valid_attachments(&v),
+            v => host_local::plugin::valid_attachments(&v),
         }
         .map_err(|e| anyhow!("{e}"))?
         .ok_or_else(|| {
