@@ -1,5 +1,5 @@
 //! The network configuration on stdin: the envelope (NetConf::parse), then
-//! the IPAM section (IpamConfig::load), the GC list and the prevResult, as
+//! the IPAM section (IpamConfig::from_doc), the GC list and the prevResult, as
 //! the plugin reads them. Optional CNI_ARGS in front: `<args>\n<json>` when
 //! the input starts with `A`.
 #![no_main]
@@ -27,18 +27,11 @@ fuzz_target!(|data: &[u8]| {
     // The name was validated: it becomes a directory name.
     let name = conf.name.as_str();
     assert!(!name.is_empty() && !name.contains('/') && name != "." && name != "..");
-    let _ = host_local::plugin::valid_attachments(&conf.raw);
+    let _ = host_local::plugin::valid_attachments(&conf.doc);
     if let Some(prev) = &conf.prev_result {
         let _ = CniResult::from_wire(prev, conf.cni_version);
     }
-    if let Ok(cfg) = IpamConfig::load(
-        name,
-        conf.cni_version,
-        conf.ipam.as_ref(),
-        conf.args.as_ref(),
-        conf.runtime_config.as_ref(),
-        &args,
-    ) {
+    if let Ok(cfg) = IpamConfig::from_doc(name, conf.cni_version, &conf.doc, &args) {
         // What the store will use as paths: absolute, no `..`, no NUL.
         let dd = cfg.data_dir.to_str().expect("dataDir is UTF-8");
         assert!(dd.starts_with('/'), "{dd:?}");

@@ -12,7 +12,8 @@ use crate::version::SpecVersion;
 pub struct NetConf {
     pub cni_version: SpecVersion,
     pub name: NetworkName,
-    /// `"type"` (empty when absent).
+    /// `"type"` (empty when absent or not a string: the Go skeleton and host-local never decode
+    /// it, so the reference serves `"type": []`).
     pub plugin_type: String,
     pub ipam: Option<Value>,
     pub dns: Option<Value>,
@@ -40,25 +41,29 @@ const KNOWN_KEYS: [&str; 8] = [
 
 /// A string field of the envelope as Go's encoding/json finds it (keys match case-insensitively,
 /// the last matching key wins, `null` assigns nothing).
-fn string_field<'a>(doc: &'a Doc, key: &str, what: &str) -> Result<Option<&'a str>, ProtoError> {
-    match doc.field(key, Kind::Scalar) {
-        None => Ok(None),
-        Some(Doc::String(s)) => Ok(Some(s)),
-        Some(other) => {
-            let v = other.to_value();
-            // Go's text first (exact for "name", which the reference decodes here).
-            Err(decode_err(format!(
-                "json: cannot unmarshal {} into Go struct field .{what} of type string (\"{what}\" must be a string, not {})",
-                go_kind(&v),
-                json_type(&v)
-            )))
-        }
-    }
+/// A value of another type is code 6 with the reference's message: `prefix`, then Go's
+/// `json: cannot unmarshal number into Go struct field .name of type string`.
+fn string_field<'a>(doc: &'a Doc, key: &str, prefix: &str) -> Result<Option<&'a str>, ProtoError> {
+    let go_type = match doc.field(key, Kind::Scalar) {
+        None => return Ok(None),
+        Some(Doc::String(s)) => return Ok(Some(s)),
+        Some(Doc::Number(_)) => "number",
+        Some(Doc::Bool(_)) => "bool",
+        Some(Doc::Array(_)) => "array",
+        Some(_) => "object",
+    };
+    Err(ProtoError::Decode {
+        what: prefix.to_owned(),
+        reason: format!(
+            "json: cannot unmarshal {go_type} into Go struct field .{key} of type string"
+        ),
+    })
 }
 
+/// The reference's (skel) message for a stdin that is not a network config.
 fn decode_err(reason: impl Into<String>) -> ProtoError {
     ProtoError::Decode {
-        what: "network config".to_owned(),
+        what: "error unmarshall network config".to_owned(),
         reason: reason.into(),
     }
 }
@@ -79,12 +84,18 @@ pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Doc, NetworkName), ProtoE
     })?;
     let name = match &doc {
         Doc::Null => None,
-        Doc::Object(_) => string_field(&doc, "name", "name")?,
+        Doc::Object(_) => string_field(&doc, "name", "error unmarshall network config")?,
         other => {
             let v = other.to_value();
+            let go_type = match &v {
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                Value::Array(_) => "array",
+                _ => "string",
+            };
+            // Go's text first, then ours.
             return Err(decode_err(format!(
-                "json: cannot unmarshal {} into Go value of type struct {{ Name string \"json:\\\"name\\\"\" }} (the network config must be a JSON object, not {})",
-                go_kind(&v),
+                "json: cannot unmarshal {go_type} into Go value of type struct {{ Name string \"json:\\\"name\\\"\" }} (the network config must be a JSON object, not {})",
                 json_type(&v)
             )));
         }
@@ -104,7 +115,7 @@ pub(crate) fn version_text(doc: &Doc) -> Result<String, ProtoError> {
 /// The `cniVersion` as written, None when absent, null or "".
 pub(crate) fn declared_version(doc: &Doc) -> Result<Option<String>, ProtoError> {
     Ok(match doc {
-        Doc::Object(_) => string_field(doc, "cniVersion", "cniVersion")?
+        Doc::Object(_) => string_field(doc, "cniVersion", "decoding version from network config")?
             .filter(|t| !t.is_empty())
             .map(str::to_owned),
         _ => None,
@@ -131,7 +142,10 @@ pub(crate) fn finish(
     name: NetworkName,
     cni_version: SpecVersion,
 ) -> Result<NetConf, ProtoError> {
-    let plugin_type = string_field(&doc, "type", "type")?.unwrap_or("").to_owned();
+    let plugin_type = match doc.field("type", Kind::Scalar) {
+        Some(Doc::String(t)) => t.clone(),
+        _ => String::new(),
+    };
     let get = |k: &str| doc.field(k, Kind::Whole).map(Doc::to_value);
     let raw = doc.to_value();
     let extra = raw
@@ -156,19 +170,6 @@ pub(crate) fn finish(
         raw,
         doc,
     })
-}
-
-/// Go's encoding/json name of a JSON value's kind, as in its messages
-/// (`cannot unmarshal array into ...`).
-fn go_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -249,6 +250,25 @@ mod tests {
     }
 
     #[test]
+    fn go_style_duplicates_and_nulls() {
+        let c = parse(
+            r#"{"name":"a","NAME":null,"cniVersion":"0.4.0","CNIVersion":"1.0.0",
+                "ipam":{"subnet":"x"},"Ipam":{"rangeStart":"y"},"dns":{"a":1},"DNS":null}"#,
+        )
+        .unwrap();
+        // A null leaves a string as it was; the last key wins.
+        assert_eq!(c.name.as_str(), "a");
+        assert_eq!(c.cni_version, SpecVersion::V1_0_0);
+        // `ipam` here is the last key's value; plugins decode `doc` to merge as Go does.
+        assert_eq!(c.ipam, Some(json!({"rangeStart": "y"})));
+        assert_eq!(c.dns, None);
+        let Doc::Object(keys) = &c.doc else {
+            panic!("{:?}", c.doc)
+        };
+        assert_eq!(keys.len(), 8);
+    }
+
+    #[test]
     fn decode_errors_are_code_6() {
         for bad in [
             "",
@@ -259,14 +279,15 @@ mod tests {
             "\"s\"",
             r#"{"name":5}"#,
             r#"{"name":"n","cniVersion":1}"#,
-            r#"{"name":"n","type":[]}"#,
         ] {
             match parse(bad) {
                 Err(e @ ProtoError::Decode { .. }) => {
                     let c: crate::CniError = e.into();
                     assert_eq!(c.code, 6, "{bad:?}");
                     assert!(
-                        c.msg.starts_with("error unmarshall network config: "),
+                        c.msg.starts_with("error unmarshall network config: ")
+                            || c.msg
+                                .starts_with("decoding version from network config: json: "),
                         "{}",
                         c.msg
                     );

@@ -87,9 +87,9 @@ pub enum ProtoError {
     UnknownCommand { value: String },
     #[error("error reading from stdin: {source}")]
     Stdin { source: std::io::Error },
-    /// Invalid JSON or a JSON value of the wrong type.
-    /// The reference's wording (`error unmarshall network config: ...`).
-    #[error("error unmarshall {what}: {reason}")]
+    /// Invalid JSON or a JSON value of the wrong type. `what` is the message's start (the
+    /// reference's, e.g. "error unmarshall network config"), empty when `reason` is all of it.
+    #[error("{what}{}{reason}", if what.is_empty() { "" } else { ": " })]
     Decode { what: String, reason: String },
     #[error("{reason}: {field} {value:?}")]
     InvalidConfig {
@@ -260,7 +260,7 @@ mod tests {
         );
 
         let e = cni(ProtoError::Decode {
-            what: "network config".into(),
+            what: "error unmarshall network config".into(),
             reason: "EOF".into(),
         });
         assert_eq!(

@@ -16,6 +16,10 @@
 //! with serde derive; [`decode`] does both and names the field path of a type error
 //! (`ipam.ranges[0][1].rangeStart`).
 //!
+//! Documents are read as [`Doc`], which keeps repeated keys (serde_json's `Value` keeps only the
+//! last). In a list, a zero element (a `null` that resets) stays `null` for the typed decoding to
+//! accept or refuse; a `null` struct element becomes an empty object (Go's zero struct).
+//!
 //! Measured with Go 1.19 (crates/cni-proto/tests/go-json/main.go, `go run main.go`); the tables in
 //! the tests below are its output.
 

@@ -232,7 +232,7 @@ fn check_version(
             // (verified: `failed to convert major version part "garbage" ...`).
             if let Err(reason) = version::go_parse(&text) {
                 return Err(ProtoError::Decode {
-                    what: "network config version".to_owned(),
+                    what: String::new(),
                     reason,
                 });
             }
@@ -504,7 +504,13 @@ mod tests {
             (
                 r#"{"cniVersion":1,"name":"n"}"#,
                 6,
-                "error unmarshall network config",
+                // The reference's text, verbatim.
+                "decoding version from network config: json: cannot unmarshal number into Go struct field .cniVersion of type string",
+            ),
+            (
+                r#"{"name":5}"#,
+                6,
+                "error unmarshall network config: json: cannot unmarshal number into Go struct field .name of type string",
             ),
         ] {
             let o = call(&mut Fake::new(), &add, stdin);

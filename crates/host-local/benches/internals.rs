@@ -35,12 +35,10 @@ fn bench_parsing(c: &mut Criterion) {
     c.bench_function("netconf parse + ipam load (dual stack)", |b| {
         b.iter(|| {
             let n = cni_proto::NetConf::parse(black_box(conf), &SpecVersion::ALL).unwrap();
-            IpamConfig::load(
+            IpamConfig::from_doc(
                 n.name.as_str(),
                 n.cni_version,
-                n.ipam.as_ref(),
-                None,
-                None,
+                &n.doc,
                 &CniArgs::parse("").unwrap(),
             )
             .unwrap()

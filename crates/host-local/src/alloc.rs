@@ -526,9 +526,11 @@ mod tests {
 
     #[test]
     fn unconvertible_result_reserves_nothing() {
-        // A route carrying a 1.1.0-only field cannot be written in 1.0.0.
-        let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0", "mtu": 1400}]});
-        let c = crate::config::load_ipam(SpecVersion::V1_0_0, &ipam).unwrap();
+        // A route carrying a 1.1.0-only field cannot be written in 1.0.0 (the
+        // config loader drops them below 1.1.0; a caller may still set them).
+        let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "::/0"}]});
+        let mut c = crate::config::load_ipam(SpecVersion::V1_0_0, &ipam).unwrap();
+        c.routes[0].mtu = Some(1400);
         let mut st = MemoryStore::new();
         {
             let mut s = st.session().unwrap();

@@ -60,17 +60,19 @@ pub enum Error {
         value: String,
         reason: String,
     },
-    /// CNI_ARGS carried something we cannot use. The message is the
-    /// reference's (`ARGS: ...`), our detail after it.
-    #[error("{}", args_message(key, value, reason))]
+    /// CNI_ARGS carried something we cannot use. `reason` is the reference's complete message
+    /// (`ARGS: ...`), which names the pair.
+    #[error("{reason}")]
     Args {
         key: String,
         value: String,
         reason: String,
     },
-    /// The reference's `open <path>: <errno text>`, then the field.
-    #[error("open {}: {} (ipam.resolvConf)", path.display(), go_io_text(source))]
+    /// The reference's wording (Go's `*PathError`: "open /x: no such file or directory"), then
+    /// the field.
+    #[error("{op} {}: {} (ipam.resolvConf)", path.display(), go_io_text(source))]
     ResolvConf {
+        op: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -128,34 +130,18 @@ pub enum Error {
     NotAvailable { reason: String },
 }
 
-/// The message of `Error::Args`: a reason already in the reference's words
-/// (`ARGS: ...`, from the CNI_ARGS parser) verbatim; otherwise the
-/// reference's text for a value that does not parse, with our reason after it.
-fn args_message(key: &str, value: &str, reason: &str) -> String {
-    if reason.starts_with("ARGS: ") {
-        return reason.to_string();
-    }
-    format!(
-        "ARGS: error parsing value of pair {:?}: invalid IP address {value} ({key}: {reason})",
-        format!("{key}={value}")
-    )
-}
-
-/// An I/O error in Go's words: the OS's text starting lower case, without
-/// Rust's ` (os error N)` suffix (`no such file or directory`).
-fn go_io_text(e: &std::io::Error) -> String {
-    let Some(n) = e.raw_os_error() else {
-        return e.to_string();
+/// An I/O error as Go prints an errno ("no such file or directory"): Rust's text without the
+/// " (os error N)" suffix, first letter in lower case.
+pub fn go_io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &text[..i],
+        _ => text.as_str(),
     };
-    let text = std::io::Error::from_raw_os_error(n).to_string();
-    let text = text
-        .strip_suffix(&format!(" (os error {n})"))
-        .unwrap_or(&text)
-        .to_string();
     let mut chars = text.chars();
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => text,
+        None => String::new(),
     }
 }
 
@@ -245,14 +231,6 @@ mod tests {
             ),
             (
                 Error::Args {
-                    key: "IP".into(),
-                    value: "x".into(),
-                    reason: "not an IP address".into(),
-                },
-                "ARGS: error parsing value of pair \"IP=x\": invalid IP address x",
-            ),
-            (
-                Error::Args {
                     key: "CNI_ARGS".into(),
                     value: "FOO=bar".into(),
                     reason: "ARGS: unknown args [\"FOO=bar\"]".into(),
@@ -261,6 +239,7 @@ mod tests {
             ),
             (
                 Error::ResolvConf {
+                    op: "open",
                     path: "/nonexistent/resolv.conf".into(),
                     source: std::io::Error::from_raw_os_error(libc::ENOENT),
                 },

@@ -155,7 +155,8 @@ impl HostLocal {
 /// `cni.dev/valid-attachments` (or libcni's `cni.dev/attachments`), decoded with Go's rules:
 /// None when neither key is present.
 pub fn valid_attachments(doc: &Doc) -> Result<Option<Vec<ValidAttachment>>, Error> {
-    let net = crate::config::decode_net(doc)?;
+    // Only 1.1.0 configs carry a GC list; routes do not matter here.
+    let net = crate::config::decode_net(doc, false)?;
     let (key, list) = match (net.valid_attachments, net.attachments) {
         (Some(l), _) => ("cni.dev/valid-attachments", l),
         (None, Some(l)) => ("cni.dev/attachments", l),

@@ -38,12 +38,15 @@ pub fn parse(text: &str) -> Dns {
 
 /// Reads and parses the file at `path`.
 pub fn load(path: &Path) -> Result<Dns> {
-    let err = |source| Error::ResolvConf {
-        path: path.to_path_buf(),
-        source,
+    let err = |op| {
+        move |source| Error::ResolvConf {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     };
-    let f = std::fs::File::open(path).map_err(err)?;
-    let buf = cni_proto::read_bounded(f, MAX_RESOLV_CONF, "file").map_err(err)?;
+    let f = std::fs::File::open(path).map_err(err("open"))?;
+    let buf = cni_proto::read_bounded(f, MAX_RESOLV_CONF, "file").map_err(err("read"))?;
     Ok(parse(&String::from_utf8_lossy(&buf)))
 }
 
@@ -64,7 +67,14 @@ mod tests {
 
     #[test]
     fn missing_file_names_path() {
+        // The reference's wording (Go's PathError) first.
         let e = load(Path::new("/nonexistent/resolv.conf")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/resolv.conf"));
+        assert!(
+            e.to_string()
+                .starts_with("open /nonexistent/resolv.conf: no such file or directory"),
+            "{e}"
+        );
+        let e = load(Path::new("/")).unwrap_err();
+        assert!(e.to_string().starts_with("read /: is a directory"), "{e}");
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cni_proto::gojson::{Doc, Kind};
 use cni_proto::{CniArgs, NetworkName, SpecVersion};
 use host_local::config::IpamConfig;
-use serde_json::Value;
 
 /// The host-local configuration of one network.
 #[derive(Clone, Debug)]
@@ -107,39 +107,40 @@ fn add(out: &mut Configs, c: NetConfig) {
     }
 }
 
-fn is_host_local(ipam: &Value) -> bool {
-    ipam.get("type").and_then(Value::as_str) == Some("host-local")
+// Keys are matched as libcni's Go decoder matches them (case-insensitively, last one wins).
+
+fn is_host_local(ipam: &Doc) -> bool {
+    matches!(ipam.field("type", Kind::Scalar), Some(Doc::String(t)) if t == "host-local")
 }
 
-fn runtime_ranges(plugin: &Value) -> bool {
+fn runtime_ranges(plugin: &Doc) -> bool {
     plugin
-        .get("capabilities")
-        .and_then(|c| c.get("ipRanges"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+        .field("capabilities", Kind::Whole)
+        .and_then(|c| c.field("ipRanges", Kind::Scalar))
+        == Some(&Doc::Bool(true))
 }
 
 /// The host-local sections of one file (none is not an error here).
 fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
     let text = std::fs::read(path)?;
-    let v: Value = serde_json::from_slice(&text).map_err(|e| anyhow!("not JSON: {e}"))?;
-    let name = v
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("no network name"))?;
+    let v = Doc::parse(&text).map_err(|e| anyhow!("not JSON: {e}"))?;
+    let name = match v.field("name", Kind::Scalar) {
+        Some(Doc::String(n)) => n.as_str(),
+        _ => bail!("no network name"),
+    };
     NetworkName::new(name).map_err(|e| anyhow!("{e}"))?;
-    let mut sections: Vec<(&Value, bool)> = Vec::new();
-    match v.get("plugins") {
-        Some(Value::Array(plugins)) => {
+    let mut sections: Vec<(&Doc, bool)> = Vec::new();
+    match v.field("plugins", Kind::Whole) {
+        Some(Doc::Array(plugins)) => {
             for p in plugins {
-                if let Some(ipam) = p.get("ipam").filter(|i| is_host_local(i)) {
+                if let Some(ipam) = p.field("ipam", Kind::Whole).filter(|i| is_host_local(i)) {
                     sections.push((ipam, runtime_ranges(p)));
                 }
             }
         }
         Some(_) => bail!("plugins is not a list"),
         None => {
-            if let Some(ipam) = v.get("ipam").filter(|i| is_host_local(i)) {
+            if let Some(ipam) = v.field("ipam", Kind::Whole).filter(|i| is_host_local(i)) {
                 sections.push((ipam, runtime_ranges(&v)));
             }
         }
@@ -151,15 +152,9 @@ fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
             // the first one's ranges are the ones shown.
             continue;
         }
-        let cfg = IpamConfig::load(
-            name,
-            SpecVersion::LATEST,
-            Some(ipam),
-            None,
-            None,
-            &CniArgs::default(),
-        )
-        .map_err(|e| anyhow!("{e}"))?;
+        let doc = Doc::Object(vec![("ipam".to_owned(), ipam.clone())]);
+        let cfg = IpamConfig::from_doc(name, SpecVersion::LATEST, &doc, &CniArgs::default())
+            .map_err(|e| anyhow!("{e}"))?;
         out.push(NetConfig {
             network: name.to_string(),
             source: path.to_path_buf(),
@@ -168,4 +163,26 @@ fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_as_in_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("10-net.conflist");
+        std::fs::write(
+            &p,
+            r#"{"Name": "net1", "Plugins": [{"type": "bridge", "Capabilities": {"IPRanges": true},
+                "IPAM": {"Type": "host-local", "Subnet": "10.1.2.0/24", "DataDir": "/srv/ipam"}}]}"#,
+        )
+        .unwrap();
+        let c = load(&p).unwrap();
+        let n = c.get("net1").unwrap();
+        assert!(n.runtime_ranges);
+        assert_eq!(n.ipam.data_dir, PathBuf::from("/srv/ipam"));
+        assert_eq!(n.ipam.ranges[0].0[0].subnet.to_string(), "10.1.2.0/24");
+    }
 }

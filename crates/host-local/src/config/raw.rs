@@ -139,6 +139,10 @@ static ROUTE_FIELDS: [Field; 7] = [
     f("scope", Kind::Scalar),
 ];
 static ROUTE: Kind = Kind::Record(&ROUTE_FIELDS);
+/// Below 1.1.0 a route is only `dst` and `gw` (the reference's types.Route): the 1.1.0 fields
+/// are unknown keys, ignored whatever they hold.
+static ROUTE_PRE_1_1: Kind = Kind::Record(&ROUTE_FIELDS_PRE_1_1);
+static ROUTE_FIELDS_PRE_1_1: [Field; 2] = [f("dst", Kind::Whole), f("gw", Kind::Whole)];
 
 /// IPAMConfig: the embedded Range's fields come first, as Go orders them.
 static IPAM_FIELDS: [Field; 10] = [
@@ -147,6 +151,20 @@ static IPAM_FIELDS: [Field; 10] = [
     f("subnet", Kind::Whole),
     f("gateway", Kind::Whole),
     f("routes", Kind::List(&ROUTE)),
+    f("dataDir", Kind::Scalar),
+    f("resolvConf", Kind::Scalar),
+    f("ranges", Kind::List(&RANGE_SET)),
+    f("exclude", Kind::List(&SCALAR)),
+    f("store", Kind::Whole),
+];
+
+/// IPAMConfig below 1.1.0.
+static IPAM_FIELDS_PRE_1_1: [Field; 10] = [
+    f("rangeStart", Kind::Whole),
+    f("rangeEnd", Kind::Whole),
+    f("subnet", Kind::Whole),
+    f("gateway", Kind::Whole),
+    f("routes", Kind::List(&ROUTE_PRE_1_1)),
     f("dataDir", Kind::Scalar),
     f("resolvConf", Kind::Scalar),
     f("ranges", Kind::List(&RANGE_SET)),
@@ -201,5 +219,37 @@ static NET_FIELDS: [Field; 5] = [
 /// The schema of a whole network configuration.
 pub static NET: Kind = Kind::Struct {
     fields: &NET_FIELDS,
+    nullable: false,
+};
+
+static NET_FIELDS_PRE_1_1: [Field; 5] = [
+    f(
+        "ipam",
+        Kind::Struct {
+            fields: &IPAM_FIELDS_PRE_1_1,
+            nullable: true,
+        },
+    ),
+    f(
+        "runtimeConfig",
+        Kind::Struct {
+            fields: &RUNTIME_FIELDS,
+            nullable: false,
+        },
+    ),
+    f(
+        "args",
+        Kind::Struct {
+            fields: &ARGS_FIELDS,
+            nullable: true,
+        },
+    ),
+    f("cni.dev/valid-attachments", Kind::List(&ATTACHMENT)),
+    f("cni.dev/attachments", Kind::List(&ATTACHMENT)),
+];
+
+/// The schema of a whole network configuration below 1.1.0.
+pub static NET_PRE_1_1: Kind = Kind::Struct {
+    fields: &NET_FIELDS_PRE_1_1,
     nullable: false,
 };

@@ -100,7 +100,7 @@ pub fn range(field: &str, raw: &RawRange, set: usize) -> Result<Range> {
             return Err(Error::config(
                 sub_field,
                 "",
-                format!("invalid range set {set}: invalid CIDR address: "),
+                format!("invalid range set {set}: IP <nil> not v4 nor v6"),
             ))
         }
     };

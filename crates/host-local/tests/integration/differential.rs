@@ -6,7 +6,8 @@
 //! Only the deliberate differences listed in docs/DIFFERENCES.md are
 //! normalised away, and each is asserted precisely where it applies:
 //! - error objects: ours carry `cniVersion` [D1]; our `msg` starts with the
-//!   reference's (its text, then our detail) [D2], except in `CodesMsg` steps;
+//!   reference's (its text, then our detail) [D2] on every step where both
+//!   fail, except in `CodesMsg` steps (`ConfigMsg` steps also name the code);
 //! - reservation and cursor files: ours 0600, the reference 0644 [D3];
 //! - steps marked `Codes`, `RefRefuses`, `OursRefuses` or `Outputs` assert
 //!   the exact value on each side.
@@ -44,6 +45,13 @@ enum Expect {
     OursRefuses { ours: u64 },
     /// Deliberate: both succeed, each printing exactly the given JSON.
     Outputs { theirs: Value, ours: Value },
+    /// Same exit code and error code, and our message starts with the
+    /// reference's.
+    SameMsg,
+    /// A configuration (or CNI_ARGS) error: both fail, the reference with its
+    /// catch-all code, ours with `ours`, and our message starts with the
+    /// reference's.
+    ConfigMsg { ours: u64 },
 }
 
 /// How the data directories must compare after a step.
@@ -178,6 +186,14 @@ impl Step {
         self
     }
     /// Deliberate code difference against the reference's catch-all 999.
+    /// A config error: our code 7 and the reference's message text first.
+    fn config_error(self) -> Step {
+        self.ref_msg(7)
+    }
+    /// Both fail; ours with code `ours` and a message starting with the reference's.
+    fn ref_msg(self, ours: u64) -> Step {
+        self.expect(Expect::ConfigMsg { ours })
+    }
     fn ours_code(self, ours: u64) -> Step {
         self.expect(Expect::Codes {
             theirs: GO_CATCH_ALL,
@@ -353,6 +369,45 @@ fn compare_outputs(ctx: &str, expect: &Expect, r: &Output, o: &Output) {
                 error_code(ctx, "ours", o, true),
                 *ours,
                 "{ctx}: our code{}",
+                show()
+            );
+        }
+        Expect::SameMsg => {
+            assert_ne!(r.code, 0, "{ctx}: reference should fail{}", show());
+            assert_eq!(r.code, o.code, "{ctx}: exit codes differ{}", show());
+            assert_eq!(
+                error_code(ctx, "reference", r, false),
+                error_code(ctx, "ours", o, true),
+                "{ctx}: error codes differ{}",
+                show()
+            );
+            let msg = |out: &Output| out.json()["msg"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                msg(o).starts_with(&msg(r)),
+                "{ctx}: our message does not start with the reference's{}",
+                show()
+            );
+        }
+        Expect::ConfigMsg { ours } => {
+            assert_ne!(r.code, 0, "{ctx}: reference should fail{}", show());
+            assert_eq!(r.code, o.code, "{ctx}: exit codes differ{}", show());
+            assert_eq!(
+                error_code(ctx, "reference", r, false),
+                GO_CATCH_ALL,
+                "{ctx}: reference code{}",
+                show()
+            );
+            assert_eq!(
+                error_code(ctx, "ours", o, true),
+                *ours,
+                "{ctx}: our code{}",
+                show()
+            );
+            let msg = |out: &Output| out.json()["msg"].as_str().unwrap_or_default().to_owned();
+            let (rm, om) = (msg(r), msg(o));
+            assert!(
+                om.starts_with(&rm),
+                "{ctx}: our message does not start with the reference's{}",
                 show()
             );
         }
@@ -594,12 +649,100 @@ scenarios! {
     };
     overlapping_range_sets => {
         let c = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.1.0.0/25"}]]}));
-        vec![add(&c).ours_code(7)]
+        vec![add(&c).config_error()]
     };
     mixed_families_in_one_set => {
         let c = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "2001:db8:1::/64"}]]}));
-        vec![add(&c).ours_code(7)]
+        vec![add(&c).config_error()]
     };
+
+    // ---- Go's decoding rules (key case, null, duplicates) and lenient configs ----
+    gateway_outside_subnet => {
+        let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "gateway": "10.2.0.1"}));
+        let c6 = net("0.3.1", json!({"ranges": [[{"subnet": "10.1.0.0/24", "gateway": "2001:db8::1"}]]}));
+        vec![add(&c), add(&c).id("c2"), check(&c).id("c2"), del(&c), add(&c6).id("c3")]
+    };
+    key_case_old_style => {
+        let c = net("1.0.0", json!({"Subnet": "10.1.0.0/24", "RangeStart": "10.1.0.7", "RANGEEND": "10.1.0.9", "GateWay": "10.1.0.8"}));
+        vec![add(&c), add(&c).id("c2"), add(&c).id("c3").ours_code(100), check(&c).id("c2"), del(&c)]
+    };
+    key_case_ranges => {
+        let c = net("0.4.0", json!({"Ranges": [[{"SUBNET": "10.1.0.0/24", "rangestart": "10.1.0.50"}], [{"Subnet": "2001:db8:1::/64"}]]}));
+        vec![add(&c), check(&c), del(&c)]
+    };
+    key_case_routes_and_resolv_conf => {
+        let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "Routes": [{"Dst": "0.0.0.0/0", "GW": "10.1.0.1"}, {"DST": "10.9.0.0/16"}],
+                                    "ResolvConf": "@RESOLV@"}));
+        vec![add(&c), del(&c)]
+    };
+    route_1_1_0_fields_ignored_below_1_1_0 => {
+        // The reference's routes are dst and gw only: mtu (even of the wrong type) is ignored.
+        let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "routes": [{"dst": "0.0.0.0/0", "mtu": 1400, "table": "x"}]}));
+        vec![add(&c), del(&c)]
+    };
+    key_case_envelope_args_runtime_config => {
+        let c = json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge",
+            "IPAM": {"type": "host-local", "DataDir": "@DIR@", "ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "2001:db8:1::/64"}]]},
+            "Args": {"CNI": {"IPs": ["10.1.0.9"]}}, "RuntimeConfig": {"IPS": ["2001:db8:1::9"]}});
+        vec![add(&c), del(&c)]
+    };
+    nulls_are_zero_values => {
+        let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": null, "rangeEnd": "", "gateway": null,
+                                    "routes": null, "ranges": null, "resolvConf": null}));
+        let mut c2 = c.clone();
+        c2["args"] = Value::Null;
+        c2["runtimeConfig"] = Value::Null;
+        c2["prevResult"] = Value::Null;
+        let c3 = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24", "gateway": null, "rangeStart": ""}]]}));
+        vec![add(&c), add(&c2).id("c2"), add(&c3).id("c3"), del(&c2).id("c2")]
+    };
+    duplicate_keys_last_wins_and_objects_merge => {
+        let raw = r#"{"cniVersion":"0.3.0","cniVersion":"1.0.0","name":"net1","type":"bridge",
+            "ipam":{"type":"host-local","subnet":"10.9.0.0/24","dataDir":"@DIR@","subnet":"10.1.0.0/24"},
+            "ipam":{"rangeStart":"10.1.0.20","routes":[{"dst":"10.8.0.0/16"}],"Routes":[{"dst":"0.0.0.0/0"}]}}"#;
+        vec![Step::raw("ADD", raw), Step::raw("ADD", raw).id("c2"), Step::raw("DEL", raw)]
+    };
+    numbers_and_wrong_types => {
+        // A wrong JSON type: serde's wording after `json: ` [D2].
+        let wrong_type = Expect::CodesMsg { theirs: GO_CATCH_ALL, ours: 7, ours_start: "json: " };
+        vec![
+            add(&net("1.0.0", json!({"subnet": 5}))).expect(wrong_type.clone()),
+            add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "dataDir": 5}))).expect(wrong_type.clone()),
+            add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": 7}))).expect(wrong_type),
+        ]
+    };
+    envelope_messages => vec![
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0","name":5}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":1,"name":"net1"}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0"}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0","name":"a b"}"#).expect(Expect::SameMsg),
+        Step::raw("ADD", r#"{"cniVersion":"9.9.9","name":"net1"}"#).expect(Expect::SameMsg),
+        // `type` is never decoded by the reference: any value is served.
+        Step::raw("ADD", r#"{"cniVersion":"1.0.0","name":"net1","type":[],"ipam":{"subnet":"10.1.0.0/24","dataDir":"@DIR@"}}"#),
+    ];
+    config_error_messages => vec![
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.1.3.4"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeEnd": "10.1.3.4"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "bogus"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "gateway": "bogus"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "bogus"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.5/24"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/31"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "2001:db8::/127"}))).config_error(),
+        add(&net("1.0.0", json!({"ranges": [null]}))).config_error(),
+        add(&net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "10.1.0.0/25"}]]}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "ranges": [[{"subnet": "10.2.0.0/24"}], [{"subnet": "10.2.0.0/25"}]]}))).config_error(),
+        add(&net("1.0.0", json!({"type": "host-local"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "", "ranges": [[{"subnet": "10.1.0.0/24"}]]}))).config_error(),
+        add(&net("1.0.0", json!({"ranges": [[{"rangeStart": "10.1.0.5"}]]}))).config_error(),
+        add(&json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge"})).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "routes": [{"dst": "1.0.0.0/8", "gw": "x"}]}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/24"}))).with(|a| {
+            if let Action::Run { stdin, .. } = a {
+                *stdin = stdin.replace("\"ipam\"", "\"args\":{\"cni\":{\"ips\":[\"bogus\"]}},\"ipam\"");
+            }
+        }).config_error(),
+    ];
 
     // ---- result shapes per version ----
     version_0_1_0 => version_flow("0.1.0");
@@ -617,11 +760,11 @@ scenarios! {
     };
     version_0_2_0_two_sets_one_family => {
         let c = net("0.2.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.2.0.0/24"}]]}));
-        vec![add(&c).ours_code(7)]
+        vec![add(&c).config_error()]
     };
-    version_0_2_0_route_without_address_family => {
+    version_0_2_0_drops_route_without_address_family => {
         let c = net("0.2.0", json!({"subnet": "10.1.0.0/24", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}));
-        vec![add(&c).expect(Expect::OursRefuses { ours: 1 }).files(Files::OursUnchanged)]
+        vec![add(&c), del(&c), add(&net("0.1.0", json!({"subnet": "2001:db8:1::/64", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]})))]
     };
     version_command => {
         let old = json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"]);
@@ -803,17 +946,17 @@ scenarios! {
     // ---- bad input ----
     invalid_json => vec![Step::raw("ADD", "{\"cniVersion\": \"1.0.0\", \"name\":"), Step::raw("DEL", "[]")];
     empty_stdin => vec![Step::raw("ADD", ""), Step::raw("DEL", "")];
-    missing_ipam => vec![add(&json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge"})).ours_code(7)];
-    missing_subnet => vec![add(&net("1.0.0", json!({}))).ours_code(7)];
-    bad_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/33"}))).ours_code(7),
-                       add(&net("1.0.0", json!({"ranges": [[{"subnet": "banana"}]]}))).ours_code(7)];
-    subnet_host_bits => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.1/24"}))).ours_code(7)];
+    missing_ipam => vec![add(&json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge"})).config_error()];
+    missing_subnet => vec![add(&net("1.0.0", json!({}))).config_error()];
+    bad_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/33"}))).config_error(),
+                       add(&net("1.0.0", json!({"ranges": [[{"subnet": "banana"}]]}))).config_error()];
+    subnet_host_bits => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.1/24"}))).config_error()];
     subnet_too_small => vec![
-        add(&net("1.0.0", json!({"subnet": "10.1.0.0/31"}))).ours_code(7),
-        add(&net("1.0.0", json!({"subnet": "10.1.0.0/32"}))).ours_code(7),
-        add(&net("1.0.0", json!({"subnet": "2001:db8::/128"}))).ours_code(7),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/31"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "10.1.0.0/32"}))).config_error(),
+        add(&net("1.0.0", json!({"subnet": "2001:db8::/128"}))).config_error(),
     ];
-    range_start_outside_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.5"}))).ours_code(7)];
+    range_start_outside_subnet => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.5"}))).config_error()];
     missing_env_vars => {
         let c = v4("1.0.0");
         vec![add(&c).no_id(), add(&c).no_ifname(), add(&c).no_netns(), del(&c).no_id(), check(&c).no_netns()]
@@ -831,18 +974,18 @@ scenarios! {
     invalid_network_name => vec![add(&net_named("1.0.0", "n/x", json!({"subnet": "10.1.0.0/24"})))];
     bad_cni_args => {
         let c = v4("1.0.0");
-        vec![add(&c).args("FOObar").ours_code(4), add(&c).args("IP=notanip").ours_code(4)]
+        vec![add(&c).args("FOObar").ref_msg(4), add(&c).args("IP=notanip").ref_msg(4)]
     };
     unknown_cni_args_key => {
         let c = v4("1.0.0");
-        vec![add(&c).args("FOO=bar").ours_code(4),
+        vec![add(&c).args("FOO=bar").ref_msg(4),
              add(&c).args("FOO=bar;IgnoreUnknown=1"),
              add(&c).id("c2").args("IgnoreUnknown=true;K8S_POD_NAME=x")]
     };
 
-    ranges_empty => vec![add(&net("1.0.0", json!({"ranges": []}))).ours_code(7),
-                         add(&net("1.0.0", json!({"ranges": [[]]}))).ours_code(7)];
-    bad_route => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "routes": [{"dst": "x"}]}))).ours_code(7)];
+    ranges_empty => vec![add(&net("1.0.0", json!({"ranges": []}))).config_error(),
+                         add(&net("1.0.0", json!({"ranges": [[]]}))).config_error()];
+    bad_route => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "routes": [{"dst": "x"}]}))).config_error()];
     network_names => vec![
         add(&net_named("1.0.0", "..", json!({"subnet": "10.1.0.0/24"}))),
         add(&net_named("1.0.0", "-x", json!({"subnet": "10.1.0.0/24"}))),
@@ -859,8 +1002,9 @@ scenarios! {
         let c = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "2001:0db8:0::/64", "rangeStart": "2001:db8::00a0"}]]}));
         vec![add(&c).args("IP=::ffff:10.1.0.9"), add(&c).id("c2"), del(&c)]
     };
-    cni_args_several_ips => vec![add(&dual("1.0.0")).args("IP=10.1.0.5,2001:db8:1::5").ours_code(4)];
-    resolv_conf_missing => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}))).ours_code(5)];
+    cni_args_several_ips => vec![add(&dual("1.0.0")).args("IP=10.1.0.5,2001:db8:1::5").ref_msg(4)];
+    resolv_conf_missing => vec![add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}))).ref_msg(5),
+                              add(&net("1.0.0", json!({"subnet": "10.1.0.0/24", "resolvConf": "/"}))).ref_msg(5)];
     store_oddities => {
         let c = v4("1.0.0");
         vec![Step::seed("net1/10.1.0.2", ""), Step::seed("net1/foo", "hi"), Step::seed("net1/10.1.0.3.tmp", "c9"),
@@ -889,18 +1033,34 @@ scenarios! {
              add(&c).expect(Expect::Outputs { theirs: ip("10.1.0.2/24"), ours: ip("10.1.0.8/24") }).files(Files::Diverged)]
     };
 
-    // ---- deliberate refusals of configs the reference accepts ----
+    // ---- deliberate differences (docs/DIFFERENCES.md D6, D13, D16) ----
     range_end_before_start_both_refuse => {
         let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.20", "rangeEnd": "10.1.0.10"}));
-        vec![add(&c).ours_code(7)]
-    };
-    gateway_outside_subnet => {
-        let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "gateway": "10.2.0.1"}));
-        vec![add(&c).expect(Expect::OursRefuses { ours: 7 }).files(Files::OursUnchanged)]
+        vec![add(&c).config_error()]
     };
     relative_data_dir => {
         let c = net("1.0.0", json!({"subnet": "10.1.0.0/24", "dataDir": "relative-data"}));
         vec![add(&c).expect(Expect::OursRefuses { ours: 7 }).files(Files::Diverged)]
+    };
+    // D23: configs the reference refuses (ours serves) or turns into a broken result (ours refuses).
+    decoding_leftovers => {
+        let ok = |a: &str, g: &str| json!({"cniVersion": "1.0.0", "ips": [{"address": a, "gateway": g}], "dns": {}});
+        vec![
+            add(&net("1.0.0", json!({"subnet": "::ffff:10.1.0.0/120"})))
+                .expect(Expect::RefRefuses { theirs: 999, ours: ok("10.1.0.2/24", "10.1.0.1") }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net2", json!({"subnet": "0.0.0.0/0"}))).id("c2")
+                .expect(Expect::RefRefuses { theirs: 999, ours: ok("0.0.0.2/0", "0.0.0.1") }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net3", json!({"subnet": null, "type": 5, "ranges": [[{"subnet": "10.2.0.0/24"}]]}))).id("c3")
+                .with(|a| {
+                    if let Action::Run { stdin, .. } = a {
+                        *stdin = stdin.replace("\"type\":\"host-local\"", "\"type\":5");
+                    }
+                }).expect(Expect::RefRefuses { theirs: 999, ours: ok("10.2.0.2/24", "10.2.0.1") }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net4", json!({"subnet": "10.3.0.0/24", "routes": [{"gw": "10.3.0.1"}]}))).id("c4")
+                .expect(Expect::OursRefuses { ours: 7 }).files(Files::Diverged),
+            add(&net_named("1.0.0", "net5", json!({"subnet": "10.4.0.0/24", "routes": [null]}))).id("c5")
+                .expect(Expect::OursRefuses { ours: 7 }).files(Files::Diverged),
+        ]
     };
     exclude_extension => {
         let c = net("1.0.0", json!({"ranges": [[{"subnet": "10.1.0.0/24", "exclude": ["10.1.0.2", "10.1.0.4/31"]}]]}));
