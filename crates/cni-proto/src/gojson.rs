@@ -584,6 +584,58 @@ mod tests {
         assert_eq!(e.path, "n");
     }
 
+    fn arb_doc() -> impl proptest::strategy::Strategy<Value = Doc> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Doc::Null),
+            any::<bool>().prop_map(Doc::Bool),
+            (0u8..3).prop_map(|n| Doc::Number(n.into())),
+            "[ab]{0,2}".prop_map(Doc::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Doc::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("s"),
+                            Just("S"),
+                            Just("l"),
+                            Just("p"),
+                            Just("P"),
+                            Just("i"),
+                            Just("li"),
+                            Just("n"),
+                            Just("ab"),
+                            Just("Ab"),
+                            Just("AB"),
+                            Just("m"),
+                            Just("any"),
+                            Just("a"),
+                            Just("b"),
+                            Just("zz"),
+                        ]
+                        .prop_map(str::to_owned),
+                        inner,
+                    ),
+                    0..5
+                )
+                .prop_map(Doc::Object),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Decoding the normalized document again changes nothing: it holds each field once,
+        /// under its canonical name, and no zero-value nulls.
+        #[test]
+        fn normalize_is_idempotent(d in arb_doc()) {
+            let once = normalize(&d, &DOC_KIND);
+            let twice = normalize(&Doc::from(&once), &DOC_KIND);
+            proptest::prop_assert_eq!(once, twice);
+        }
+    }
+
     #[test]
     fn field_lookup() {
         let p = |s: &str| Doc::parse(s.as_bytes()).unwrap();

@@ -29,6 +29,11 @@ pub trait Plugin {
     fn check(&mut self, req: &Request) -> Result<(), CniError>;
     fn gc(&mut self, req: &Request) -> Result<(), CniError>;
     fn status(&mut self, req: &Request) -> Result<(), CniError>;
+    /// Notes for the operator about the last command (a configuration served as the reference
+    /// serves it although it looks wrong), printed on stderr by [`run`], one line each.
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What the process should exit with.
@@ -82,7 +87,12 @@ pub fn run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Outcome {
-    match dispatch(plugin, lookup, stdin, stdout, stderr) {
+    let outcome = dispatch(plugin, lookup, stdin, stdout, stderr);
+    for note in plugin.take_notes() {
+        // stderr is informational only: a failed write must not change the outcome.
+        let _ = writeln!(stderr, "{note}");
+    }
+    match outcome {
         Ok(()) => Outcome { exit_code: 0 },
         Err(f) => {
             let version = f
@@ -255,6 +265,7 @@ mod tests {
         calls: Vec<(Command, String, Option<String>)>,
         result: Option<CniResult>,
         fail: Option<CniError>,
+        notes: Vec<String>,
     }
 
     impl Fake {
@@ -300,6 +311,21 @@ mod tests {
         }
         fn status(&mut self, req: &Request) -> Result<(), CniError> {
             self.record(Command::Status, req)
+        }
+        fn take_notes(&mut self) -> Vec<String> {
+            std::mem::take(&mut self.notes)
+        }
+    }
+
+    #[test]
+    fn notes_go_to_stderr_after_success_and_failure() {
+        for fail in [None, Some(CniError::new(7, "bad"))] {
+            let mut p = Fake::new();
+            p.notes = vec!["note one".into(), "note two".into()];
+            p.fail = fail.clone();
+            let o = call(&mut p, &ADD, &conf("1.0.0"));
+            assert_eq!(o.code, i32::from(fail.is_some()));
+            assert_eq!(o.stderr, "note one\nnote two\n");
         }
     }
 

@@ -84,13 +84,11 @@ impl<'de> Deserialize<'de> for SpecVersion {
     }
 }
 
-/// Go's `version.ParseVersion`: "" is 0.1.0, up to three dot-separated decimal parts.
-/// Used only where the reference compares versions numerically (the CHECK rule), so that an
-/// unparseable version there is a decode error (code 6) like the reference's.
+/// Go's `version.ParseVersion`: up to three dot-separated decimal parts. Used only where the
+/// reference compares versions numerically (the CHECK rule), so that an unparseable version there
+/// is a decode error (code 6) like the reference's. ("" never reaches it: the config layer's
+/// `version_text` is the one place where an empty cniVersion means 0.1.0.)
 pub(crate) fn go_parse(v: &str) -> Result<(i64, i64, i64), String> {
-    if v.is_empty() {
-        return Ok((0, 1, 0));
-    }
     let parts: Vec<&str> = v.split('.').collect();
     if parts.len() >= 4 {
         return Err(format!("invalid version {v:?}: too many parts"));
@@ -152,7 +150,6 @@ mod tests {
 
     #[test]
     fn go_version_parsing() {
-        assert_eq!(go_parse(""), Ok((0, 1, 0)));
         assert_eq!(go_parse("1.2.3"), Ok((1, 2, 3)));
         assert_eq!(go_parse("0.4"), Ok((0, 4, 0)));
         for bad in ["garbage", "asdf.", ".1", "0.", "..", "1.2.3.4"] {

@@ -17,6 +17,8 @@ pub type StoreOpener = Box<dyn FnMut(&IpamConfig) -> Box<dyn Store>>;
 /// The plugin, with the store it runs on passed in.
 pub struct HostLocal {
     open_store: StoreOpener,
+    /// Notes about the last configuration loaded, for stderr.
+    notes: Vec<String>,
 }
 
 impl Default for HostLocal {
@@ -32,12 +34,17 @@ pub const SUPPORTED: &[SpecVersion] = &SpecVersion::ALL;
 
 impl HostLocal {
     pub fn new(open_store: StoreOpener) -> Self {
-        HostLocal { open_store }
+        HostLocal {
+            open_store,
+            notes: Vec::new(),
+        }
     }
 
-    fn config(req: &Request) -> Result<IpamConfig, Error> {
+    fn config(&mut self, req: &Request) -> Result<IpamConfig, Error> {
         let c = req.config;
-        IpamConfig::from_doc(c.name.as_str(), c.cni_version, &c.doc, &req.env.args)
+        let cfg = IpamConfig::from_doc(c.name.as_str(), c.cni_version, &c.doc, &req.env.args)?;
+        self.notes = cfg.notes();
+        Ok(cfg)
     }
 
     fn attachment(req: &Request) -> (String, String) {
@@ -64,7 +71,7 @@ impl HostLocal {
     }
 
     fn do_add(&mut self, req: &Request) -> Result<CniResult, Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let dns = match &cfg.resolv_conf {
             Some(p) => crate::resolv::load(p)?,
             None => Default::default(),
@@ -97,7 +104,7 @@ impl HostLocal {
     }
 
     fn do_del(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let (id, ifname) = Self::attachment(req);
         let mut store = (self.open_store)(&cfg);
         let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
@@ -105,7 +112,7 @@ impl HostLocal {
     }
 
     fn do_check(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let prev = match req.config.prev_result.as_ref().filter(|v| !v.is_null()) {
             Some(v) => Some(
                 CniResult::from_wire(v, cfg.version)
@@ -120,7 +127,7 @@ impl HostLocal {
     }
 
     fn do_gc(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let Some(valid) = valid_attachments(&req.config.doc)? else {
             return Ok(());
         };
@@ -138,7 +145,7 @@ impl HostLocal {
     }
 
     fn do_status(&mut self, req: &Request) -> Result<(), Error> {
-        let cfg = Self::config(req)?;
+        let cfg = self.config(req)?;
         let mut store = (self.open_store)(&cfg);
         let mut s = store.session().map_err(|e| Error::NotAvailable {
             reason: format!("store of network {} unusable: {e}", cfg.network),
@@ -207,6 +214,10 @@ impl Plugin for HostLocal {
 
     fn status(&mut self, req: &Request) -> Result<(), CniError> {
         self.do_status(req).map_err(CniError::from)
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 }
 
@@ -302,6 +313,27 @@ mod tests {
         drop(plugin);
         let store = Rc::try_unwrap(inner).ok().unwrap().into_inner();
         (o.exit_code, json, store)
+    }
+
+    #[test]
+    fn valid_attachments_decode_with_go_rules() {
+        let doc = Doc::parse(
+            br#"{"CNI.DEV/VALID-ATTACHMENTS": [{"ContainerId": "c1", "IFNAME": "eth0"}],
+                 "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth1", "x": 1}]}"#,
+        )
+        .unwrap();
+        // The last key naming the field wins.
+        let v = valid_attachments(&doc).unwrap().unwrap();
+        assert_eq!(
+            (v.len(), v[0].container_id.as_str(), v[0].ifname.as_str()),
+            (1, "c2", "eth1")
+        );
+        let doc = Doc::parse(br#"{"Cni.Dev/Valid-Attachments": [{"ContainerId": "c1"}]}"#).unwrap();
+        let e = valid_attachments(&doc).unwrap_err().to_string();
+        assert!(e.contains("cni.dev/valid-attachments[0].ifname"), "{e}");
+        assert!(valid_attachments(&Doc::parse(b"{}").unwrap())
+            .unwrap()
+            .is_none());
     }
 
     #[test]

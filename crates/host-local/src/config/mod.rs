@@ -163,6 +163,40 @@ pub struct IpamConfig {
     pub store: Option<Value>,
 }
 
+impl IpamConfig {
+    /// What an operator may want to know about a configuration served as the reference serves
+    /// it although it looks wrong: a gateway outside its subnet, and routes that a 0.1.0/0.2.0
+    /// result drops because no range set gives an address of their family.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, set) in self.ranges.iter().enumerate() {
+            for r in &set.0 {
+                let g = r.gateway;
+                if !addr::same_family(g, r.subnet.addr()) || !r.subnet.contains(&g) {
+                    out.push(format!(
+                        "host-local: note: range set {i}: gateway {g} is outside subnet {}; served as the reference serves it",
+                        r.subnet
+                    ));
+                }
+            }
+        }
+        if self.version <= SpecVersion::V0_2_0 {
+            for route in &self.routes {
+                let v4 = matches!(route.dst, IpNet::V4(_));
+                if !self.ranges.iter().any(|s| s.is_ipv4() == v4) {
+                    out.push(format!(
+                        "host-local: note: route to {} dropped: a {} result carries no IPv{} address",
+                        route.dst,
+                        self.version.as_str(),
+                        if v4 { 4 } else { 6 }
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// CNI_ARGS keys host-local understands (the reference's IPAMEnvArgs).
 pub const KNOWN_ARGS: &[&str] = &["IgnoreUnknown", "IP"];
 

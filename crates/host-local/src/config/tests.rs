@@ -63,6 +63,25 @@ fn start_end_gateway_validated() {
 }
 
 #[test]
+fn notes_for_what_is_served_although_it_looks_wrong() {
+    let c = load(json!({"subnet": "10.0.0.0/24", "gateway": "10.9.0.1"})).unwrap();
+    assert_eq!(
+        c.notes(),
+        ["host-local: note: range set 0: gateway 10.9.0.1 is outside subnet 10.0.0.0/24; served as the reference serves it"]
+    );
+    let ipam = json!({"subnet": "10.0.0.0/24", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]});
+    let c = load_ipam(SpecVersion::V0_2_0, &ipam).unwrap();
+    assert_eq!(
+        c.notes(),
+        ["host-local: note: route to ::/0 dropped: a 0.2.0 result carries no IPv6 address"]
+    );
+    assert!(load_ipam(SpecVersion::V0_3_0, &ipam)
+        .unwrap()
+        .notes()
+        .is_empty());
+}
+
+#[test]
 fn gateway_outside_the_subnet_is_served() {
     // As the reference: reported as is, and .1 is not held back for it.
     let c = load(json!({"subnet": "10.0.0.0/24", "gateway": "10.9.0.1"})).unwrap();
