@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the integration binary (every spec version,
+# upstream v1.1.1 host-local tests ported to the binary,
 # differential against the Go reference, mixed use, races, crash and fault
 # injection, hostile input, sustained load, bridge, podman and containerd CRI
 # end to end), the operator CLI's tests, a short fuzzing pass, a benchmark

@@ -74,15 +74,30 @@ fn decode_err(reason: impl Into<String>) -> ProtoError {
 /// Verified: empty stdin, whitespace and `{` are code 6; `[]` code 6; `{"name":5}` code 6;
 /// `{}` and `{"name":""}` code 7.
 pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<(Doc, NetworkName), ProtoError> {
-    let doc = Doc::parse(bytes).map_err(|e| decode_err(e.to_string()))?;
+    let doc = Doc::parse(bytes).map_err(|e| {
+        // Truncated input: Go's encoding/json says exactly this.
+        decode_err(if e.is_eof() {
+            "unexpected end of JSON input".to_string()
+        } else {
+            e.to_string()
+        })
+    })?;
     let name = match &doc {
         Doc::Null => None,
         Doc::Object(_) => string_field(&doc, "name", "error unmarshall network config")?,
         other => {
+            let v = other.to_value();
+            let go_type = match &v {
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                Value::Array(_) => "array",
+                _ => "string",
+            };
+            // Go's text first, then ours.
             return Err(decode_err(format!(
-                "the network config must be a JSON object, not {}",
-                json_type(&other.to_value())
-            )))
+                "json: cannot unmarshal {go_type} into Go value of type struct {{ Name string \"json:\\\"name\\\"\" }} (the network config must be a JSON object, not {})",
+                json_type(&v)
+            )));
         }
     };
     let name = NetworkName::new(name.unwrap_or(""))?;

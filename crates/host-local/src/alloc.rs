@@ -139,20 +139,25 @@ fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniR
             if ip == range.gateway {
                 return Err(Error::Unavailable {
                     ip,
-                    reason: format!("is the gateway of range {range} in range set {idx}"),
+                    set_index: idx,
+                    reason: format!("requested ip {ip} is subnet's gateway (range {range})"),
                 });
             }
             if range.is_excluded(ip) {
                 return Err(Error::Unavailable {
                     ip,
-                    reason: format!("is excluded in range {range} of range set {idx}"),
+                    set_index: idx,
+                    reason: format!(
+                        "requested IP address {ip} is not available in range set {set}: excluded in range {range}"
+                    ),
                 });
             }
             if let Some(owner) = s.owner_of(ip).map_err(|e| store_err(cfg, e))? {
                 return Err(Error::Unavailable {
                     ip,
+                    set_index: idx,
                     reason: format!(
-                        "is not available in range set {idx} ({set}): reserved by {owner}"
+                        "requested IP address {ip} is not available in range set {set}: reserved by {owner}"
                     ),
                 });
             }
@@ -189,7 +194,7 @@ fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniR
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(" "),
         });
     }
     let result = CniResult {

@@ -166,25 +166,35 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("no IP addresses available in range set {set_index} ({set})")]
+    #[error(
+        "failed to allocate for range {set_index}: no IP addresses available in range set: {set}"
+    )]
     Exhausted { set_index: usize, set: String },
-    #[error("requested address {ip} {reason}")]
-    Unavailable { ip: IpAddr, reason: String },
-    #[error("requested addresses left over (outside every range set, or a second one for a range set): {ips}")]
+    /// `reason` starts with the reference's text for the case (`requested ip
+    /// <ip> is subnet's gateway`, `requested IP address <ip> is not available
+    /// in range set <set>`), our detail after it.
+    #[error("failed to allocate for range {set_index}: {reason}")]
+    Unavailable {
+        ip: IpAddr,
+        set_index: usize,
+        reason: String,
+    },
+    /// `ips`: the leftover addresses separated by spaces, as the reference.
+    #[error("failed to allocate all requested IPs: {ips} (each is outside every range set, or a second one for a range set)")]
     Unplaced { ips: String },
     #[error("cannot express the result in cniVersion {version}: {reason}")]
     Convert {
         version: &'static str,
         reason: String,
     },
-    #[error("{ip} in range set {set_index} is already allocated to container {container} (interface {ifname}); duplicate allocation is not allowed")]
+    #[error("failed to allocate for range {set_index}: {ip} has been allocated to {container}, duplicate allocation is not allowed (interface {ifname})")]
     Duplicate {
         ip: IpAddr,
         set_index: usize,
         container: String,
         ifname: String,
     },
-    #[error("no address reserved for container {container} interface {ifname} in range set {set_index} ({set})")]
+    #[error("host-local: Failed to find address added by container {container} (interface {ifname}, range set {set_index}: {set})")]
     NotReserved {
         container: String,
         ifname: String,
@@ -291,3 +301,67 @@ impl From<Error> for CniError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each message starts with the reference's (v1.1.1) text for the case.
+    #[test]
+    fn messages_start_with_the_references_text() {
+        let ip: IpAddr = "10.1.2.5".parse().unwrap();
+        let cases = [
+            (
+                Error::Exhausted {
+                    set_index: 0,
+                    set: "10.0.0.1-10.0.0.2".into(),
+                },
+                "failed to allocate for range 0: no IP addresses available in range set: 10.0.0.1-10.0.0.2",
+            ),
+            (
+                Error::Duplicate {
+                    ip,
+                    set_index: 1,
+                    container: "c1".into(),
+                    ifname: "eth0".into(),
+                },
+                "failed to allocate for range 1: 10.1.2.5 has been allocated to c1, duplicate allocation is not allowed",
+            ),
+            (
+                Error::Unplaced {
+                    ips: "10.1.2.77 10.9.9.9".into(),
+                },
+                "failed to allocate all requested IPs: 10.1.2.77 10.9.9.9",
+            ),
+            (
+                Error::NotReserved {
+                    container: "c1".into(),
+                    ifname: "eth0".into(),
+                    set_index: 0,
+                    set: "10.0.0.1-10.0.0.2".into(),
+                },
+                "host-local: Failed to find address added by container c1",
+            ),
+            (
+                Error::Args {
+                    key: "CNI_ARGS".into(),
+                    value: "FOO=bar".into(),
+                    reason: "ARGS: unknown args [\"FOO=bar\"]".into(),
+                },
+                "ARGS: unknown args [\"FOO=bar\"]",
+            ),
+            (
+                Error::ResolvConf {
+                    op: "open",
+                    path: "/nonexistent/resolv.conf".into(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                },
+                "open /nonexistent/resolv.conf: no such file or directory",
+            ),
+        ];
+        for (e, reference) in cases {
+            let msg = e.to_string();
+            assert!(msg.starts_with(reference), "{msg:?} vs {reference:?}");
+        }
+    }
+}

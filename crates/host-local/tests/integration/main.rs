@@ -26,4 +26,5 @@ mod netns_util;
 mod podman; // e2e: podman 4 CNI backend (root)
 mod race; // concurrent processes on one network
 mod store_conformance; // the store trait's suite through the public API
+mod upstream; // upstream v1.1.1 host-local tests, ported to the binary
 mod versions; // ours over every spec version
