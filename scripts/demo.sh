@@ -5,7 +5,15 @@
 # result and the store it leaves behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p host-local
+# The default build includes the etcd store, whose gRPC code generation needs
+# protoc (Debian: protobuf-compiler). The demo uses the disk store only, so
+# without protoc it builds the disk-only plugin rather than failing.
+features=()
+if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
+  echo "demo: protoc not found (apt install protobuf-compiler for the etcd store); building the disk-only plugin" >&2
+  features=(--no-default-features)
+fi
+cargo build --release -q -p host-local "${features[@]}"
 BIN="$PWD/target/release/host-local"
 DATA="$(mktemp -d /tmp/host-local-demo.XXXXXX)"
 trap 'rm -rf "$DATA"' EXIT
