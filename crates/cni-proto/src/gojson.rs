@@ -33,6 +33,11 @@ pub struct Field {
     pub kind: Kind,
 }
 
+/// A [`Field`], short enough for the schema tables of statics (`field("dst", Kind::Whole)`).
+pub const fn field(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
 /// How Go decodes a value of a type.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
