@@ -285,3 +285,18 @@ pub struct ChangeArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// The text of a FILE argument, `-` meaning stdin; errors name `what` and where it was read.
+pub fn read_file_arg(src: &str, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Read;
+    if src == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .with_context(|| format!("reading {what} from stdin"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(src).with_context(|| format!("{what} {src}"))
+    }
+}
