@@ -50,6 +50,15 @@ fn set(l: &[&str]) -> BTreeSet<String> {
     l.iter().map(|s| s.to_string()).collect()
 }
 
+/// ADD with `ipam` (in a fresh data directory, no extra top-level keys) fails with the
+/// reference's text for what LoadIPAMConfig refuses.
+#[track_caller]
+fn add_fails_with(version: &str, ipam: Value, reference: &str) {
+    let tmp = TempDir::new().unwrap();
+    let c = conf(version, tmp.path(), ipam, json!({}));
+    fails_with(&add("a", "eth0", &c), reference);
+}
+
 /// Go: "Should parse an old-style config".
 #[test]
 fn should_parse_an_old_style_config() {
@@ -239,31 +248,22 @@ fn should_parse_config_args_with_prefix() {
 /// Go: "Should detect overlap between rangesets".
 #[test]
 fn should_detect_overlap_between_rangesets() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.3.1",
-        tmp.path(),
         json!({"ranges": [
             [{"subnet": "10.1.2.0/24"}, {"subnet": "10.2.2.0/24"}],
             [{"subnet": "10.1.4.0/24"}, {"subnet": "10.1.6.0/24"}, {"subnet": "10.1.8.0/24"}, {"subnet": "10.1.2.0/24"}]
         ]}),
-        json!({}),
+        "range set 0 overlaps with 1",
     );
-    fails_with(&add("a", "eth0", &c), "range set 0 overlaps with 1");
 }
 
 /// Go: "Should detect overlap within rangeset".
 #[test]
 fn should_detect_overlap_within_rangeset() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.3.1",
-        tmp.path(),
         json!({"ranges": [[{"subnet": "10.1.0.0/22"}, {"subnet": "10.1.2.0/24"}]]}),
-        json!({}),
-    );
-    fails_with(
-        &add("a", "eth0", &c),
         "invalid range set 0: subnets 10.1.0.1-10.1.3.254 and 10.1.2.1-10.1.2.254 overlap",
     );
 }
@@ -271,15 +271,9 @@ fn should_detect_overlap_within_rangeset() {
 /// Go: "should error on rangesets with different families".
 #[test]
 fn should_error_on_rangesets_with_different_families() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.3.1",
-        tmp.path(),
         json!({"ranges": [[{"subnet": "10.1.0.0/22"}, {"subnet": "2001:db8:5::/64"}]]}),
-        json!({}),
-    );
-    fails_with(
-        &add("a", "eth0", &c),
         "invalid range set 0: mixed address families",
     );
 }
@@ -287,15 +281,9 @@ fn should_error_on_rangesets_with_different_families() {
 /// Go: "Should should error on too many ranges".
 #[test]
 fn should_should_error_on_too_many_ranges() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.2.0",
-        tmp.path(),
         json!({"ranges": [[{"subnet": "10.1.2.0/24"}], [{"subnet": "11.1.2.0/24"}]]}),
-        json!({}),
-    );
-    fails_with(
-        &add("a", "eth0", &c),
         "CNI version 0.2.0 does not support more than 1 address per family",
     );
 }
