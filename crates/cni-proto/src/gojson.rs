@@ -22,6 +22,9 @@
 //!
 //! Measured with Go 1.19 (crates/cni-proto/tests/go-json/main.go, `go run main.go`); the tables in
 //! the tests below are its output.
+//!
+//! Over 600 lines only by its unit tests (from `mod tests` on, about 310 lines): the measured
+//! tables of Go's decoding.
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
