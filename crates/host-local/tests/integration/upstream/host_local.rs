@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use super::{
@@ -41,6 +41,11 @@ fn check_ip_version(ver: &str, raw: &str) {
             "no \"version\": in {raw}"
         );
     }
+}
+
+/// The Go tests' config for network "mynet", `ipam` in `tmp`, no extra top-level keys.
+fn mynet(ver: &str, tmp: &TempDir, ipam: Value) -> String {
+    conf(ver, "mynet", tmp.path(), ipam, json!({}))
 }
 
 /// ADD that must succeed, with the `"version"` check every Go test makes of its raw result.
@@ -270,13 +275,7 @@ fn verify_del_works_on_backwards_compatible_allocate(ver: &str) {
 /// Go: "[%s] doesn't error when passed an unknown ID on DEL".
 fn doesnt_error_when_passed_an_unknown_id_on_del(ver: &str) {
     let tmp = tmp();
-    let c = conf(
-        ver,
-        "mynet",
-        tmp.path(),
-        json!({"subnet": "10.1.2.0/24"}),
-        json!({}),
-    );
+    let c = mynet(ver, &tmp, json!({"subnet": "10.1.2.0/24"}));
     ok(&del("dummy", IFNAME, &c));
 }
 
@@ -289,13 +288,7 @@ fn doesnt_error_when_passed_an_unknown_id_on_del(ver: &str) {
 /// it is asserted instead: refused, nothing written (docs/upstream-tests.md).
 fn ignores_whitespace_in_disk_files(ver: &str) {
     let tmp = tmp();
-    let c = conf(
-        ver,
-        "mynet",
-        tmp.path(),
-        json!({"subnet": "10.1.2.0/24"}),
-        json!({}),
-    );
+    let c = mynet(ver, &tmp, json!({"subnet": "10.1.2.0/24"}));
     let out = add("   dummy\n ", IFNAME, &c);
     assert_eq!(fails(&out), "invalid characters in containerID");
     assert_eq!(out.err_code(), Some(4));
@@ -305,13 +298,7 @@ fn ignores_whitespace_in_disk_files(ver: &str) {
 /// Go: "[%s] does not output an error message upon initial subnet creation".
 fn does_not_output_an_error_message_upon_initial_subnet_creation(ver: &str) {
     let tmp = tmp();
-    let c = conf(
-        ver,
-        "mynet",
-        tmp.path(),
-        json!({"subnet": "10.1.2.0/24"}),
-        json!({}),
-    );
+    let c = mynet(ver, &tmp, json!({"subnet": "10.1.2.0/24"}));
     let out = add("testing", IFNAME, &c);
     ok(&out);
     // v1.1.1 logs "Error retriving last reserved ip" (sic); later versions
