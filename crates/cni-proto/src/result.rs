@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ProtoError;
-use crate::gojson::{self, Doc, Field, Kind};
+use crate::gojson::{self, field as f, Doc, Field, Kind};
 use crate::version::SpecVersion;
 
 /// A plugin's result, in the newest (1.1.0) model.
@@ -412,9 +412,6 @@ impl CniResult {
     }
 }
 
-const fn f(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind }
-}
 static SCALAR: Kind = Kind::Scalar;
 static ROUTE_FIELDS: [Field; 7] = [
     f("dst", Kind::Whole),
@@ -425,7 +422,13 @@ static ROUTE_FIELDS: [Field; 7] = [
     f("table", Kind::Scalar),
     f("scope", Kind::Scalar),
 ];
-static ROUTE: Kind = Kind::Record(&ROUTE_FIELDS);
+/// [`Route`] as Go decodes it, in a result or a configuration's `routes`: types.Route has its
+/// own UnmarshalJSON, so a repeated route replaces, it does not merge.
+pub static ROUTE: Kind = Kind::Record(&ROUTE_FIELDS);
+static ROUTE_FIELDS_PRE_1_1: [Field; 2] = [f("dst", Kind::Whole), f("gw", Kind::Whole)];
+/// A route below 1.1.0: only `dst` and `gw` (the reference's types.Route); the 1.1.0 fields are
+/// unknown keys, ignored whatever they hold.
+pub static ROUTE_PRE_1_1: Kind = Kind::Record(&ROUTE_FIELDS_PRE_1_1);
 static DNS_FIELDS: [Field; 4] = [
     f("nameservers", Kind::List(&SCALAR)),
     f("domain", Kind::Scalar),

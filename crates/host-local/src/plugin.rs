@@ -231,6 +231,14 @@ mod tests {
                 shared: handle.clone(),
             }) as Box<dyn Store>)
         }));
+        let (code, json) = run_add(&mut plugin, conf);
+        drop(plugin);
+        let store = Rc::try_unwrap(inner).ok().unwrap().into_inner();
+        (code, json, store)
+    }
+
+    /// ADD of `conf` for container c1 on eth0: the exit code and the JSON printed.
+    fn run_add(plugin: &mut HostLocal, conf: &[u8]) -> (i32, serde_json::Value) {
         let env = |k: &str| -> Option<OsString> {
             let v = match k {
                 "CNI_COMMAND" => "ADD",
@@ -243,11 +251,8 @@ mod tests {
             Some(v.into())
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let o = cni_proto::run(&mut plugin, &env, &mut &conf[..], &mut out, &mut err);
-        let json = serde_json::from_slice(&out).unwrap();
-        drop(plugin);
-        let store = Rc::try_unwrap(inner).ok().unwrap().into_inner();
-        (o.exit_code, json, store)
+        let o = cni_proto::run(plugin, &env, &mut &conf[..], &mut out, &mut err);
+        (o.exit_code, serde_json::from_slice(&out).unwrap())
     }
 
     const CONF: &[u8] = br#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"host-local",
@@ -298,23 +303,10 @@ mod tests {
     #[test]
     fn the_store_object_chooses_the_backend() {
         let mut plugin = HostLocal::default();
-        let env = |k: &str| -> Option<OsString> {
-            let v = match k {
-                "CNI_COMMAND" => "ADD",
-                "CNI_CONTAINERID" => "c1",
-                "CNI_NETNS" => "/var/run/netns/c1",
-                "CNI_IFNAME" => "eth0",
-                "CNI_PATH" => "/opt/cni/bin",
-                _ => return None,
-            };
-            Some(v.into())
-        };
         let conf = br#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"host-local",
             "subnet":"10.1.0.0/24","dataDir":"/nonexistent/arch","store":{"type":"zookeeper"}}}"#;
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let o = cni_proto::run(&mut plugin, &env, &mut &conf[..], &mut out, &mut err);
-        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(o.exit_code, 1);
+        let (code, json) = run_add(&mut plugin, conf);
+        assert_eq!(code, 1);
         assert_eq!(json["code"], 7, "{json}");
         assert!(
             json["msg"].as_str().unwrap().contains("ipam.store.type"),

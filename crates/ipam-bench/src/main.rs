@@ -31,11 +31,10 @@ mod plugin;
 mod report;
 use plugin::{
     expect_ok, finish, first_address, invoke, netconf, new_datadir, new_plugin, rss_via_time,
-    spawn, Plugin, RSS_RUNS,
+    spawn, Plugin,
 };
 use report::{
-    cores, cpu_model, file_size, filesystem_of, fmt_ms, median_i64, ms, ratio, read_trim, spread,
-    stats, thousands, utc_now, Table,
+    file_size, fmt_ms, median_i64, ms, ratio, read_trim, spread, stats, thousands, Table,
 };
 
 const NETWORK: &str = "bench";
@@ -245,7 +244,7 @@ fn main() -> Result<()> {
 
     print!(
         "{}",
-        render_report(
+        report::render(
             &args,
             &load,
             [fsync_start, fsync_probe(root)?],
@@ -264,105 +263,6 @@ fn main() -> Result<()> {
         Err(why) => println!("\nnote: {why}"),
     }
     Ok(())
-}
-
-/// The machine description, both tables and the notes, as text or Markdown.
-fn render_report(
-    args: &Args,
-    load: &str,
-    fsync: [f64; 2],
-    plugins: &[Plugin; 2],
-    latency: &Table,
-    summary: &Table,
-    rss_fallback: bool,
-) -> Result<String> {
-    let root = &args.data_root;
-    let (fstype, source) = filesystem_of(root)?;
-    let kind = if matches!(fstype.as_str(), "tmpfs" | "ramfs") {
-        "memory"
-    } else {
-        "disk"
-    };
-    let info = [
-        format!("date: {}", utc_now()),
-        format!("mode: {}", if args.quick { "--quick" } else { "full" }),
-        format!("cpu: {} ({} cores available)", cpu_model(), cores()),
-        format!("kernel: {}", read_trim("/proc/sys/kernel/osrelease")),
-        format!("load average at start: {load}"),
-        format!(
-            "fsync on the data dirs' disk (create, write 40 bytes, fsync file and dir; median of 20): \
-             {} at start, {} at end",
-            fmt_ms(fsync[0]),
-            fmt_ms(fsync[1])
-        ),
-        format!(
-            "data dirs: tempdirs under {} on {fstype} ({source}, {kind}); page cache warm",
-            root.display()
-        ),
-        format!("ours: {}", plugins[0].path.display()),
-        format!("reference: {}", plugins[1].path.display()),
-        "times: wall time of one process invocation (spawn, config on stdin, exit), \
-         invocations of the two plugins alternating"
-            .into(),
-        "reserved store: contiguous from 10.128.0.2 in 10.128.0.0/16, half the files in the \
-         old one-line format, cursor on the last one; each cycle adds one new container"
-            .into(),
-    ];
-    let mut notes: Vec<String> = plugins
-        .iter()
-        .zip(["ours", "reference"])
-        .filter_map(|(p, name)| {
-            p.status_note.as_ref().map(|n| {
-                format!("{name} does not list cniVersion 1.1.0 (VERSION); its STATUS row times the error exit ({n})")
-            })
-        })
-        .collect();
-    notes.push(
-        "CHECK and DEL carry the ADD result as prevResult; STATUS sends a cniVersion 1.1.0 config \
-         with only CNI_COMMAND and CNI_PATH set"
-            .into(),
-    );
-    notes.push(
-        "first ADD after fill: the first call on a freshly filled store (ours may build its index)"
-            .into(),
-    );
-    notes.push(if rss_fallback {
-        "peak RSS: wait4() of the spawned child; /usr/bin/time (GNU time) is missing, so the \
-         figures include this process's own RSS (a vfork'ed child inherits it until exec)"
-            .into()
-    } else {
-        format!(
-            "peak RSS: {RSS_RUNS} ADDs per plugin run under /usr/bin/time -f %M (GNU time): a \
-             child's peak RSS includes its launcher's until exec, and GNU time's (about 0.5 \
-             MiB) is below either plugin's"
-        )
-    });
-
-    let mut out = String::new();
-    if args.markdown {
-        out.push_str("### host-local benchmark: ours vs reference\n\n");
-        for l in &info {
-            out.push_str(&format!("- {l}\n"));
-        }
-        out.push('\n');
-    } else {
-        out.push_str("host-local benchmark: ours vs reference\n");
-        for l in &info {
-            out.push_str(&format!("  {l}\n"));
-        }
-        out.push('\n');
-    }
-    out.push_str(&latency.render(args.markdown));
-    out.push('\n');
-    out.push_str(&summary.render(args.markdown));
-    out.push('\n');
-    for n in &notes {
-        out.push_str(&format!(
-            "{}{n}\n",
-            if args.markdown { "- " } else { "note: " }
-        ));
-    }
-    Ok(out)
 }
 
 /// Builds the release `host-local` into this binary's target directory, the way

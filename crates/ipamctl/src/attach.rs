@@ -2,7 +2,6 @@
 //! and libcni's result cache (a heuristic).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -62,15 +61,7 @@ impl ValidSet {
 /// `{"containerID", "ifname"}`, or a whole GC configuration carrying
 /// `cni.dev/valid-attachments`.
 pub fn load_valid(arg: &str) -> Result<ValidSet> {
-    let text = if arg == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("valid attachments from stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(arg).with_context(|| format!("valid attachments {arg}"))?
-    };
+    let text = crate::cli::read_file_arg(arg, "valid attachments")?;
     let label = if arg == "-" { "stdin" } else { arg };
     parse_valid(&text)
         .map(|mut v| {

@@ -90,35 +90,7 @@ pub enum Cmd {
         ipamctl show mynet --problems --older-than 1d\n  \
         ipamctl show mynet --json | jq '.reservations[] | select(.problems != [])'"
     )]
-    Show {
-        /// The network name (a directory of the data directory).
-        network: String,
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        results: ResultsArg,
-        /// Only the reservations of this pod (NAMESPACE/NAME, from the result cache).
-        #[arg(long, value_name = "NS/NAME")]
-        pod: Option<String>,
-        /// Only the reservation of this address.
-        #[arg(long, value_name = "ADDR")]
-        ip: Option<IpAddr>,
-        /// Only reservations with a problem.
-        #[arg(long)]
-        problems: bool,
-        /// Only reservations older than this (e.g. 30m, 2h, 7d).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        older_than: Option<Duration>,
-        /// Draw each range as a grid, one character per address, 64 per row (needs --config).
-        #[arg(long)]
-        map: bool,
-        /// At most this many map rows per range; larger ranges show only rows holding something.
-        #[arg(long, value_name = "N", default_value_t = 32)]
-        map_rows: usize,
-        /// JSON output (schema in SCHEMA.md).
-        #[arg(long)]
-        json: bool,
-    },
+    Show(crate::cmd::show::Args),
     /// Reservations whose attachment the runtime no longer knows.
     #[command(
         after_help = "Sources: --valid lists the attachments the runtime still has \
@@ -284,4 +256,19 @@ pub struct ChangeArgs {
     /// JSON output (schema in SCHEMA.md).
     #[arg(long)]
     pub json: bool,
+}
+
+/// The text of a FILE argument, `-` meaning stdin; errors name `what` and where it was read.
+pub fn read_file_arg(src: &str, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Read;
+    if src == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .with_context(|| format!("reading {what} from stdin"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(src).with_context(|| format!("{what} {src}"))
+    }
 }

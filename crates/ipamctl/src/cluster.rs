@@ -6,7 +6,6 @@
 //! Reads only; the etcd connection comes from the network's `ipam.store`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -43,15 +42,7 @@ pub const AFTER_HELP: &str = "Examples:\n  ipamctl cluster mynet --config /etc/c
     Reservations without a node (damaged values) are counted under \"-\".";
 
 fn read_live(src: &str) -> Result<BTreeSet<String>> {
-    let text = if src == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading live nodes from stdin")?;
-        s
-    } else {
-        std::fs::read_to_string(src).with_context(|| format!("live nodes {src}"))?
-    };
+    let text = crate::cli::read_file_arg(src, "live nodes")?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())

@@ -3,7 +3,8 @@
 //! [`cni_proto::gojson`] how Go's encoding/json fills them (key case, duplicates, `null`).
 //! Values stay text here; [`super::validate`] parses and checks them, naming the field path.
 
-use cni_proto::gojson::{Field, Kind};
+use cni_proto::gojson::{field as f, Field, Kind};
+use cni_proto::result::{ROUTE, ROUTE_PRE_1_1};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -107,10 +108,6 @@ pub struct RawNet {
     pub attachments: Option<Vec<RawAttachment>>,
 }
 
-const fn f(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind }
-}
-
 static SCALAR: Kind = Kind::Scalar;
 static WHOLE: Kind = Kind::Whole;
 
@@ -128,49 +125,24 @@ static RANGE: Kind = Kind::Struct {
 };
 static RANGE_SET: Kind = Kind::List(&RANGE);
 
-/// types.Route has its own UnmarshalJSON: a repeated route replaces, it does not merge.
-static ROUTE_FIELDS: [Field; 7] = [
-    f("dst", Kind::Whole),
-    f("gw", Kind::Whole),
-    f("mtu", Kind::Scalar),
-    f("advmss", Kind::Scalar),
-    f("priority", Kind::Scalar),
-    f("table", Kind::Scalar),
-    f("scope", Kind::Scalar),
-];
-static ROUTE: Kind = Kind::Record(&ROUTE_FIELDS);
-/// Below 1.1.0 a route is only `dst` and `gw` (the reference's types.Route): the 1.1.0 fields
-/// are unknown keys, ignored whatever they hold.
-static ROUTE_PRE_1_1: Kind = Kind::Record(&ROUTE_FIELDS_PRE_1_1);
-static ROUTE_FIELDS_PRE_1_1: [Field; 2] = [f("dst", Kind::Whole), f("gw", Kind::Whole)];
-
-/// IPAMConfig: the embedded Range's fields come first, as Go orders them.
-static IPAM_FIELDS: [Field; 10] = [
-    f("rangeStart", Kind::Whole),
-    f("rangeEnd", Kind::Whole),
-    f("subnet", Kind::Whole),
-    f("gateway", Kind::Whole),
-    f("routes", Kind::List(&ROUTE)),
-    f("dataDir", Kind::Scalar),
-    f("resolvConf", Kind::Scalar),
-    f("ranges", Kind::List(&RANGE_SET)),
-    f("exclude", Kind::List(&SCALAR)),
-    f("store", Kind::Whole),
-];
-
-/// IPAMConfig below 1.1.0.
-static IPAM_FIELDS_PRE_1_1: [Field; 10] = [
-    f("rangeStart", Kind::Whole),
-    f("rangeEnd", Kind::Whole),
-    f("subnet", Kind::Whole),
-    f("gateway", Kind::Whole),
-    f("routes", Kind::List(&ROUTE_PRE_1_1)),
-    f("dataDir", Kind::Scalar),
-    f("resolvConf", Kind::Scalar),
-    f("ranges", Kind::List(&RANGE_SET)),
-    f("exclude", Kind::List(&SCALAR)),
-    f("store", Kind::Whole),
-];
+/// IPAMConfig, whose `routes` are `routes`' kind: the embedded Range's fields come first, as Go
+/// orders them.
+const fn ipam_fields(routes: &'static Kind) -> [Field; 10] {
+    [
+        f("rangeStart", Kind::Whole),
+        f("rangeEnd", Kind::Whole),
+        f("subnet", Kind::Whole),
+        f("gateway", Kind::Whole),
+        f("routes", Kind::List(routes)),
+        f("dataDir", Kind::Scalar),
+        f("resolvConf", Kind::Scalar),
+        f("ranges", Kind::List(&RANGE_SET)),
+        f("exclude", Kind::List(&SCALAR)),
+        f("store", Kind::Whole),
+    ]
+}
+static IPAM_FIELDS: [Field; 10] = ipam_fields(&ROUTE);
+static IPAM_FIELDS_PRE_1_1: [Field; 10] = ipam_fields(&ROUTE_PRE_1_1);
 
 static RUNTIME_FIELDS: [Field; 2] = [
     f("ipRanges", Kind::List(&RANGE_SET)),
@@ -190,31 +162,36 @@ static ATTACHMENT: Kind = Kind::Struct {
     nullable: false,
 };
 
-static NET_FIELDS: [Field; 5] = [
-    f(
-        "ipam",
-        Kind::Struct {
-            fields: &IPAM_FIELDS,
-            nullable: true,
-        },
-    ),
-    f(
-        "runtimeConfig",
-        Kind::Struct {
-            fields: &RUNTIME_FIELDS,
-            nullable: false,
-        },
-    ),
-    f(
-        "args",
-        Kind::Struct {
-            fields: &ARGS_FIELDS,
-            nullable: true,
-        },
-    ),
-    f("cni.dev/valid-attachments", Kind::List(&ATTACHMENT)),
-    f("cni.dev/attachments", Kind::List(&ATTACHMENT)),
-];
+/// allocator.Net around the IPAMConfig `ipam`.
+const fn net_fields(ipam: &'static [Field]) -> [Field; 5] {
+    [
+        f(
+            "ipam",
+            Kind::Struct {
+                fields: ipam,
+                nullable: true,
+            },
+        ),
+        f(
+            "runtimeConfig",
+            Kind::Struct {
+                fields: &RUNTIME_FIELDS,
+                nullable: false,
+            },
+        ),
+        f(
+            "args",
+            Kind::Struct {
+                fields: &ARGS_FIELDS,
+                nullable: true,
+            },
+        ),
+        f("cni.dev/valid-attachments", Kind::List(&ATTACHMENT)),
+        f("cni.dev/attachments", Kind::List(&ATTACHMENT)),
+    ]
+}
+static NET_FIELDS: [Field; 5] = net_fields(&IPAM_FIELDS);
+static NET_FIELDS_PRE_1_1: [Field; 5] = net_fields(&IPAM_FIELDS_PRE_1_1);
 
 /// The schema of a whole network configuration.
 pub static NET: Kind = Kind::Struct {
@@ -222,33 +199,8 @@ pub static NET: Kind = Kind::Struct {
     nullable: false,
 };
 
-static NET_FIELDS_PRE_1_1: [Field; 5] = [
-    f(
-        "ipam",
-        Kind::Struct {
-            fields: &IPAM_FIELDS_PRE_1_1,
-            nullable: true,
-        },
-    ),
-    f(
-        "runtimeConfig",
-        Kind::Struct {
-            fields: &RUNTIME_FIELDS,
-            nullable: false,
-        },
-    ),
-    f(
-        "args",
-        Kind::Struct {
-            fields: &ARGS_FIELDS,
-            nullable: true,
-        },
-    ),
-    f("cni.dev/valid-attachments", Kind::List(&ATTACHMENT)),
-    f("cni.dev/attachments", Kind::List(&ATTACHMENT)),
-];
-
-/// The schema of a whole network configuration below 1.1.0.
+/// The schema of a whole network configuration below 1.1.0, whose routes are only `dst` and
+/// `gw`.
 pub static NET_PRE_1_1: Kind = Kind::Struct {
     fields: &NET_FIELDS_PRE_1_1,
     nullable: false,

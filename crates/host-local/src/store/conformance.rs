@@ -11,17 +11,20 @@
 //! });
 //! ```
 //!
-//! `crates/host-local/tests/integration/store_conformance.rs` is a complete
-//! example (the disk store through the public API). Each case panics (with
-//! the case's name) on the first broken promise.
+//! [`disk_stores`] is a complete example (the disk store's factory, run by its
+//! unit tests and, through the public API, by
+//! `crates/host-local/tests/integration/store_conformance.rs`). Each case
+//! panics (with the case's name) on the first broken promise.
 //! `run_all` runs every case on a store of its own; `CASES` lists them for
 //! a backend that wants to run them one by one.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use serde_json::json;
 
-use super::{Attachment, Entry, Owner, Pick, Store};
+use super::disk::DiskStore;
+use super::{Attachment, Entry, Owner, Pick, Session, Store};
 use crate::config::{IpamConfig, RangeSet};
 
 /// Makes a fresh store holding the given entries.
@@ -57,6 +60,25 @@ pub const CASES: &[Case] = &[
 pub fn run_all(make: &mut MakeStore<'_>) {
     for (_name, case) in CASES {
         case(make);
+    }
+}
+
+/// The [`MakeStore`] of the disk store, for its unit test and the integration test that runs the
+/// suite through the public API: each store a fresh data directory below `root` holding network
+/// `net`, `seed` written as its files the way an older plugin or an operator would (a damaged
+/// entry as content no plugin writes).
+pub fn disk_stores(root: &Path) -> impl FnMut(&[Entry]) -> Box<dyn Store> + '_ {
+    let mut n = 0;
+    move |seed: &[Entry]| {
+        n += 1;
+        let data = root.join(format!("d{n}"));
+        let net = data.join("net");
+        std::fs::create_dir_all(&net).expect("test data directory");
+        for e in seed {
+            let content = e.owner.to_content().unwrap_or_else(|| "\r\n".into());
+            std::fs::write(net.join(e.ip.to_string()), content).expect("seeded entry");
+        }
+        Box::new(DiskStore::new(data, "net")) as Box<dyn Store>
     }
 }
 
@@ -105,6 +127,12 @@ fn set() -> RangeSet {
     .expect("valid test configuration")
     .ranges
     .remove(0)
+}
+
+/// Commits `addr` (range set 0) for `a` and finishes it: a reservation a case builds on.
+#[track_caller]
+pub(crate) fn reserve(s: &mut dyn Session, a: &Attachment, addr: &str) {
+    s.commit(a, &[pick(addr, 0)]).unwrap().finish().unwrap();
 }
 
 fn ips(entries: &[Entry]) -> Vec<IpAddr> {
@@ -232,18 +260,9 @@ fn find_own_and_legacy_only(make: &mut MakeStore<'_>) {
         damaged("10.9.0.52"),
     ]);
     let mut s = st.session().unwrap();
-    s.commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
-    s.commit(&att("c1", "eth1"), &[pick("10.9.0.3", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
-    s.commit(&att("c2", "eth0"), &[pick("10.9.0.4", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.9.0.2");
+    reserve(&mut *s, &att("c1", "eth1"), "10.9.0.3");
+    reserve(&mut *s, &att("c2", "eth0"), "10.9.0.4");
     assert_eq!(
         ips(&s.find(&att("c1", "eth0")).unwrap()),
         [ip("10.9.0.2"), ip("10.9.0.50")],
@@ -273,10 +292,7 @@ fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
     let mut st = make(&[damaged("10.9.0.60"), legacy("10.9.0.61", "old")]);
     let mut s = st.session().unwrap();
     let a = att("c1", "eth0");
-    s.commit(&a, &[pick("10.9.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &a, "10.9.0.2");
     let wrong = Entry {
         ip: ip("10.9.0.2"),
         owner: att("c1", "eth1").owner(),
@@ -331,14 +347,8 @@ fn first_free_in_order(make: &mut MakeStore<'_>) {
     let name = "first_free_in_order";
     let mut st = make(&[]);
     let mut s = st.session().unwrap();
-    s.commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
-    s.commit(&att("c2", "eth0"), &[pick("10.9.0.4", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.9.0.2");
+    reserve(&mut *s, &att("c2", "eth0"), "10.9.0.4");
     let set = set();
     let order = ["10.9.0.4", "10.9.0.2", "10.9.0.9", "10.9.0.3"].map(ip);
     assert_eq!(
@@ -425,14 +435,8 @@ fn list_collectable_holds_own_commits(make: &mut MakeStore<'_>) {
     let name = "list_collectable_holds_own_commits";
     let mut st = make(&[]);
     let mut s = st.session().unwrap();
-    s.commit(&att("c1", "eth0"), &[pick("10.9.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
-    s.commit(&att("c2", "eth0"), &[pick("10.9.0.3", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.9.0.2");
+    reserve(&mut *s, &att("c2", "eth0"), "10.9.0.3");
     let all = ips(&s.list().unwrap());
     let collectable = ips(&s.list_collectable().unwrap());
     assert_eq!(collectable, [ip("10.9.0.2"), ip("10.9.0.3")], "{name}");

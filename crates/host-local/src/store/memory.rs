@@ -71,12 +71,7 @@ impl Session for MemSession<'_> {
         _set: &RangeSet,
         candidates: &mut dyn Iterator<Item = IpAddr>,
     ) -> Result<Option<IpAddr>, StoreError> {
-        for ip in candidates {
-            if !self.s.reservations.contains_key(&ip) {
-                return Ok(Some(ip));
-            }
-        }
-        Ok(None)
+        super::first_unreserved(candidates, |ip| Ok(self.s.reservations.contains_key(&ip)))
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {

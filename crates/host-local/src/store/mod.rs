@@ -337,6 +337,20 @@ pub trait Session {
     }
 }
 
+/// [`Session::first_free`] for a store that tells cheaply and locally whether an address is
+/// reserved: the first candidate, in the allocator's order, that `reserved` says is free.
+fn first_unreserved(
+    candidates: &mut dyn Iterator<Item = IpAddr>,
+    mut reserved: impl FnMut(IpAddr) -> Result<bool, StoreError>,
+) -> Result<Option<IpAddr>, StoreError> {
+    for ip in candidates {
+        if !reserved(ip)? {
+            return Ok(Some(ip));
+        }
+    }
+    Ok(None)
+}
+
 /// Opens the store the configuration chooses: its `ipam.store` object
 /// (absent or null: the disk store in `dataDir`; `{"type": "disk"}` the
 /// same). Each backend owns the keys of its object; invalid ones are code 7

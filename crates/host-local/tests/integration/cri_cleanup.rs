@@ -19,38 +19,33 @@ pub fn remove_idle_hostport_chains() {
         if !dnat.ok || dnat.stdout.lines().any(|l| l.starts_with("-A ")) {
             continue; // gone already, or in use by someone's port mapping
         }
-        let jumps: [&[&str]; 3] = [
-            &[
-                "PREROUTING",
-                "-m",
-                "addrtype",
-                "--dst-type",
-                "LOCAL",
-                "-j",
-                "CNI-HOSTPORT-DNAT",
-            ],
-            &[
-                "OUTPUT",
-                "-m",
-                "addrtype",
-                "--dst-type",
-                "LOCAL",
-                "-j",
-                "CNI-HOSTPORT-DNAT",
-            ],
-            &[
-                "POSTROUTING",
-                "-m",
-                "comment",
-                "--comment",
-                "CNI portfwd requiring masquerade",
-                "-j",
-                "CNI-HOSTPORT-MASQ",
-            ],
+        // portmap's jumps into its chains: (chain, rule).
+        let to_dnat: &[&str] = &[
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "CNI-HOSTPORT-DNAT",
         ];
-        for j in jumps {
-            let mut a = vec!["-t", "nat", "-D"];
-            a.extend_from_slice(j);
+        let jumps: [(&str, &[&str]); 3] = [
+            ("PREROUTING", to_dnat),
+            ("OUTPUT", to_dnat),
+            (
+                "POSTROUTING",
+                &[
+                    "-m",
+                    "comment",
+                    "--comment",
+                    "CNI portfwd requiring masquerade",
+                    "-j",
+                    "CNI-HOSTPORT-MASQ",
+                ],
+            ),
+        ];
+        for (chain, rule) in jumps {
+            let mut a = vec!["-t", "nat", "-D", chain];
+            a.extend_from_slice(rule);
             let r = run(tool, &a);
             if !r.ok {
                 eprintln!("cleanup: {tool} {}: {}", a.join(" "), r.stderr);

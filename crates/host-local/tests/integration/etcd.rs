@@ -204,6 +204,21 @@ pub fn etcd_config(c: &Cluster, node: &str) -> EtcdConfig {
     }
 }
 
+/// Range set 0 of network `network`'s 1.0.0 configuration with the single subnet `subnet`.
+fn range_set(network: &str, subnet: &str) -> host_local::config::RangeSet {
+    host_local::config::IpamConfig::load(
+        network,
+        cni_proto::SpecVersion::V1_0_0,
+        Some(&json!({ "subnet": subnet })),
+        None,
+        None,
+        &cni_proto::CniArgs::default(),
+    )
+    .unwrap()
+    .ranges
+    .remove(0)
+}
+
 #[test]
 fn conformance_suite_on_etcd() {
     if !etcd_or_skip("etcd conformance") {
@@ -227,17 +242,7 @@ fn session_commit_conflicts_when_another_node_took_the_address() {
     let c = Cluster::start(1);
     let mut a = EtcdStore::new(etcd_config(&c, "node-a"), "race");
     let mut b = EtcdStore::new(etcd_config(&c, "node-b"), "race");
-    let set = host_local::config::IpamConfig::load(
-        "race",
-        cni_proto::SpecVersion::V1_0_0,
-        Some(&json!({"subnet": "10.7.0.0/24"})),
-        None,
-        None,
-        &cni_proto::CniArgs::default(),
-    )
-    .unwrap()
-    .ranges
-    .remove(0);
+    let set = range_set("race", "10.7.0.0/24");
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     let att = |id| host_local::store::Attachment::parse(id, "eth0").unwrap();
     let mut sa = a.session().unwrap();
@@ -466,17 +471,7 @@ fn first_free_walks_past_the_read_window() {
             kv.put(keys.ip(ip), v.to_string(), None).await.unwrap();
         }
     });
-    let set = host_local::config::IpamConfig::load(
-        "big",
-        cni_proto::SpecVersion::V1_0_0,
-        Some(&json!({"subnet": "10.50.0.0/22"})),
-        None,
-        None,
-        &cni_proto::CniArgs::default(),
-    )
-    .unwrap()
-    .ranges
-    .remove(0);
+    let set = range_set("big", "10.50.0.0/22");
     let mut st = EtcdStore::new(etcd_config(&c, "node-a"), "big");
     let mut s = st.session().unwrap();
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();

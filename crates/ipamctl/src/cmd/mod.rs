@@ -56,32 +56,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     };
     match cli.cmd {
         Cmd::List { config, json } => list::run(&ctx, &config, json),
-        Cmd::Show {
-            network,
-            config,
-            results,
-            pod,
-            ip,
-            problems,
-            older_than,
-            map,
-            map_rows,
-            json,
-        } => show::run(
-            &ctx,
-            &show::Args {
-                network,
-                config,
-                results_dir: results.results_dir,
-                pod,
-                ip,
-                problems,
-                older_than,
-                map,
-                map_rows,
-                json,
-            },
-        ),
+        Cmd::Show(args) => show::run(&ctx, &args),
         Cmd::Leaks {
             network,
             config,

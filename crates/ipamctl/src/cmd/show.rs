@@ -11,23 +11,42 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
-use crate::cli::ConfigArg;
+use crate::cli::{ConfigArg, ResultsArg};
 use crate::cmd::list::usage_cell;
+use crate::duration::parse_duration;
 use crate::inspect::now_secs;
 use crate::out;
 use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED};
 use crate::report::{Count, NetworkReport, Pod, ReservationReport};
 
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The network name (a directory of the data directory).
     pub network: String,
+    #[command(flatten)]
     pub config: ConfigArg,
-    pub results_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub results: ResultsArg,
+    /// Only the reservations of this pod (NAMESPACE/NAME, from the result cache).
+    #[arg(long, value_name = "NS/NAME")]
     pub pod: Option<String>,
+    /// Only the reservation of this address.
+    #[arg(long, value_name = "ADDR")]
     pub ip: Option<IpAddr>,
+    /// Only reservations with a problem.
+    #[arg(long)]
     pub problems: bool,
+    /// Only reservations older than this (e.g. 30m, 2h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<Duration>,
+    /// Draw each range as a grid, one character per address, 64 per row (needs --config).
+    #[arg(long)]
     pub map: bool,
+    /// At most this many map rows per range; larger ranges show only rows holding something.
+    #[arg(long, value_name = "N", default_value_t = 32)]
     pub map_rows: usize,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -154,7 +173,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     if a.map && a.map_rows == 0 {
         bail!("--map-rows must be at least 1");
     }
-    let cache = results_cache(a.results_dir.as_deref(), &a.network)?;
+    let cache = results_cache(a.results.results_dir.as_deref(), &a.network)?;
     if filter.pod.is_some() && cache.as_ref().is_none_or(|c| c.attachments.is_empty()) {
         return Err(anyhow!(
             "--pod needs libcni's result cache with entries for network {} (give --results-dir)",

@@ -172,12 +172,7 @@ impl Session for DiskSession<'_> {
         _set: &RangeSet,
         candidates: &mut dyn Iterator<Item = IpAddr>,
     ) -> Result<Option<IpAddr>, StoreError> {
-        for ip in candidates {
-            if !self.is_reserved(ip)? {
-                return Ok(Some(ip));
-            }
-        }
-        Ok(None)
+        crate::store::first_unreserved(candidates, |ip| self.is_reserved(ip))
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use super::*;
 use crate::error::StoreError;
-use crate::store::{Attachment, Entry, Owner, Pick, Store};
+use crate::store::conformance::{self, reserve};
+use crate::store::{Attachment, Entry, Owner, Pick};
 
 fn att(id: &str, ifname: &str) -> Attachment {
     Attachment::parse(id, ifname).unwrap()
@@ -34,19 +35,7 @@ fn pick(ip: &str, set: usize) -> Pick {
 #[test]
 fn conformance() {
     let d = tempfile::tempdir().unwrap();
-    let mut n = 0;
-    crate::store::conformance::run_all(&mut |seed: &[Entry]| {
-        n += 1;
-        let data = d.path().join(format!("d{n}"));
-        let net = data.join("net");
-        std::fs::create_dir_all(&net).unwrap();
-        for e in seed {
-            // Damaged: content no plugin writes.
-            let content = e.owner.to_content().unwrap_or_else(|| "\r\n".into());
-            std::fs::write(net.join(e.ip.to_string()), content).unwrap();
-        }
-        Box::new(DiskStore::new(data, "net")) as Box<dyn Store>
-    });
+    conformance::run_all(&mut conformance::disk_stores(d.path()));
 }
 
 #[test]
@@ -122,10 +111,7 @@ fn cursor_is_replaced_by_rename_through_a_spare() {
     // The reference rewrites the cursor in place; we still replace it.
     std::fs::write(&cursor, "10.0.0.50").unwrap();
     assert_eq!(s.cursor(0).unwrap(), Some("10.0.0.50".parse().unwrap()));
-    s.commit(&att("c9", "eth0"), &[pick("10.0.0.51", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c9", "eth0"), "10.0.0.51");
     assert_eq!(std::fs::read_to_string(&cursor).unwrap(), "10.0.0.51");
     assert_eq!(
         names_in(&net),
@@ -145,10 +131,7 @@ fn reserve_is_all_or_nothing() {
     let d = tempfile::tempdir().unwrap();
     let mut st = store(d.path());
     let mut s = st.session().unwrap();
-    s.commit(&att("c1", "eth0"), &[pick("10.0.0.3", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.0.0.3");
     let e = s
         .commit(
             &att("c2", "eth0"),
@@ -164,12 +147,7 @@ fn reserve_is_all_or_nothing() {
 fn index_sees_changes_made_behind_its_back() {
     let d = tempfile::tempdir().unwrap();
     let mut st = store(d.path());
-    st.session()
-        .unwrap()
-        .commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *st.session().unwrap(), &att("c1", "eth0"), "10.0.0.2");
     let net = d.path().join("net");
     // The reference (or an operator) adds one and removes another.
     std::fs::write(net.join("10.0.0.9"), "c9\r\neth0").unwrap();
@@ -190,12 +168,7 @@ fn index_sees_changes_made_behind_its_back() {
 fn index_survives_in_place_rewrite() {
     let d = tempfile::tempdir().unwrap();
     let mut st = store(d.path());
-    st.session()
-        .unwrap()
-        .commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *st.session().unwrap(), &att("c1", "eth0"), "10.0.0.2");
     // Rewriting content in place does not touch the directory's ctime.
     std::fs::write(d.path().join("net/10.0.0.2"), "c2\r\neth0").unwrap();
     let mut s = st.session().unwrap();
@@ -208,10 +181,7 @@ fn release_checks_owner_and_damaged_files() {
     let d = tempfile::tempdir().unwrap();
     let mut st = store(d.path());
     let mut s = st.session().unwrap();
-    s.commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.0.0.2");
     let wrong = Entry {
         ip: "10.0.0.2".parse().unwrap(),
         owner: Owner::Attachment {
@@ -249,10 +219,7 @@ fn symlinks_are_never_followed() {
         s.owner_of("10.0.0.3".parse().unwrap()).unwrap(),
         Some(Owner::Damaged { .. })
     ));
-    s.commit(&att("c1", "eth0"), &[pick("10.0.0.2", 0)])
-        .unwrap()
-        .finish()
-        .unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.0.0.2");
     drop(s);
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
     assert!(!std::fs::symlink_metadata(net.join("last_reserved_ip.0"))

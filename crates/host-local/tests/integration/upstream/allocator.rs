@@ -68,55 +68,50 @@ fn walk(c: &str, expect: &[&str]) {
     );
 }
 
-/// Go: RangeIter "should loop correctly from the beginning".
-#[test]
-fn should_loop_correctly_from_the_beginning() {
-    let tmp = TempDir::new().unwrap();
-    let c = mkalloc(tmp.path());
-    walk(
-        &c,
-        &[
-            "192.168.1.2",
-            "192.168.1.3",
-            "192.168.1.4",
-            "192.168.1.5",
-            "192.168.1.6",
-        ],
-    );
-}
-
 /// Reserve("ID", "eth0", ip) then ReleaseByID: an ADD of that address and a DEL.
 fn reserve_and_release(c: &str, addr: &str) {
     ok(&call("ADD", "ID", "eth0", c, Some(&format!("IP={addr}"))));
     ok(&del("ID", "eth0", c));
 }
 
+/// The RangeIter tests: mkalloc(), the address `released` (if any) reserved and released, then
+/// the walk from there.
+#[track_caller]
+fn walk_mkalloc(released: Option<&str>, expect: &[&str]) {
+    let tmp = TempDir::new().unwrap();
+    let c = mkalloc(tmp.path());
+    if let Some(addr) = released {
+        reserve_and_release(&c, addr);
+    }
+    walk(&c, expect);
+}
+
+/// mkalloc()'s addresses from its start.
+const MKALLOC_FROM_START: [&str; 5] = [
+    "192.168.1.2",
+    "192.168.1.3",
+    "192.168.1.4",
+    "192.168.1.5",
+    "192.168.1.6",
+];
+
+/// Go: RangeIter "should loop correctly from the beginning".
+#[test]
+fn should_loop_correctly_from_the_beginning() {
+    walk_mkalloc(None, &MKALLOC_FROM_START);
+}
+
 /// Go: RangeIter "should loop correctly from the end".
 #[test]
 fn should_loop_correctly_from_the_end() {
-    let tmp = TempDir::new().unwrap();
-    let c = mkalloc(tmp.path());
-    reserve_and_release(&c, "192.168.1.6");
-    walk(
-        &c,
-        &[
-            "192.168.1.2",
-            "192.168.1.3",
-            "192.168.1.4",
-            "192.168.1.5",
-            "192.168.1.6",
-        ],
-    );
+    walk_mkalloc(Some("192.168.1.6"), &MKALLOC_FROM_START);
 }
 
 /// Go: RangeIter "should loop correctly from the middle".
 #[test]
 fn should_loop_correctly_from_the_middle() {
-    let tmp = TempDir::new().unwrap();
-    let c = mkalloc(tmp.path());
-    reserve_and_release(&c, "192.168.1.3");
-    walk(
-        &c,
+    walk_mkalloc(
+        Some("192.168.1.3"),
         &[
             "192.168.1.4",
             "192.168.1.5",
@@ -289,26 +284,30 @@ fn must_fail_when_the_requested_ip_is_allocated() {
     );
 }
 
+/// Get of `requested`, outside the single range `range`, fails.
+#[track_caller]
+fn requested_outside_fails(range: Value, requested: &str) {
+    let tmp = TempDir::new().unwrap();
+    let c = conf(tmp.path(), json!([range]));
+    fails(&get_requested(&c, requested));
+}
+
 /// Go: "must return an error when the requested IP is after RangeEnd".
 #[test]
 fn must_return_an_error_when_the_requested_ip_is_after_range_end() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
-        tmp.path(),
-        json!([{"subnet": "192.168.1.0/29", "rangeEnd": "192.168.1.4"}]),
+    requested_outside_fails(
+        json!({"subnet": "192.168.1.0/29", "rangeEnd": "192.168.1.4"}),
+        "192.168.1.5",
     );
-    fails(&get_requested(&c, "192.168.1.5"));
 }
 
 /// Go: "must return an error when the requested IP is before RangeStart".
 #[test]
 fn must_return_an_error_when_the_requested_ip_is_before_range_start() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
-        tmp.path(),
-        json!([{"subnet": "192.168.1.0/29", "rangeStart": "192.168.1.3"}]),
+    requested_outside_fails(
+        json!({"subnet": "192.168.1.0/29", "rangeStart": "192.168.1.3"}),
+        "192.168.1.2",
     );
-    fails(&get_requested(&c, "192.168.1.2"));
 }
 
 type Subnets = &'static [&'static str];

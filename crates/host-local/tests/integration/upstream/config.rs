@@ -50,6 +50,15 @@ fn set(l: &[&str]) -> BTreeSet<String> {
     l.iter().map(|s| s.to_string()).collect()
 }
 
+/// ADD with `ipam` (in a fresh data directory, no extra top-level keys) fails with the
+/// reference's text for what LoadIPAMConfig refuses.
+#[track_caller]
+fn add_fails_with(version: &str, ipam: Value, reference: &str) {
+    let tmp = TempDir::new().unwrap();
+    let c = conf(version, tmp.path(), ipam, json!({}));
+    fails_with(&add("a", "eth0", &c), reference);
+}
+
 /// Go: "Should parse an old-style config".
 #[test]
 fn should_parse_an_old_style_config() {
@@ -168,24 +177,26 @@ fn cni_args_conf(dir: &Path) -> String {
     )
 }
 
+/// ADD with CNI_ARGS `cni_args` hands out the address `want`, and only it.
+#[track_caller]
+fn check_cni_args(cni_args: &str, want: &str) {
+    let tmp = TempDir::new().unwrap();
+    let c = cni_args_conf(tmp.path());
+    let r = result(&ok(&call("ADD", "a", "eth0", &c, Some(cni_args))));
+    assert_eq!(r.ips[0].address.addr(), ip(want));
+    assert_eq!(r.ips.len(), 1);
+}
+
 /// Go: "Should parse CNI_ARGS env" "without prefix".
 #[test]
 fn should_parse_cni_args_env_without_prefix() {
-    let tmp = TempDir::new().unwrap();
-    let c = cni_args_conf(tmp.path());
-    let r = result(&ok(&call("ADD", "a", "eth0", &c, Some("IP=10.1.2.10"))));
-    assert_eq!(r.ips[0].address.addr(), ip("10.1.2.10"));
-    assert_eq!(r.ips.len(), 1);
+    check_cni_args("IP=10.1.2.10", "10.1.2.10");
 }
 
 /// Go: "Should parse CNI_ARGS env" "with prefix".
 #[test]
 fn should_parse_cni_args_env_with_prefix() {
-    let tmp = TempDir::new().unwrap();
-    let c = cni_args_conf(tmp.path());
-    let r = result(&ok(&call("ADD", "a", "eth0", &c, Some("IP=10.1.2.11/24"))));
-    assert_eq!(r.ips[0].address.addr(), ip("10.1.2.11"));
-    assert_eq!(r.ips.len(), 1);
+    check_cni_args("IP=10.1.2.11/24", "10.1.2.11");
 }
 
 fn config_args_conf(dir: &Path, ips: Value) -> String {
@@ -205,10 +216,14 @@ fn config_args_conf(dir: &Path, ips: Value) -> String {
 /// through ADD, the first address of range set 0 (CNI_ARGS comes first) and
 /// 2001:db8:1::11 are placed; 10.1.2.11 (a second one for set 0) and
 /// 11.11.11.11 (outside every set) are left over, and nothing stays reserved.
-fn check_config_args(c: &str, dir: &Path, cni_args: &str) {
-    let msg = fails(&call("ADD", "a", "eth0", c, Some(cni_args)));
+/// `ips` are the config's `args`, `cni_args` the CNI_ARGS.
+#[track_caller]
+fn check_config_args(ips: Value, cni_args: &str) {
+    let tmp = TempDir::new().unwrap();
+    let c = config_args_conf(tmp.path(), ips);
+    let msg = fails(&call("ADD", "a", "eth0", &c, Some(cni_args)));
     assert_eq!(leftovers(&msg), set(&["10.1.2.11", "11.11.11.11"]), "{msg}");
-    let left: Vec<_> = super::super::common::reservations(&dir.join("mynet"))
+    let left: Vec<_> = super::super::common::reservations(&tmp.path().join("mynet"))
         .into_keys()
         .collect();
     assert!(left.is_empty(), "reserved after a failed ADD: {left:?}");
@@ -217,53 +232,40 @@ fn check_config_args(c: &str, dir: &Path, cni_args: &str) {
 /// Go: "Should parse config args" "without prefix".
 #[test]
 fn should_parse_config_args_without_prefix() {
-    let tmp = TempDir::new().unwrap();
-    let c = config_args_conf(
-        tmp.path(),
+    check_config_args(
         json!(["10.1.2.11", "11.11.11.11", "2001:db8:1::11"]),
+        "IP=10.1.2.10",
     );
-    check_config_args(&c, tmp.path(), "IP=10.1.2.10");
 }
 
 /// Go: "Should parse config args" "with prefix".
 #[test]
 fn should_parse_config_args_with_prefix() {
-    let tmp = TempDir::new().unwrap();
-    let c = config_args_conf(
-        tmp.path(),
+    check_config_args(
         json!(["10.1.2.11/24", "11.11.11.11/24", "2001:db8:1::11/64"]),
+        "IP=10.1.2.10/24",
     );
-    check_config_args(&c, tmp.path(), "IP=10.1.2.10/24");
 }
 
 /// Go: "Should detect overlap between rangesets".
 #[test]
 fn should_detect_overlap_between_rangesets() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.3.1",
-        tmp.path(),
         json!({"ranges": [
             [{"subnet": "10.1.2.0/24"}, {"subnet": "10.2.2.0/24"}],
             [{"subnet": "10.1.4.0/24"}, {"subnet": "10.1.6.0/24"}, {"subnet": "10.1.8.0/24"}, {"subnet": "10.1.2.0/24"}]
         ]}),
-        json!({}),
+        "range set 0 overlaps with 1",
     );
-    fails_with(&add("a", "eth0", &c), "range set 0 overlaps with 1");
 }
 
 /// Go: "Should detect overlap within rangeset".
 #[test]
 fn should_detect_overlap_within_rangeset() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.3.1",
-        tmp.path(),
         json!({"ranges": [[{"subnet": "10.1.0.0/22"}, {"subnet": "10.1.2.0/24"}]]}),
-        json!({}),
-    );
-    fails_with(
-        &add("a", "eth0", &c),
         "invalid range set 0: subnets 10.1.0.1-10.1.3.254 and 10.1.2.1-10.1.2.254 overlap",
     );
 }
@@ -271,15 +273,9 @@ fn should_detect_overlap_within_rangeset() {
 /// Go: "should error on rangesets with different families".
 #[test]
 fn should_error_on_rangesets_with_different_families() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.3.1",
-        tmp.path(),
         json!({"ranges": [[{"subnet": "10.1.0.0/22"}, {"subnet": "2001:db8:5::/64"}]]}),
-        json!({}),
-    );
-    fails_with(
-        &add("a", "eth0", &c),
         "invalid range set 0: mixed address families",
     );
 }
@@ -287,15 +283,9 @@ fn should_error_on_rangesets_with_different_families() {
 /// Go: "Should should error on too many ranges".
 #[test]
 fn should_should_error_on_too_many_ranges() {
-    let tmp = TempDir::new().unwrap();
-    let c = conf(
+    add_fails_with(
         "0.2.0",
-        tmp.path(),
         json!({"ranges": [[{"subnet": "10.1.2.0/24"}], [{"subnet": "11.1.2.0/24"}]]}),
-        json!({}),
-    );
-    fails_with(
-        &add("a", "eth0", &c),
         "CNI version 0.2.0 does not support more than 1 address per family",
     );
 }

@@ -1,12 +1,14 @@
 //! Port of plugins/ipam/host-local/host_local_test.go (v1.1.1): "host-local
 //! Operations", every `It` run for every spec version.
 
-use serde_json::json;
+use std::path::Path;
+
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use super::{
     add, cidr, conf, del, fails, fails_with, gone, has_ip_version, has_multiple_ips, ip, ok,
-    per_version, read, result, Ip, Route,
+    per_version, read, result, Ip, Output, Res, Route,
 };
 
 /// The Go tests' `ifname`.
@@ -39,6 +41,41 @@ fn check_ip_version(ver: &str, raw: &str) {
             "no \"version\": in {raw}"
         );
     }
+}
+
+/// The Go tests' config for network "mynet", `ipam` in `tmp`, no extra top-level keys.
+fn mynet(ver: &str, tmp: &TempDir, ipam: Value) -> String {
+    conf(ver, "mynet", tmp.path(), ipam, json!({}))
+}
+
+/// ADD that must succeed, with the `"version"` check every Go test makes of its raw result.
+#[track_caller]
+fn add_ok(ver: &str, id: &str, ifname: &str, c: &str) -> Res {
+    let out = add(id, ifname, c);
+    let r = result(&ok(&out));
+    check_ip_version(ver, &out.stdout);
+    r
+}
+
+/// `Expect(string(contents)).To(Equal(expectedAddress))` for an address file: `id`, the line
+/// break, `ifname`.
+#[track_caller]
+fn assert_holds(ip_file: &Path, id: &str, ifname: &str) {
+    assert_eq!(read(ip_file), format!("{id}{LINE_BREAK}{ifname}"));
+}
+
+/// `if !testutils.SpecVersionHasMultipleIPs(ver)`: a version with one address per family must
+/// refuse two, with the reference's whole text (our detail may follow). True when it did.
+#[track_caller]
+fn refused_multiple_ips(ver: &str, out: &Output) -> bool {
+    if has_multiple_ips(ver) {
+        return false;
+    }
+    fails_with(
+        out,
+        &format!("CNI version {ver} does not support more than 1 address per family"),
+    );
+    true
 }
 
 per_version! {
@@ -78,9 +115,7 @@ fn allocates_and_releases_addresses_with_add_del(ver: &str) {
         }),
         json!({}),
     );
-    let out = add("dummy", IFNAME, &c);
-    let r = result(&ok(&out));
-    check_ip_version(ver, &out.stdout);
+    let r = add_ok(ver, "dummy", IFNAME, &c);
 
     assert_eq!(
         r.ips[0],
@@ -124,10 +159,10 @@ fn allocates_and_releases_addresses_with_add_del(ver: &str) {
     }
 
     let ip_file1 = tmp.path().join("mynet").join("10.1.2.2");
-    assert_eq!(read(&ip_file1), format!("dummy{LINE_BREAK}{IFNAME}"));
+    assert_holds(&ip_file1, "dummy", IFNAME);
     // disk.GetEscapedPath("mynet", "2001:db8:1::2"): no escaping on Linux.
     let ip_file2 = tmp.path().join("mynet").join("2001:db8:1::2");
-    assert_eq!(read(&ip_file2), format!("dummy{LINE_BREAK}{IFNAME}"));
+    assert_holds(&ip_file2, "dummy", IFNAME);
 
     let last1 = tmp.path().join("mynet").join("last_reserved_ip.0");
     assert_eq!(read(&last1), "10.1.2.2");
@@ -159,25 +194,21 @@ fn allocates_and_releases_addresses_on_specific_interface_with_add_del(ver: &str
         json!({"master": "foo1"}),
     );
 
-    let out0 = add("dummy", IFNAME, &conf0);
-    result(&ok(&out0));
-    check_ip_version(ver, &out0.stdout);
+    add_ok(ver, "dummy", IFNAME, &conf0);
 
-    let out1 = add("dummy", IFNAME1, &conf1);
-    result(&ok(&out1));
-    check_ip_version(ver, &out1.stdout);
+    add_ok(ver, "dummy", IFNAME1, &conf1);
 
     let ip_file0 = tmp.path().join("mynet0").join("10.1.2.2");
-    assert_eq!(read(&ip_file0), format!("dummy{LINE_BREAK}{IFNAME}"));
+    assert_holds(&ip_file0, "dummy", IFNAME);
     let ip_file1 = tmp.path().join("mynet1").join("10.2.2.2");
-    assert_eq!(read(&ip_file1), format!("dummy{LINE_BREAK}{IFNAME1}"));
+    assert_holds(&ip_file1, "dummy", IFNAME1);
 
     // Release the IP on ifname
     ok(&del("dummy", IFNAME, &conf0));
     gone(&ip_file0);
 
     // reread ipFilePath1, ensure that ifname1 didn't get deleted
-    assert_eq!(read(&ip_file1), format!("dummy{LINE_BREAK}{IFNAME1}"));
+    assert_holds(&ip_file1, "dummy", IFNAME1);
 
     // Release the IP on ifname1
     ok(&del("dummy", IFNAME1, &conf1));
@@ -195,9 +226,7 @@ fn repeat_allocating_addresses_on_specific_interface_for_same_container_id_with_
         json!({}),
     );
 
-    let out0 = add("dummy", IFNAME, &c);
-    let r0 = result(&ok(&out0));
-    check_ip_version(ver, &out0.stdout);
+    let r0 = add_ok(ver, "dummy", IFNAME, &c);
     assert_eq!(r0.ips.len(), 1);
     assert_eq!(r0.ips[0].address.to_string(), "10.1.2.2/24");
 
@@ -205,9 +234,7 @@ fn repeat_allocating_addresses_on_specific_interface_for_same_container_id_with_
     fails(&add("dummy", IFNAME, &c));
 
     // Allocate the IP with the another container ID
-    let out1 = add("dummy1", IFNAME, &c);
-    let r1 = result(&ok(&out1));
-    check_ip_version(ver, &out1.stdout);
+    let r1 = add_ok(ver, "dummy1", IFNAME, &c);
     assert_eq!(r1.ips.len(), 1);
     assert_eq!(r1.ips[0].address.to_string(), "10.1.2.3/24");
 
@@ -235,12 +262,10 @@ fn verify_del_works_on_backwards_compatible_allocate(ver: &str) {
         json!({"master": "foo"}),
     );
 
-    let out = add("dummy", IFNAME, &c);
-    result(&ok(&out));
-    check_ip_version(ver, &out.stdout);
+    add_ok(ver, "dummy", IFNAME, &c);
 
     let ip_file = tmp.path().join("mynet").join("10.1.2.2");
-    assert_eq!(read(&ip_file), format!("dummy{LINE_BREAK}{IFNAME}"));
+    assert_holds(&ip_file, "dummy", IFNAME);
     std::fs::write(&ip_file, "dummy".trim()).unwrap();
 
     ok(&del("dummy", IFNAME, &c));
@@ -250,13 +275,7 @@ fn verify_del_works_on_backwards_compatible_allocate(ver: &str) {
 /// Go: "[%s] doesn't error when passed an unknown ID on DEL".
 fn doesnt_error_when_passed_an_unknown_id_on_del(ver: &str) {
     let tmp = tmp();
-    let c = conf(
-        ver,
-        "mynet",
-        tmp.path(),
-        json!({"subnet": "10.1.2.0/24"}),
-        json!({}),
-    );
+    let c = mynet(ver, &tmp, json!({"subnet": "10.1.2.0/24"}));
     ok(&del("dummy", IFNAME, &c));
 }
 
@@ -269,13 +288,7 @@ fn doesnt_error_when_passed_an_unknown_id_on_del(ver: &str) {
 /// it is asserted instead: refused, nothing written (docs/upstream-tests.md).
 fn ignores_whitespace_in_disk_files(ver: &str) {
     let tmp = tmp();
-    let c = conf(
-        ver,
-        "mynet",
-        tmp.path(),
-        json!({"subnet": "10.1.2.0/24"}),
-        json!({}),
-    );
+    let c = mynet(ver, &tmp, json!({"subnet": "10.1.2.0/24"}));
     let out = add("   dummy\n ", IFNAME, &c);
     assert_eq!(fails(&out), "invalid characters in containerID");
     assert_eq!(out.err_code(), Some(4));
@@ -285,13 +298,7 @@ fn ignores_whitespace_in_disk_files(ver: &str) {
 /// Go: "[%s] does not output an error message upon initial subnet creation".
 fn does_not_output_an_error_message_upon_initial_subnet_creation(ver: &str) {
     let tmp = tmp();
-    let c = conf(
-        ver,
-        "mynet",
-        tmp.path(),
-        json!({"subnet": "10.1.2.0/24"}),
-        json!({}),
-    );
+    let c = mynet(ver, &tmp, json!({"subnet": "10.1.2.0/24"}));
     let out = add("testing", IFNAME, &c);
     ok(&out);
     // v1.1.1 logs "Error retriving last reserved ip" (sic); later versions
@@ -332,13 +339,7 @@ fn allocates_custom_ips_from_multiple_ranges(ver: &str) {
         json!({"args": {"cni": {"ips": ["10.1.2.88", "10.1.3.77"]}}}),
     );
     let out = add("dummy", IFNAME, &c);
-    if !has_multiple_ips(ver) {
-        // MatchError: the reference's whole text, our detail may follow.
-        fails_with(
-            &out,
-            &format!("CNI version {ver} does not support more than 1 address per family"),
-        );
-    } else {
+    if !refused_multiple_ips(ver, &out) {
         let r = result(&ok(&out));
         assert_eq!(r.ips.len(), 2);
         assert_eq!(r.ips[0].address.addr(), ip("10.1.2.88"));
@@ -377,12 +378,7 @@ fn fails_if_a_requested_custom_ip_is_not_used(ver: &str) {
         json!({"args": {"cni": {"ips": ["10.1.2.88", "10.1.2.77"]}}}),
     );
     let out = add("dummy", IFNAME, &c);
-    if !has_multiple_ips(ver) {
-        fails_with(
-            &out,
-            &format!("CNI version {ver} does not support more than 1 address per family"),
-        );
-    } else {
+    if !refused_multiple_ips(ver, &out) {
         // Need to match prefix, because ordering is not guaranteed
         fails_with(&out, "failed to allocate all requested IPs: 10.1.2.");
     }
