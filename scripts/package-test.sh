@@ -97,7 +97,7 @@ for alg in 256 512; do
   (cd "$dist" && "sha${alg}sum" --quiet -c "$name.sha$alg") || fail "sha$alg does not verify"
 done
 entries=$(tar -tzf "$tgz" | tr '\n' ' ')
-[ "$entries" = "./ ./LICENSE ./README.md ./host-local ./ipamctl " ] || fail "tarball entries: $entries"
+[ "$entries" = "./ ./LICENSE ./README.md ./host-local ./host-local-etcd ./ipamctl " ] || fail "tarball entries: $entries"
 tar --numeric-owner --full-time -tvzf "$tgz" | while read -r mode owner _size day time _path; do
   [ "$owner" = 0/0 ] || fail "owner $owner in the tarball"
   [ "$(date -u -d "$day $time UTC" +%s)" = "$epoch" ] || fail "mtime $day $time is not the commit's"
@@ -210,6 +210,15 @@ for f in /usr/bin/ipamctl /usr/share/man/man1/ipamctl.1.gz \
   [ -s "$f" ] || fail "$f missing"
 done
 grep -q '^\.TH ipamctl 1' <<<"$(zcat /usr/share/man/man1/ipamctl.1.gz)" || fail "man page"
+# An etcd-store call is handed to /usr/lib/cni/host-local-etcd: with no member
+# listening it answers the etcd store's "try again later" (11), not "cannot
+# run host-local-etcd" (7).
+cmp -s /usr/lib/cni/host-local-etcd "$(dirname "$ours_bin")/host-local-etcd" || fail "host-local-etcd is not the binary just built"
+etcd_conf='{"cniVersion":"1.0.0","name":"pkg-etcd","type":"bridge","ipam":{"type":"host-local","subnet":"10.99.0.0/24",
+ "store":{"type":"etcd","endpoints":["http://127.0.0.1:9"],"node":"pkg","timeout":"1s"}}}'
+out=$(CNI_COMMAND=ADD CNI_CONTAINERID=pkg1 CNI_NETNS=/var/run/netns/pkg1 CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
+  "$PLUGIN" <<<"$etcd_conf" || true)
+grep -Eq '"code": ?11' <<<"$out" || fail "etcd hand-over from $PLUGIN: $out"
 echo "installed: diversion listed, $PLUGIN answers 1.1.0, Go binary at $GO_DIVERTED"
 
 step "podman e2e suite with podman's default plugin directories (package installed)"
@@ -226,6 +235,7 @@ if grep -qF "by host-local-rs" <<<"$(dpkg-divert --list)"; then fail "diversion 
 v=$(dpkg --verify containernetworking-plugins 2>&1) || true
 [ -z "$v" ] || fail "dpkg --verify containernetworking-plugins: $v"
 [ ! -e /usr/bin/ipamctl ] || fail "/usr/bin/ipamctl left after purge"
+[ ! -e /usr/lib/cni/host-local-etcd ] || fail "/usr/lib/cni/host-local-etcd left after purge"
 echo "removed: Go binary back, dpkg --verify containernetworking-plugins clean"
 
 step "podman with the Go host-local again"

@@ -4,6 +4,7 @@
 #   host-local-rs_<version>-1_<arch>.deb          Debian package (cargo-deb;
 #       metadata in crates/host-local/Cargo.toml, scripts in packaging/debian/)
 #   host-local-rs-linux-<arch>-v<version>.tgz     release tarball: host-local,
+#       host-local-etcd (the etcd store, run by host-local),
 #       ipamctl, LICENSE, README.md; with .sha256 and .sha512 as upstream's
 #       cni-plugins releases have them (`sha256sum <file>` output).
 # The tarball is reproducible: mtimes are the commit's time (SOURCE_DATE_EPOCH),
@@ -53,7 +54,7 @@ name="host-local-rs-linux-$arch-v$version.tgz"
 stage="$dist/.stage-tgz"
 rm -rf "$stage"
 mkdir -p "$stage"
-install -m 0755 "$bindir/host-local" "$bindir/ipamctl" "$stage/"
+install -m 0755 "$bindir/host-local" "$bindir/host-local-etcd" "$bindir/ipamctl" "$stage/"
 install -m 0644 LICENSE README.md "$stage/"
 chmod 0755 "$stage"
 tar --sort=name --format=gnu --owner=0 --group=0 --numeric-owner \

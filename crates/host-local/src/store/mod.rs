@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::{IpamConfig, RangeSet};
 use crate::error::{Error, StoreError};
@@ -356,6 +356,26 @@ fn first_unreserved(
 /// same). Each backend owns the keys of its object; invalid ones are code 7
 /// errors naming `ipam.store.<key>`.
 pub fn open(cfg: &IpamConfig) -> Result<Box<dyn Store>, Error> {
+    #[cfg(feature = "etcd")]
+    return open_with(cfg, &mut etcd::open);
+    #[cfg(not(feature = "etcd"))]
+    return open_with(cfg, &mut |_, _| {
+        Err(Error::config(
+            "ipam.store.type",
+            "etcd",
+            "this build has no etcd support (cargo feature \"etcd\")",
+        ))
+    });
+}
+
+/// Opens the etcd store for a configuration and its `ipam.store` object.
+pub type EtcdOpener<'a> =
+    dyn FnMut(&IpamConfig, &Map<String, Value>) -> Result<Box<dyn Store>, Error> + 'a;
+
+/// [`open`], with the etcd store opened by `etcd`: the `host-local`
+/// executable passes one that hands the call to `host-local-etcd`
+/// ([`crate::delegate`]), so the etcd client is not linked into it.
+pub fn open_with(cfg: &IpamConfig, etcd: &mut EtcdOpener<'_>) -> Result<Box<dyn Store>, Error> {
     let Some(v) = cfg.store.as_ref().filter(|v| !v.is_null()) else {
         return Ok(Box::new(disk::DiskStore::new(
             cfg.data_dir.clone(),
@@ -394,14 +414,7 @@ pub fn open(cfg: &IpamConfig) -> Result<Box<dyn Store>, Error> {
                 &cfg.network,
             )))
         }
-        #[cfg(feature = "etcd")]
-        "etcd" => etcd::open(cfg, obj),
-        #[cfg(not(feature = "etcd"))]
-        "etcd" => Err(Error::config(
-            "ipam.store.type",
-            "etcd",
-            "this build has no etcd support (cargo feature \"etcd\")",
-        )),
+        "etcd" => etcd(cfg, obj),
         other => Err(Error::config(
             "ipam.store.type",
             other,
