@@ -4,12 +4,7 @@
 # On glibc Linux the binaries are linked statically (crt-static): no dynamic
 # loader runs at each exec, which makes every plugin call about 0.4 ms faster
 # and its peak memory about 0.9 MiB smaller. (An explicit --target is needed so
-# that proc-macro crates, built for the host, stay dynamic.) They are also
-# position-dependent (relocation-model=static: a static non-PIE executable):
-# a static PIE relocates itself at every start, writing every page of
-# vtables and pointers, and the etcd store's gRPC/TLS/async code would make
-# each disk-store call pay for that. The trade-off: the executable's own image
-# is not address-randomised (stack, heap and mmaps still are).
+# that proc-macro crates, built for the host, stay dynamic.)
 #
 # Paths of this checkout and of cargo's registry, which panic messages embed,
 # are remapped to fixed names: the same commit builds the same bytes anywhere
@@ -20,7 +15,7 @@ remap="--remap-path-prefix=$PWD=/build --remap-path-prefix=${CARGO_HOME:-$HOME/.
 host=$(rustc -vV | sed -n 's/^host: //p')
 case "$host" in
   *-linux-gnu*)
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static $remap" \
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static $remap" \
       cargo build --release --target "$host" -p host-local -p ipamctl >&2
     dir="target/$host/release" ;;
   *)

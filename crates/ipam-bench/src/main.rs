@@ -295,13 +295,12 @@ fn build_ours() -> Result<PathBuf> {
             .arg(target);
         if static_gnu {
             // As scripts/build-release.sh: crt-static needs an explicit target
-            // so proc macros (built for the host) stay dynamic; non-PIE, so no
-            // self-relocation at each start.
+            // so proc macros (built for the host) stay dynamic.
             let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-            flags.push_str(" -C target-feature=+crt-static -C relocation-model=static");
+            flags.push_str(" -C target-feature=+crt-static");
             cmd.args(["--target", &host]).env("RUSTFLAGS", flags.trim());
             eprintln!(
-                "building ours: cargo build --release -p host-local --target {host} (crt-static, non-PIE)"
+                "building ours: cargo build --release -p host-local --target {host} (crt-static)"
             );
         } else {
             eprintln!("building ours: cargo build --release -p host-local");
