@@ -131,21 +131,7 @@ impl Served {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
-
-    fn env(cmd: &'static str) -> impl Fn(&str) -> Option<OsString> {
-        move |k| {
-            let v = match k {
-                "CNI_COMMAND" => cmd,
-                "CNI_CONTAINERID" => "c1",
-                "CNI_NETNS" => "/var/run/netns/c1",
-                "CNI_IFNAME" => "eth0",
-                "CNI_PATH" => "/opt/cni/bin",
-                _ => return None,
-            };
-            Some(v.into())
-        }
-    }
+    use crate::plugin::tests::cni_env as env;
 
     fn conf(store: &str, dir: &std::path::Path) -> String {
         format!(

@@ -193,7 +193,7 @@ impl Plugin for HostLocal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::RefCell;
     use std::ffi::OsString;
     use std::rc::Rc;
@@ -237,11 +237,11 @@ mod tests {
         (code, json, store)
     }
 
-    /// ADD of `conf` for container c1 on eth0: the exit code and the JSON printed.
-    fn run_add(plugin: &mut HostLocal, conf: &[u8]) -> (i32, serde_json::Value) {
-        let env = |k: &str| -> Option<OsString> {
+    /// The environment of `cmd` for container c1 on eth0 (also for `delegate`'s tests).
+    pub(crate) fn cni_env(cmd: &'static str) -> impl Fn(&str) -> Option<OsString> {
+        move |k| {
             let v = match k {
-                "CNI_COMMAND" => "ADD",
+                "CNI_COMMAND" => cmd,
                 "CNI_CONTAINERID" => "c1",
                 "CNI_NETNS" => "/var/run/netns/c1",
                 "CNI_IFNAME" => "eth0",
@@ -249,7 +249,12 @@ mod tests {
                 _ => return None,
             };
             Some(v.into())
-        };
+        }
+    }
+
+    /// ADD of `conf` for container c1 on eth0: the exit code and the JSON printed.
+    fn run_add(plugin: &mut HostLocal, conf: &[u8]) -> (i32, serde_json::Value) {
+        let env = cni_env("ADD");
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let o = cni_proto::run(plugin, &env, &mut &conf[..], &mut out, &mut err);
         (o.exit_code, serde_json::from_slice(&out).unwrap())
