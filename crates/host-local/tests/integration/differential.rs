@@ -12,7 +12,7 @@
 //! - steps marked `Codes`, `RefRefuses`, `OursRefuses` or `Outputs` assert
 //!   the exact value on each side.
 //!
-//! Long (~870 lines) because it is one table of scenarios plus the runner
+//! Long (~1,080 lines) because it is one table of scenarios plus the runner
 //! that compares them; splitting the table would only scatter it.
 
 use std::collections::BTreeMap;
