@@ -11,16 +11,22 @@
 # (the release tarball of scripts/package.sh is reproducible).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-remap="--remap-path-prefix=$PWD=/build --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+# Flags go to cargo as CARGO_ENCODED_RUSTFLAGS (separated by 0x1f), so a
+# checkout or CARGO_HOME path with spaces stays one flag; RUSTFLAGS from the
+# caller is split on whitespace, as cargo itself does, and kept.
+read -ra flags <<<"${RUSTFLAGS:-}"
 host=$(rustc -vV | sed -n 's/^host: //p')
+target_args=()
+dir="target/release"
 case "$host" in
   *-linux-gnu*)
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static $remap" \
-      cargo build --release --target "$host" -p host-local -p ipamctl >&2
+    flags+=(-C target-feature=+crt-static)
+    target_args=(--target "$host")
     dir="target/$host/release" ;;
-  *)
-    RUSTFLAGS="${RUSTFLAGS:-} $remap" cargo build --release -p host-local -p ipamctl >&2
-    dir="target/release" ;;
 esac
+flags+=("--remap-path-prefix=$PWD=/build" "--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo")
+encoded=$(IFS=$'\x1f'; echo "${flags[*]}")
+env -u RUSTFLAGS CARGO_ENCODED_RUSTFLAGS="$encoded" \
+  cargo build --release "${target_args[@]}" -p host-local -p ipamctl >&2
 echo "$PWD/$dir/host-local"
 echo "$PWD/$dir/ipamctl"
