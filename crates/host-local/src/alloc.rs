@@ -226,15 +226,7 @@ pub fn del(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<()
     } else {
         exact
     };
-    let mut failures = Vec::new();
-    for e in targets {
-        if let Err(err) = s.release(e) {
-            failures.push(Failure {
-                what: format!("release {}", e.ip),
-                source: err,
-            });
-        }
-    }
+    let failures = s.release_all(&targets);
     if failures.is_empty() {
         Ok(())
     } else {

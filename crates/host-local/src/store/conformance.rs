@@ -46,6 +46,7 @@ pub const CASES: &[Case] = &[
         "release_only_when_still_owned",
         release_only_when_still_owned,
     ),
+    ("release_all_of_an_attachment", release_all_of_an_attachment),
     ("first_free_in_order", first_free_in_order),
     ("damaged_counts_as_reserved", damaged_counts_as_reserved),
     ("count_and_list", count_and_list),
@@ -341,6 +342,44 @@ fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
         Some(ip("10.9.0.2")),
         "{name}"
     );
+}
+
+fn release_all_of_an_attachment(make: &mut MakeStore<'_>) {
+    let name = "release_all_of_an_attachment";
+    let mut st = make(&[legacy("10.9.0.61", "c1")]);
+    let mut s = st.session().unwrap();
+    let a = att("c1", "eth0");
+    let committed = s
+        .commit(&a, &[pick("10.9.0.2", 0), pick("fd09::2", 1)])
+        .unwrap();
+    drop(s);
+    committed.finish().unwrap();
+    reserve(&mut *st.session().unwrap(), &att("c2", "eth0"), "10.9.0.3");
+    let mut s = st.session().unwrap();
+    let mut found = s.find(&a).unwrap();
+    assert_eq!(
+        ips(&found),
+        [ip("10.9.0.2"), ip("10.9.0.61"), ip("fd09::2")],
+        "{name}: dual stack and the legacy file"
+    );
+    // An entry that no longer holds (another container's address) is left.
+    found.push(Entry {
+        ip: ip("10.9.0.3"),
+        owner: a.owner(),
+    });
+    let targets: Vec<&Entry> = found.iter().collect();
+    let failures = s.release_all(&targets);
+    assert!(failures.is_empty(), "{name}: {failures:?}");
+    drop(s);
+    let mut s = st.session().unwrap();
+    assert!(s.find(&a).unwrap().is_empty(), "{name}: all released");
+    assert_eq!(
+        s.owner_of(ip("10.9.0.3")).unwrap(),
+        Some(att("c2", "eth0").owner()),
+        "{name}: the other container keeps its address"
+    );
+    assert_eq!(s.count().unwrap(), 1, "{name}: count");
+    assert!(s.release_all(&[]).is_empty(), "{name}: nothing to release");
 }
 
 fn first_free_in_order(make: &mut MakeStore<'_>) {

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::config::{IpamConfig, RangeSet};
-use crate::error::{Error, StoreError};
+use crate::error::{Error, Failure, StoreError};
 
 #[doc(hidden)]
 pub mod conformance;
@@ -318,6 +318,15 @@ pub trait Session {
     /// (damaged entries: if still damaged). Returns whether it was removed.
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError>;
 
+    /// [`Session::release`] of every entry (DEL of an attachment with an
+    /// address per range set), returning every failure. A backend that can
+    /// release them in one step does, so a failure leaves all of them in
+    /// place (etcd: one transaction); the default releases one by one and
+    /// goes on after a failure.
+    fn release_all(&mut self, entries: &[&Entry]) -> Vec<Failure> {
+        release_each(self, entries)
+    }
+
     /// Number of reservations (damaged ones included), without reading them.
     fn count(&mut self) -> Result<u64, StoreError>;
 
@@ -335,6 +344,19 @@ pub trait Session {
     fn writable(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// [`Session::release`] of each entry in turn, every failure kept.
+pub fn release_each<S: Session + ?Sized>(s: &mut S, entries: &[&Entry]) -> Vec<Failure> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            s.release(e).err().map(|source| Failure {
+                what: format!("release {}", e.ip),
+                source,
+            })
+        })
+        .collect()
 }
 
 /// [`Session::first_free`] for a store that tells cheaply and locally whether an address is

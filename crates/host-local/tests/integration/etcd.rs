@@ -493,3 +493,35 @@ fn first_free_walks_past_the_read_window() {
     );
     assert_eq!(s.count().unwrap(), 698);
 }
+
+/// etcd's current revision: every transaction that writes adds one.
+fn revision(c: &Cluster) -> i64 {
+    let (ok, out) = c.etcdctl(&["get", "/revision-probe", "-w", "json"]);
+    assert!(ok, "etcdctl get: {out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["header"]["revision"].as_i64().expect("header.revision")
+}
+
+/// DEL of a dual-stack attachment releases both addresses in one
+/// transaction: etcd failing during it leaves both reserved, never one.
+#[test]
+fn del_releases_every_address_in_one_transaction() {
+    if !etcd_or_skip("etcd DEL in one transaction") {
+        return;
+    }
+    let c = Cluster::start(1);
+    let ipam = json!({"ranges": [[{"subnet": "10.31.0.0/24"}], [{"subnet": "fd31::/64"}]]});
+    let net = Net::new(&c, "del-txn", ipam);
+    assert_eq!(net.add_ok("c1").len(), 2);
+    let before = revision(&c);
+    let o = net.del("c1");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        revision(&c) - before,
+        1,
+        "one transaction for both releases"
+    );
+    assert!(check_consistent(&c, "del-txn").is_empty());
+    assert_eq!(net.del("c1").code, 0, "DEL again: nothing left, success");
+    net.assert_disk_untouched();
+}

@@ -25,8 +25,8 @@ use serde_json::{Map, Value};
 
 use crate::addr;
 use crate::config::{IpamConfig, RangeSet};
-use crate::error::{Error, StoreError};
-use crate::store::{Attachment, Committed, Entry, Owner, Pick, Session, Store};
+use crate::error::{Error, Failure, StoreError};
+use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Store};
 
 pub mod config;
 pub mod keys;
@@ -228,6 +228,22 @@ impl EtcdSession<'_> {
     }
 
     /// The value of the address key now (latest revision), cached.
+    /// The value of `entry.ip`'s key while it still names `entry.owner`
+    /// (this session's read, else the latest); None once it does not.
+    fn held_value(&mut self, entry: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
+        let cached = self
+            .values
+            .get(&entry.ip)
+            .filter(|v| Record::decode(v).0 == entry.owner)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        Ok(self
+            .read_value(entry.ip, true)?
+            .filter(|v| Record::decode(v).0 == entry.owner))
+    }
+
     fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Vec<u8>>, StoreError> {
         let opts = if latest {
             GetOptions::new()
@@ -433,17 +449,8 @@ impl Session for EtcdSession<'_> {
     }
 
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
-        let cached = self
-            .values
-            .get(&entry.ip)
-            .filter(|v| Record::decode(v).0 == entry.owner)
-            .cloned();
-        let value = match cached {
-            Some(v) => v,
-            None => match self.read_value(entry.ip, true)? {
-                Some(v) if Record::decode(&v).0 == entry.owner => v,
-                _ => return Ok(false),
-            },
+        let Some(value) = self.held_value(entry)? else {
+            return Ok(false);
         };
         let key = self.keys.ip(entry.ip);
         let index = self.keys.index_of(&entry.owner, entry.ip);
@@ -464,6 +471,53 @@ impl Session for EtcdSession<'_> {
         self.values.remove(&entry.ip);
         self.wrote(resp.header());
         Ok(resp.succeeded())
+    }
+
+    /// One transaction for all of them (each address key compared with the
+    /// value this session read): etcd down or slow leaves every reservation
+    /// in place, never some. When one of them changed meanwhile, the
+    /// transaction writes nothing and each is released on its own terms.
+    fn release_all(&mut self, entries: &[&Entry]) -> Vec<Failure> {
+        if entries.len() < 2 {
+            return store::release_each(self, entries);
+        }
+        let what = format!(
+            "release {}",
+            entries
+                .iter()
+                .map(|e| e.ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let (mut when, mut then) = (Vec::new(), Vec::new());
+        for e in entries {
+            let value = match self.held_value(e) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(source) => return vec![Failure { what, source }],
+            };
+            let key = self.keys.ip(e.ip);
+            when.push(Compare::value(key.clone(), CompareOp::Equal, value));
+            then.push(TxnOp::delete(key, None));
+            if let Some(i) = self.keys.index_of(&e.owner, e.ip) {
+                then.push(TxnOp::delete(i, None));
+            }
+        }
+        if when.is_empty() {
+            return Vec::new();
+        }
+        let txn = Txn::new().when(when).and_then(then);
+        match self.rpc.txn(&what, self.deadline, txn) {
+            Err(source) => vec![Failure { what, source }],
+            Ok(resp) if resp.succeeded() => {
+                for e in entries {
+                    self.values.remove(&e.ip);
+                }
+                self.wrote(resp.header());
+                Vec::new()
+            }
+            Ok(_) => store::release_each(self, entries),
+        }
     }
 
     fn count(&mut self) -> Result<u64, StoreError> {
