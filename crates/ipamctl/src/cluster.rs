@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use host_local::store::etcd::{EtcdConfig, EtcdStore, NodeEntry};
+use host_local::store::etcd::{EtcdStore, NodeEntry};
 use host_local::store::Owner;
 use serde_json::{json, Value};
 
@@ -57,21 +57,7 @@ fn store_for(config: &std::path::Path, network: &str) -> Result<EtcdStore> {
     let net = cfgs
         .get(network)
         .ok_or_else(|| anyhow!("network {network} not found in {}", config.display()))?;
-    let store = net
-        .ipam
-        .store
-        .as_ref()
-        .and_then(Value::as_object)
-        .filter(|o| o.get("type").and_then(Value::as_str) == Some("etcd"))
-        .ok_or_else(|| {
-            anyhow!(
-                "network {network} ({}) does not use the etcd store",
-                net.source.display()
-            )
-        })?;
-    // The node name is irrelevant to reading; do not require a host name.
-    let cfg = EtcdConfig::from_object(store, &|| Some("ipamctl".into()))
-        .map_err(|e| anyhow!("{}: {e}", net.source.display()))?;
+    let cfg = crate::inspect::etcd_config(net, None)?;
     Ok(EtcdStore::new(cfg, network))
 }
 

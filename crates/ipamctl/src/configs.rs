@@ -33,7 +33,24 @@ pub struct Configs {
     pub warnings: Vec<String>,
 }
 
+impl NetConfig {
+    /// The `ipam.store` object when it selects the etcd store: the network
+    /// is kept in etcd, not in a directory.
+    pub fn etcd_store(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.ipam
+            .store
+            .as_ref()
+            .and_then(serde_json::Value::as_object)
+            .filter(|o| o.get("type").and_then(serde_json::Value::as_str) == Some("etcd"))
+    }
+}
+
 impl Configs {
+    /// The configuration of `network` when it keeps the network in etcd.
+    pub fn etcd(&self, network: &str) -> Option<&NetConfig> {
+        self.get(network).filter(|c| c.etcd_store().is_some())
+    }
+
     pub fn get(&self, network: &str) -> Option<&NetConfig> {
         self.networks.get(network)
     }

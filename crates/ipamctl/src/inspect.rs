@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Result};
 use host_local::config::RangeSet;
 use host_local::store::disk::DiskStore;
+use host_local::store::etcd::{EtcdConfig, EtcdStore, NodeEntry};
 use host_local::store::{Owner, Session};
 use serde::Serialize;
 
@@ -56,13 +57,33 @@ pub struct Problem {
     pub detail: String,
 }
 
-/// One reservation file, explained.
+/// Where a network's reservations are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A directory of reservation files (the reference layout).
+    Disk,
+    /// The cluster-wide etcd store of the configuration's `ipam.store`.
+    Etcd { endpoints: Vec<String> },
+}
+
+impl StoreKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StoreKind::Disk => "disk",
+            StoreKind::Etcd { .. } => "etcd",
+        }
+    }
+}
+
+/// One reservation file (or etcd key), explained.
 #[derive(Clone, Debug)]
 pub struct Reservation {
     pub ip: IpAddr,
     pub owner: Owner,
-    /// Modification time, seconds since the epoch.
+    /// Modification time, seconds since the epoch (etcd: unknown, None).
     pub mtime: Option<i64>,
+    /// The node that made it (etcd only; None on disk or when the value names none).
+    pub node: Option<String>,
     /// The range set this address is handed out from (None: not allocatable).
     pub set_index: Option<usize>,
     pub problems: Vec<Problem>,
@@ -122,8 +143,10 @@ impl SetUsage {
 #[derive(Clone, Debug)]
 pub struct NetworkView {
     pub name: String,
-    /// The data directory it was read from.
+    pub store: StoreKind,
+    /// The data directory it was read from (etcd: the configuration's, not read).
     pub data_dir: PathBuf,
+    /// The network's directory (etcd: its key prefix).
     pub path: PathBuf,
     pub exists: bool,
     pub reservations: Vec<Reservation>,
@@ -196,6 +219,7 @@ pub fn read_network(
     let path = store.network_dir();
     let mut view = NetworkView {
         name: name.to_string(),
+        store: StoreKind::Disk,
         data_dir: data_dir.to_path_buf(),
         path: path.clone(),
         exists: true,
@@ -237,6 +261,7 @@ pub fn read_network(
                 ip: e.ip,
                 owner: e.owner,
                 mtime,
+                node: None,
                 set_index: None,
                 problems: Vec::new(),
             });
@@ -249,6 +274,93 @@ pub fn read_network(
     }
     classify(&mut view, &cursors);
     Ok(view)
+}
+
+/// The etcd client configuration of `cfg`'s `ipam.store` (which must select
+/// etcd), waiting at most `timeout` for etcd when that is shorter than the
+/// configured `timeout`.
+pub fn etcd_config(cfg: &NetConfig, timeout: Option<Duration>) -> Result<EtcdConfig> {
+    let obj = cfg.etcd_store().ok_or_else(|| {
+        anyhow!(
+            "network {} ({}) does not use the etcd store",
+            cfg.network,
+            cfg.source.display()
+        )
+    })?;
+    // The node name is irrelevant to reading; do not require a host name.
+    let mut c = EtcdConfig::from_object(obj, &|| Some("ipamctl".into()))
+        .map_err(|e| anyhow!("{}: {e}", cfg.source.display()))?;
+    if let Some(t) = timeout {
+        c.timeout = c.timeout.min(t);
+    }
+    Ok(c)
+}
+
+/// Reads network `cfg.network` from the etcd store its configuration names,
+/// from one snapshot, waiting at most `timeout` (or the configured
+/// `timeout` when shorter). Every key is read; ages are unknown (etcd keeps
+/// no modification time), each reservation carries its node. An etcd that
+/// cannot be read (or a bad `store` object) is the view's `error`.
+pub fn read_etcd_network(cfg: &NetConfig, timeout: Duration) -> NetworkView {
+    let mut view = NetworkView {
+        name: cfg.network.clone(),
+        store: StoreKind::Etcd {
+            endpoints: Vec::new(),
+        },
+        data_dir: cfg.ipam.data_dir.clone(),
+        path: PathBuf::new(),
+        exists: true,
+        reservations: Vec::new(),
+        config: Some(cfg.clone()),
+        sets: Vec::new(),
+        error: None,
+        notes: Vec::new(),
+    };
+    let ecfg = match etcd_config(cfg, Some(timeout)) {
+        Ok(c) => c,
+        Err(e) => {
+            view.error = Some(format!("{e:#}"));
+            return view;
+        }
+    };
+    let endpoints = ecfg.endpoints.clone();
+    view.store = StoreKind::Etcd {
+        endpoints: endpoints.clone(),
+    };
+    let mut store = EtcdStore::new(ecfg, &cfg.network);
+    view.path = PathBuf::from(store.keys().base());
+    let read = |store: &mut EtcdStore| {
+        let mut s = store.etcd_session()?;
+        let entries = s.list_nodes()?;
+        let cursors: Vec<Option<IpAddr>> = (0..cfg.ipam.ranges.len())
+            .map(|i| s.cursor(i).ok().flatten())
+            .collect();
+        Ok::<(Vec<NodeEntry>, _), host_local::error::StoreError>((entries, cursors))
+    };
+    match read(&mut store) {
+        Ok((entries, cursors)) => {
+            view.reservations = entries
+                .into_iter()
+                .map(|n| Reservation {
+                    ip: n.entry.ip,
+                    owner: n.entry.owner,
+                    mtime: None,
+                    node: n.node,
+                    set_index: None,
+                    problems: Vec::new(),
+                })
+                .collect();
+            classify(&mut view, &cursors);
+        }
+        Err(e) => {
+            view.error = Some(format!(
+                "reading network {} from etcd {}: {e}",
+                cfg.network,
+                endpoints.join(",")
+            ));
+        }
+    }
+    view
 }
 
 /// Finds each reservation's range set and problems, and each set's usage.

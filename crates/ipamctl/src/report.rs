@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
-use crate::inspect::{NetworkView, Problem, ProblemKind, Reservation, SetUsage};
+use crate::inspect::{NetworkView, Problem, ProblemKind, Reservation, SetUsage, StoreKind};
 
 pub const SCHEMA: u32 = 2;
 
@@ -71,6 +71,8 @@ pub struct ReservationReport {
     pub container_id: Option<String>,
     pub ifname: Option<String>,
     pub pod: Option<Pod>,
+    /// The node that made it (etcd store only; null on disk).
+    pub node: Option<String>,
     pub mtime: Option<i64>,
     pub age_seconds: Option<i64>,
     pub range_set: Option<usize>,
@@ -86,6 +88,7 @@ impl ReservationReport {
             container_id: r.container_id().map(str::to_string),
             ifname: r.ifname().map(str::to_string),
             pod,
+            node: r.node.clone(),
             mtime: r.mtime,
             age_seconds: r.mtime.map(|m| (now - m).max(0)),
             range_set: r.set_index,
@@ -170,8 +173,13 @@ pub struct ConfigRef {
 #[serde(rename_all = "camelCase")]
 pub struct NetworkReport {
     pub name: String,
+    /// Where the reservations are kept: "disk" or "etcd".
+    pub store: &'static str,
+    /// The etcd endpoints (null for the disk store).
+    pub endpoints: Option<Vec<String>>,
+    /// The network's directory (etcd: its key prefix).
     pub path: PathBuf,
-    /// The data directory the network was read from.
+    /// The data directory the network was read from (etcd: the configuration's, unused).
     pub data_dir: PathBuf,
     pub exists: bool,
     pub error: Option<String>,
@@ -194,6 +202,11 @@ impl NetworkReport {
         let range_sets: Vec<RangeSetReport> = v.sets.iter().map(RangeSetReport::new).collect();
         NetworkReport {
             name: v.name.clone(),
+            store: v.store.as_str(),
+            endpoints: match &v.store {
+                StoreKind::Disk => None,
+                StoreKind::Etcd { endpoints } => Some(endpoints.clone()),
+            },
             path: v.path.clone(),
             data_dir: v.data_dir.clone(),
             exists: v.exists,
@@ -217,6 +230,13 @@ impl NetworkReport {
             range_sets,
             notes: v.notes.clone(),
         }
+    }
+
+    /// The note tables show for a network kept in etcd.
+    pub fn etcd_note(&self) -> Option<String> {
+        self.endpoints
+            .as_ref()
+            .map(|e| format!("in etcd {}", e.join(",")))
     }
 
     pub fn damaged(&self) -> u64 {

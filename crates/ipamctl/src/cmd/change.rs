@@ -131,6 +131,14 @@ pub fn apply(
     change: &ChangeArgs,
     nothing: (&str, u8),
 ) -> Result<u8> {
+    // Commands refuse etcd networks before planning; never remove from a
+    // directory that is not the network's store.
+    if view.store != crate::inspect::StoreKind::Disk {
+        anyhow::bail!(
+            "network {}: kept in etcd; {command} changes disk stores only",
+            view.name
+        );
+    }
     let mut report = ChangeReport {
         data_dir: view.data_dir.clone(),
         network: view.name.clone(),

@@ -75,6 +75,7 @@ pub fn run(
 ) -> Result<u8> {
     super::check_network_name(network)?;
     let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    super::refuse_etcd("check", network, &cfgs)?;
     let Some(cache) = results_cache(results_dir.as_deref(), network)? else {
         bail!(
             "check needs libcni's result cache: {} does not exist (give --results-dir)",

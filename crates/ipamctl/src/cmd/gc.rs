@@ -26,6 +26,8 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
     let network = a.network.as_str();
     super::check_network_name(network)?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
+    super::refuse_etcd("gc", network, &cfgs)?;
     let valid = attach::load_valid(&a.valid)?;
     if let Some(other) = valid.network.as_deref().filter(|n| *n != network) {
         if !a.force {
@@ -42,7 +44,6 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
             valid.source
         );
     }
-    let cfgs = load_configs(a.config.config.as_deref())?;
     let view = ctx.read_one(network, &cfgs)?;
     let named: Vec<_> = view
         .reservations

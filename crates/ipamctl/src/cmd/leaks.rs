@@ -80,6 +80,7 @@ pub fn run(
 ) -> Result<u8> {
     super::check_network_name(network)?;
     let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    super::refuse_etcd("leaks", network, &cfgs)?;
     let valid = valid_arg.map(attach::load_valid).transpose()?;
     let cache = results_cache(results_dir.as_deref(), network)?;
     // An empty cache for this network says the runtime does not keep one:

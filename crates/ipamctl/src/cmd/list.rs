@@ -104,12 +104,13 @@ fn render(ctx: &Ctx, report: &ListReport) -> String {
             },
         ];
         let mut notes: Vec<String> = Vec::new();
+        notes.extend(n.etcd_note());
         if !n.exists {
             notes.push("no store yet".into());
         } else if with_cfg && n.config.is_none() {
             notes.push("not in the configuration".into());
         }
-        if !n.notes.is_empty() {
+        if !n.notes.is_empty() && n.endpoints.is_none() {
             notes.push(format!("dataDir {}", n.data_dir.display()));
         }
         let note = notes.join("; ");

@@ -22,7 +22,7 @@ use clap::CommandFactory;
 use crate::attach::ResultsCache;
 use crate::cli::{Cli, Cmd};
 use crate::configs::{self, Configs, NetConfig};
-use crate::inspect::{self, NetworkView};
+use crate::inspect::{self, NetworkView, StoreKind};
 use crate::out;
 use crate::render::{age, colored, Cell, Style, DIM};
 use crate::report::ReservationReport;
@@ -179,9 +179,17 @@ impl Ctx {
         }
     }
 
-    /// Reads one network (it must exist), from the right data directory.
+    /// Reads one network (it must exist), from the right data directory, or
+    /// from etcd when its configuration keeps it there.
     pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
         check_network_name(network)?;
+        if let Some(c) = cfgs.etcd(network) {
+            let v = inspect::read_etcd_network(c, self.lock_timeout);
+            return match v.error {
+                Some(e) => Err(anyhow!(e)),
+                None => Ok(v),
+            };
+        }
         let cfg = cfgs.get(network);
         let (dir, note) = self.data_dir_for(cfgs, cfg);
         if let Some(n) = &note {
@@ -218,6 +226,11 @@ impl Ctx {
             }
         }
         for (n, c) in &cfgs.networks {
+            if c.etcd_store().is_some() {
+                // An unreachable etcd is the network's error, never an empty network.
+                views.push(inspect::read_etcd_network(c, self.lock_timeout));
+                continue;
+            }
             let (dir, mut note) = self.data_dir_for(cfgs, Some(c));
             if note.is_none() && dir != base && found.contains(n) {
                 note = Some(format!(
@@ -247,6 +260,7 @@ impl Ctx {
             Ok(v) => v,
             Err(e) => NetworkView {
                 name: name.to_string(),
+                store: StoreKind::Disk,
                 data_dir: dir.to_path_buf(),
                 path: dir.join(name),
                 exists: true,
@@ -278,6 +292,26 @@ impl Ctx {
             _ => (colored("-", DIM), colored("-", DIM)),
         }
     }
+}
+
+/// Refuses `command` on a network its configuration keeps in etcd: this
+/// command reads and changes a store directory, which such a network does
+/// not have.
+pub fn refuse_etcd(command: &str, network: &str, cfgs: &Configs) -> Result<()> {
+    let Some(c) = cfgs.etcd(network) else {
+        return Ok(());
+    };
+    let config = cfgs.path.as_deref().unwrap_or(&c.source);
+    Err(anyhow!(
+        "network {network} ({}): kept in etcd, not in a store directory; `ipamctl {command}` \
+         works on disk networks only. See its reservations with `ipamctl show {network} \
+         --config {}` or per node with `ipamctl cluster {network} --config {}`; reclaim a \
+         node's leaked addresses with the runtime's CNI GC (or the plugin's GC) run with that \
+         node's name in ipam.store.node",
+        c.source.display(),
+        config.display(),
+        config.display()
+    ))
 }
 
 /// The results cache for `network`: `--results-dir` (must exist), else the

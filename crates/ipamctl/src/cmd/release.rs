@@ -87,6 +87,7 @@ pub fn run(
         }
     }
     let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    super::refuse_etcd("release", network, &cfgs)?;
     let view = ctx.read_one(network, &cfgs)?;
     let (sel, what) = match sel {
         Selector::Ip(ip) => (Selector::Ip(ip), format!("{ip}")),
@@ -133,6 +134,7 @@ mod tests {
                 ifname: "eth0".into(),
             },
             mtime: None,
+            node: None,
             set_index: None,
             problems: vec![],
         }

@@ -305,7 +305,13 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
         "{} {}  {}",
         style.paint("network", BOLD),
         n.name,
-        style.paint(&format!("({})", n.path.display()), DIM)
+        style.paint(
+            &match n.etcd_note() {
+                Some(e) => format!("({e}, keys {})", n.path.display()),
+                None => format!("({})", n.path.display()),
+            },
+            DIM
+        )
     );
     for note in &n.notes {
         let _ = writeln!(o, "note    {note}");
@@ -348,7 +354,11 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
             "no reservations\n"
         });
     } else {
+        let etcd = n.endpoints.is_some();
         let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
+        if etcd {
+            headers.push("NODE");
+        }
         if with_pods {
             headers.push("POD");
         }
@@ -363,6 +373,13 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
                 .collect::<Vec<_>>()
                 .join("; ");
             let mut row = vec![x.address.to_string().into(), c, i];
+            if etcd {
+                row.push(
+                    x.node
+                        .as_ref()
+                        .map_or_else(|| colored("-", DIM), |s| s.clone().into()),
+                );
+            }
             if with_pods {
                 row.push(pod_cell(x));
             }

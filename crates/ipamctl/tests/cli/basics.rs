@@ -53,6 +53,8 @@ fn list_json() {
       "networks": [
         {
           "name": "net1",
+          "store": "disk",
+          "endpoints": null,
           "path": "data/net1",
           "dataDir": "data",
           "exists": true,
@@ -84,6 +86,8 @@ fn list_json() {
         },
         {
           "name": "other",
+          "store": "disk",
+          "endpoints": null,
           "path": "data/other",
           "dataDir": "data",
           "exists": true,
@@ -207,30 +211,30 @@ fn show_json() {
     assert_eq!(v["network"]["withProblems"], 5);
     let t = "<time>";
     let expected = json!([
-      {"address": "10.1.0.1", "family": 4, "format": "attachment", "containerId": "c3", "ifname": "eth0", "pod": null,
+      {"address": "10.1.0.1", "family": 4, "format": "attachment", "containerId": "c3", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": null,
        "problems": [{"kind": "gateway", "detail": "gateway of range 10.1.0.1-10.1.0.254 in range set 0; never handed out"}]},
-      {"address": "10.1.0.2", "family": 4, "format": "attachment", "containerId": "c1", "ifname": "eth0", "pod": null,
+      {"address": "10.1.0.2", "family": 4, "format": "attachment", "containerId": "c1", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0, "problems": []},
-      {"address": "10.1.0.3", "family": 4, "format": "attachment", "containerId": "c2", "ifname": "eth0", "pod": null,
+      {"address": "10.1.0.3", "family": 4, "format": "attachment", "containerId": "c2", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0, "problems": []},
-      {"address": "10.1.0.4", "family": 4, "format": "legacy", "containerId": "legacy1", "ifname": null, "pod": null,
+      {"address": "10.1.0.4", "family": 4, "format": "legacy", "containerId": "legacy1", "ifname": null, "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0, "problems": []},
-      {"address": "10.1.0.5", "family": 4, "format": "damaged", "containerId": null, "ifname": null, "pod": null,
+      {"address": "10.1.0.5", "family": 4, "format": "damaged", "containerId": null, "ifname": null, "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0,
        "problems": [{"kind": "damaged", "detail": "empty: names no attachment"}]},
-      {"address": "10.1.0.6", "family": 4, "format": "damaged", "containerId": null, "ifname": null, "pod": null,
+      {"address": "10.1.0.6", "family": 4, "format": "damaged", "containerId": null, "ifname": null, "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 0,
        "problems": [{"kind": "damaged", "detail": "not UTF-8: names no attachment"}]},
-      {"address": "10.1.0.21", "family": 4, "format": "attachment", "containerId": "c5", "ifname": "eth0", "pod": null,
+      {"address": "10.1.0.21", "family": 4, "format": "attachment", "containerId": "c5", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": null,
        "problems": [{"kind": "excluded", "detail": "excluded (10.1.0.20-10.1.0.23) from range 10.1.0.1-10.1.0.254 in range set 0"}]},
-      {"address": "10.9.0.9", "family": 4, "format": "attachment", "containerId": "c4", "ifname": "eth0", "pod": null,
+      {"address": "10.9.0.9", "family": 4, "format": "attachment", "containerId": "c4", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": null,
        "problems": [{"kind": "outside-ranges", "detail": "outside every configured range"}]},
-      {"address": "2001:db8::2", "family": 6, "format": "attachment", "containerId": "c1", "ifname": "eth0", "pod": null,
+      {"address": "2001:db8::2", "family": 6, "format": "attachment", "containerId": "c1", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 1, "problems": []},
-      {"address": "2001:db8::3", "family": 6, "format": "attachment", "containerId": "c2", "ifname": "eth0", "pod": null,
+      {"address": "2001:db8::3", "family": 6, "format": "attachment", "containerId": "c2", "ifname": "eth0", "pod": null, "node": null,
        "mtime": t, "ageSeconds": t, "rangeSet": 1, "problems": []}
     ]);
     assert_eq!(
