@@ -1,6 +1,9 @@
 //! `ipamctl cluster` against a real etcd member (Debian etcd-server),
-//! holding reservations made through the etcd store as several nodes.
+//! holding reservations made through the etcd store as several nodes; and
+//! the other commands on a network kept in etcd (read through the store, or
+//! refused), reachable or not.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,6 +16,10 @@ use test_support::etcd as etcd_util;
 const BIN: &str = env!("CARGO_BIN_EXE_ipamctl");
 
 fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
+    reserve_in("clusternet", endpoints, node, id, ip);
+}
+
+fn reserve_in(network: &str, endpoints: &[String], node: &str, id: &str, ip: &str) {
     let cfg = EtcdConfig {
         endpoints: endpoints.to_vec(),
         prefix: "/ipamctl-test".into(),
@@ -20,7 +27,7 @@ fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
         node: node.into(),
         tls: None,
     };
-    let mut store = EtcdStore::new(cfg, "clusternet");
+    let mut store = EtcdStore::new(cfg, network);
     let mut s = store.session().unwrap();
     let pick = Pick {
         ip: ip.parse().unwrap(),
@@ -32,13 +39,247 @@ fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
         .unwrap();
 }
 
-#[test]
-fn cluster_view_counts_per_node_and_finds_nodes_not_live() {
+fn have_etcd() -> bool {
     if !etcd_util::etcd_installed() {
         if std::env::var("IPAM_REQUIRE_ALL").as_deref() == Ok("1") {
             panic!("IPAM_REQUIRE_ALL=1 but etcd is not installed");
         }
         eprintln!("SKIPPED: etcd not installed (apt-get install etcd-server etcd-client)");
+        return false;
+    }
+    true
+}
+
+/// (exit status, stdout, stderr) of ipamctl run in `dir`.
+fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8(o.stderr).unwrap(),
+    )
+}
+
+fn assert_text(actual: &str, expected: &str) {
+    if actual != expected {
+        panic!("output differs\n--- expected\n{expected}\n--- actual\n{actual}\n---");
+    }
+}
+
+/// `<dir>/net.d` with `net.d/10-<name>.conflist` for each (name, subnet)
+/// kept in etcd at `endpoints`, and an empty data directory `<dir>/data`.
+fn etcd_configs(dir: &Path, endpoints: &[String], nets: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("net.d")).unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for (name, subnet) in nets {
+        let store = json!({"type": "etcd", "endpoints": endpoints, "prefix": "/ipamctl-test",
+            "node": "n1", "timeout": "2s"});
+        let net = json!({"cniVersion": "1.0.0", "name": name,
+            "plugins": [{"type": "bridge", "ipam": {"type": "host-local", "subnet": subnet,
+                "store": store}}]});
+        std::fs::write(
+            dir.join(format!("net.d/10-{name}.conflist")),
+            net.to_string(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn etcd_networks_are_read_from_etcd_by_list_metrics_and_show() {
+    if !have_etcd() {
+        return;
+    }
+    let c = etcd_util::Cluster::start(1);
+    let eps = c.endpoints();
+    // enet: three reservations on two nodes, one outside the subnet (its
+    // commit moves the cursor there), one damaged value.
+    reserve_in("enet", &eps, "node-a", "c1", "10.60.0.2");
+    reserve_in("enet", &eps, "node-a", "c2", "10.60.0.3");
+    reserve_in("enet", &eps, "node-b", "c3", "10.61.0.9");
+    let (ok, text) = c.etcdctl(&["put", "/ipamctl-test/enet/ips/4/0a3c0005", "garbage"]);
+    assert!(ok, "{text}");
+    // fullnet: a /29 whose five addresses are all taken.
+    for i in 2..=6 {
+        reserve_in(
+            "fullnet",
+            &eps,
+            "node-b",
+            &format!("f{i}"),
+            &format!("10.62.0.{i}"),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    etcd_configs(
+        d,
+        &eps,
+        &[("enet", "10.60.0.0/24"), ("fullnet", "10.62.0.0/29")],
+    );
+    let ep = eps.join(",");
+    let run = |args: &[&str]| {
+        let mut full = vec!["--data-dir", "data"];
+        full.extend_from_slice(args);
+        let (code, out, err) = run_in(d, &full);
+        (code, out.replace(&ep, "<etcd>"), err)
+    };
+
+    let (code, out, err) = run(&["list", "--config", "net.d"]);
+    assert_eq!(code, 1, "fullnet is exhausted: {out}{err}");
+    assert_text(
+        &out,
+        "\
+data directory data
+NETWORK  RESERVED  LEGACY  DAMAGED  PROBLEMS  SET  RANGES                 CAPACITY  FREE   USAGE  NOTE
+enet            4       0        1         2    0  10.60.0.1-10.60.0.254       253   250    1.2%  in etcd <etcd>
+fullnet         5       0        0         0    0  10.62.0.1-10.62.0.6           5     0  100.0%  EXHAUSTED; in etcd <etcd>
+",
+    );
+    let (code, out, err) = run(&["list", "--config", "net.d", "--json"]);
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let enet = &v["networks"][0];
+    assert_eq!(enet["store"], "etcd");
+    assert_eq!(enet["endpoints"], json!(["<etcd>"]));
+    assert_eq!(enet["path"], "/ipamctl-test/enet/");
+    assert_eq!(enet["reservations"], 4);
+    assert_eq!(
+        enet["oldestAgeSeconds"],
+        Value::Null,
+        "ages are unknown in etcd"
+    );
+    assert_eq!(enet["problems"]["damaged"], 1);
+    assert_eq!(enet["problems"]["outside-ranges"], 1);
+    assert_eq!(
+        enet["rangeSets"][0]["reserved"], 3,
+        "the damaged value blocks .5"
+    );
+    assert_eq!(v["networks"][1]["exhausted"], true);
+
+    let (code, out, err) = run(&["metrics", "--config", "net.d"]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "ipamctl_network_up{network=\"enet\"} 1",
+        "ipamctl_reservations{network=\"enet\"} 4",
+        "ipamctl_reservations{network=\"fullnet\"} 5",
+        "ipamctl_network_exhausted{network=\"fullnet\"} 1",
+        "ipamctl_range_set_usage_ratio{network=\"fullnet\",range_set=\"0\",ranges=\"10.62.0.1-10.62.0.6\"} 1",
+        "ipamctl_problems{network=\"enet\",kind=\"damaged\"} 1",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    assert!(
+        !out.contains("ipamctl_oldest_reservation_age_seconds{"),
+        "ages are unknown in etcd, not 0: {out}"
+    );
+
+    let (code, out, err) = run(&["show", "enet", "--config", "net.d"]);
+    assert_eq!(code, 1, "problems: {err}");
+    assert_text(
+        &out,
+        "\
+network enet  (in etcd <etcd>, keys /ipamctl-test/enet/)
+config  net.d/10-enet.conflist
+SET  RANGES                 GATEWAY    CAPACITY  RESERVED  FREE  USAGE  LAST RESERVED
+  0  10.60.0.1-10.60.0.254  10.60.0.1       253         3   250   1.2%  10.61.0.9
+
+ADDRESS    CONTAINER  IFNAME  NODE    AGE  PROBLEMS
+10.60.0.2  c1         eth0    node-a    ?
+10.60.0.3  c2         eth0    node-a    ?
+10.60.0.5  -          -       -         ?  damaged: unreadable etcd value \"garbage\": names no attachment
+10.61.0.9  c3         eth0    node-b    ?  outside-ranges: outside every configured range
+4 reservations, 2 with problems
+",
+    );
+    let (code, out, _) = run(&["show", "fullnet", "--config", "net.d", "--json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["network"]["exhausted"], true);
+    let r = &v["reservations"][0];
+    assert_eq!(
+        (&r["node"], &r["mtime"], &r["ageSeconds"], &r["containerId"]),
+        (&json!("node-b"), &Value::Null, &Value::Null, &json!("f2"))
+    );
+}
+
+#[test]
+fn an_unreachable_etcd_is_an_error_not_an_empty_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Nothing listens on the discard port.
+    etcd_configs(
+        d,
+        &["http://127.0.0.1:9".to_string()],
+        &[("enet", "10.60.0.0/24")],
+    );
+    let run = |args: &[&str]| {
+        let mut full = vec!["--data-dir", "data", "--lock-timeout", "2s"];
+        full.extend_from_slice(args);
+        run_in(d, &full)
+    };
+    let (code, out, err) = run(&["list", "--config", "net.d"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("reading network enet from etcd http://127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(!out.contains("no store yet"), "{out}");
+    let (code, out, _) = run(&["metrics", "--config", "net.d"]);
+    assert_eq!(code, 2);
+    assert!(
+        out.lines()
+            .any(|l| l == "ipamctl_network_up{network=\"enet\"} 0"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("ipamctl_reservations{network=\"enet\"}"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["show", "enet", "--config", "net.d"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("etcd http://127.0.0.1:9"), "{err}");
+}
+
+#[test]
+fn leaks_check_gc_release_refuse_an_etcd_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    etcd_configs(
+        d,
+        &["http://127.0.0.1:9".to_string()],
+        &[("enet", "10.60.0.0/24")],
+    );
+    std::fs::write(d.join("valid.txt"), "c1 eth0\n").unwrap();
+    for args in [
+        &["leaks", "enet", "--valid", "valid.txt"][..],
+        &["check", "enet", "--results-dir", "data"],
+        &["gc", "enet", "--valid", "valid.txt", "--yes"],
+        &["release", "enet", "--ip", "10.60.0.2", "--yes"],
+    ] {
+        let mut full = vec!["--data-dir", "data"];
+        full.extend_from_slice(args);
+        full.extend(["--config", "net.d"]);
+        let (code, out, err) = run_in(d, &full);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        for want in [
+            "network enet (net.d/10-enet.conflist): kept in etcd",
+            &format!("`ipamctl {}` works on disk networks only", args[0]),
+            "ipamctl cluster enet --config net.d",
+            "CNI GC",
+        ] {
+            assert!(err.contains(want), "{args:?}: no {want:?} in {err}");
+        }
+    }
+}
+
+#[test]
+fn cluster_view_counts_per_node_and_finds_nodes_not_live() {
+    if !have_etcd() {
         return;
     }
     let c = etcd_util::Cluster::start(1);
