@@ -205,6 +205,17 @@ ADDRESS    CONTAINER  IFNAME  NODE    AGE  PROBLEMS
         (&r["node"], &r["mtime"], &r["ageSeconds"], &r["containerId"]),
         (&json!("node-b"), &Value::Null, &Value::Null, &json!("f2"))
     );
+    let (code, _, err) = run(&["show", "enet", "--config", "net.d", "--older-than", "1h"]);
+    assert_eq!(code, 2, "etcd records no ages: {err}");
+    assert!(err.contains("records no reservation times"), "{err}");
+    // A leftover disk directory of the same name is not what list reads.
+    std::fs::create_dir_all(d.join("data/enet")).unwrap();
+    std::fs::write(d.join("data/enet/lock"), "").unwrap();
+    let (_, out, _) = run(&["list", "--config", "net.d", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["networks"][0]["reservations"], 4, "{out}");
+    let note = v["networks"][0]["notes"][0].as_str().unwrap_or_default();
+    assert!(note.contains("keeps this network in etcd"), "{out}");
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub fn render(views: &[NetworkReport], now: i64) -> String {
     family(
         &mut o,
         "ipamctl_network_up",
-        "1 when the network's store could be read under its lock, else 0.",
+        "1 when the network's store could be read (under its lock, or from etcd), else 0.",
     );
     for v in views {
         let _ = writeln!(
@@ -70,7 +70,7 @@ pub fn render(views: &[NetworkReport], now: i64) -> String {
     family(
         &mut o,
         "ipamctl_reservations",
-        "Reservation files in the network's store directory (damaged ones included).",
+        "Reservations in the network's store directory or etcd (damaged ones included).",
     );
     for v in views.iter().filter(|v| v.error.is_none()) {
         let _ = writeln!(
@@ -83,7 +83,7 @@ pub fn render(views: &[NetworkReport], now: i64) -> String {
     family(
         &mut o,
         "ipamctl_oldest_reservation_age_seconds",
-        "Age of the oldest reservation file (absent when the network has none).",
+        "Age of the oldest reservation file (absent when the network has none, or keeps it in etcd).",
     );
     for v in views.iter().filter(|v| v.error.is_none()) {
         if let Some(a) = v.oldest_age_seconds {

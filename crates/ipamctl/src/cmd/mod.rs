@@ -228,7 +228,18 @@ impl Ctx {
         for (n, c) in &cfgs.networks {
             if c.etcd_store().is_some() {
                 // An unreachable etcd is the network's error, never an empty network.
-                views.push(inspect::read_etcd_network(c, self.lock_timeout));
+                let mut v = inspect::read_etcd_network(c, self.lock_timeout);
+                if found.contains(n) {
+                    let text = format!(
+                        "{} exists, but the configuration {} keeps this network in etcd; \
+                         the directory is not read",
+                        base.join(n).display(),
+                        c.source.display()
+                    );
+                    out::warn(format_args!("warning: network {n}: {text}"));
+                    v.notes.push(text);
+                }
+                views.push(v);
                 continue;
             }
             let (dir, mut note) = self.data_dir_for(cfgs, Some(c));

@@ -14,7 +14,7 @@ use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND,
 use crate::cli::{ConfigArg, ResultsArg};
 use crate::cmd::list::usage_cell;
 use crate::duration::parse_duration;
-use crate::inspect::now_secs;
+use crate::inspect::{now_secs, StoreKind};
 use crate::out;
 use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED};
 use crate::report::{Count, NetworkReport, Pod, ReservationReport};
@@ -181,6 +181,12 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         ));
     }
     let view = ctx.read_one(&a.network, &cfgs)?;
+    if filter.older_than_seconds.is_some() && view.store != StoreKind::Disk {
+        bail!(
+            "--older-than: network {} is kept in etcd, which records no reservation times",
+            a.network
+        );
+    }
     let now = now_secs();
     let all: Vec<ReservationReport> = view
         .reservations
