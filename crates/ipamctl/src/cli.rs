@@ -21,7 +21,8 @@ use crate::duration::parse_duration;
     after_help = "Exit status:\n  0  fine\n  1  findings: problems, an exhausted range set (show, list), \
         leaks (leaks), inconsistencies (check), an address or container not reserved (release), \
         a planned removal skipped or declined (release, gc)\n  2  errors: usage, I/O, a lock held \
-        longer than --lock-timeout, a refused gc\n\n\
+        longer than --lock-timeout, a refused gc, an unreachable etcd, leaks/check/gc/release on \
+        a network kept in etcd\n\n\
         Examples:\n  ipamctl list --config /etc/cni/net.d\n  ipamctl show mynet --config /etc/cni/net.d --map\n  \
         ipamctl show mynet --pod kube-system/coredns-7db6d8ff4d-x2x9q\n  \
         ipamctl leaks mynet --valid attachments.txt\n  ipamctl gc mynet --valid attachments.txt --dry-run\n  \
