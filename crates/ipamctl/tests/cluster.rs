@@ -257,6 +257,41 @@ fn an_unreachable_etcd_is_an_error_not_an_empty_network() {
 }
 
 #[test]
+fn a_silent_etcd_is_waited_for_at_most_lock_timeout() {
+    // Accepts connections and never answers; the store's own timeout is 30s.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep = format!("http://{}", silent.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    etcd_configs(d, std::slice::from_ref(&ep), &[("enet", "10.60.0.0/24")]);
+    let conf = d.join("net.d/10-enet.conflist");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("\"2s\"", "\"30s\"")).unwrap();
+    let start = std::time::Instant::now();
+    let (code, out, err) = run_in(
+        d,
+        &[
+            "--data-dir",
+            "data",
+            "--lock-timeout",
+            "1s",
+            "metrics",
+            "--config",
+            "net.d",
+        ],
+    );
+    assert!(start.elapsed() < Duration::from_secs(10), "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l == "ipamctl_network_up{network=\"enet\"} 0"),
+        "{out}"
+    );
+    assert!(err.contains(&ep), "{err}");
+    drop(silent);
+}
+
+#[test]
 fn leaks_check_gc_release_refuse_an_etcd_network() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
