@@ -1,5 +1,7 @@
-//! Runs the real ipamctl binary on stores in the reference layout.
+//! Runs the real ipamctl binary on stores in the reference layout, and on
+//! networks kept in a real etcd member (`cluster`).
 
 mod basics;
+mod cluster;
 mod common;
 mod guards;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use test_support::etcd as etcd_util;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipamctl");
+use crate::common::BIN;
 
 fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
     reserve_in("clusternet", endpoints, node, id, ip);
