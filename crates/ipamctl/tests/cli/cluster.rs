@@ -218,16 +218,22 @@ ADDRESS    CONTAINER  IFNAME  NODE    AGE  PROBLEMS
     assert!(note.contains("keeps this network in etcd"), "{out}");
 }
 
-#[test]
-fn an_unreachable_etcd_is_an_error_not_an_empty_network() {
+/// A directory whose net.d holds network `enet` kept in an etcd nobody
+/// serves: nothing listens on the discard port.
+fn unreachable_enet() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // Nothing listens on the discard port.
     etcd_configs(
-        d,
+        dir.path(),
         &["http://127.0.0.1:9".to_string()],
         &[("enet", "10.60.0.0/24")],
     );
+    dir
+}
+
+#[test]
+fn an_unreachable_etcd_is_an_error_not_an_empty_network() {
+    let dir = unreachable_enet();
+    let d = dir.path();
     let run = |args: &[&str]| {
         let mut full = vec!["--data-dir", "data", "--lock-timeout", "2s"];
         full.extend_from_slice(args);
@@ -293,13 +299,8 @@ fn a_silent_etcd_is_waited_for_at_most_lock_timeout() {
 
 #[test]
 fn leaks_check_gc_release_refuse_an_etcd_network() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = unreachable_enet();
     let d = dir.path();
-    etcd_configs(
-        d,
-        &["http://127.0.0.1:9".to_string()],
-        &[("enet", "10.60.0.0/24")],
-    );
     std::fs::write(d.join("valid.txt"), "c1 eth0\n").unwrap();
     for args in [
         &["leaks", "enet", "--valid", "valid.txt"][..],
