@@ -74,8 +74,8 @@ fuzz_target!(|data: &[u8]| {
     let bucket = &rest[cl + rlen..];
     // A planted file naming c1 or c2 would make their ADD a duplicate: skip.
     if reservation
-        .map(Owner::parse)
-        .and_then(|o| o.container_id().map(|c| c == "c1" || c == "c2"))
+        .and_then(|r| host_local::store::disk::parse_owner(r).ok())
+        .and_then(|o: Owner| o.container_id().map(|c| c == "c1" || c == "c2"))
         .unwrap_or(false)
     {
         return;

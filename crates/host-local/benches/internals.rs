@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use host_local::alloc::Candidates;
 use host_local::config::IpamConfig;
 use host_local::store::disk::DiskStore;
-use host_local::store::{Attachment, Owner, Pick, Store};
+use host_local::store::{Attachment, Pick, Store};
 
 fn config() -> IpamConfig {
     let ipam = serde_json::json!({"type": "host-local", "subnet": "10.128.0.0/16"});
@@ -46,7 +46,7 @@ fn bench_parsing(c: &mut Criterion) {
     });
     c.bench_function("reservation file parse", |b| {
         b.iter(|| {
-            Owner::parse(black_box(
+            host_local::store::disk::parse_owner(black_box(
                 b"3f2a9c0e5d7b41a88c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c\r\neth0",
             ))
         })

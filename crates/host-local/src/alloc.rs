@@ -26,13 +26,6 @@ fn ip_config(ip: IpAddr, range: &Range) -> IpConfig {
     }
 }
 
-fn store_err(cfg: &IpamConfig, source: crate::error::StoreError) -> Error {
-    Error::Store {
-        network: cfg.network.clone(),
-        source,
-    }
-}
-
 /// Sessions ADD starts before it gives up on a contended backend (each lost
 /// race means another ADD got an address, so the store is making progress).
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -45,22 +38,22 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// commit is durable; when making it durable fails, takes the reservations
 /// back.
 pub fn add(cfg: &IpamConfig, store: &mut dyn Store, att: &Attachment) -> Result<CniResult> {
-    store.prepare(att, cfg.ranges.len());
     let mut lost = Vec::new();
+    let mut spread = Spread::new();
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
-            backoff(attempt);
+            spread.backoff(attempt);
         }
         let (result, picks, committed) = {
-            let mut s = store.session().map_err(|e| store_err(cfg, e))?;
-            let (result, picks) = pick(cfg, s.as_mut(), att)?;
+            let mut s = store.add_session(att, cfg.ranges.len())?;
+            let (result, picks) = pick(cfg, s.as_mut(), att, &mut spread, lost.len())?;
             match s.commit(att, &picks) {
                 Ok(c) => (result, picks, c),
                 Err(StoreError::Conflict { ip }) => {
                     lost.push(ip);
                     continue;
                 }
-                Err(e) => return Err(store_err(cfg, e)),
+                Err(e) => return Err(e.into()),
             }
         };
         // The session (the disk store's lock) is gone: finish durability.
@@ -80,15 +73,46 @@ pub fn add(cfg: &IpamConfig, store: &mut dyn Store, att: &Attachment) -> Result<
     })
 }
 
-/// Sleeps before attempt `attempt` (1..): exponential from 1 ms, capped at
-/// 64 ms, with up to as much again of jitter so racing ADDs spread out.
-fn backoff(attempt: u32) {
-    let base = 1000u64 << attempt.min(6);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64)
-        ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    std::thread::sleep(std::time::Duration::from_micros(base + seed % base));
+/// How ADDs that lost a race spread out: a number that differs between
+/// processes and calls (not cryptographic), for the backoff's jitter and
+/// for which free address to take after a lost race.
+struct Spread(u64);
+
+impl Spread {
+    fn new() -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+        Spread(t ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// The next number (splitmix64).
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+
+    /// Sleeps before attempt `attempt` (1..): exponential from 1 ms, capped at
+    /// 64 ms, with up to as much again of jitter so racing ADDs spread out.
+    fn backoff(&mut self, attempt: u32) {
+        let base = 1000u64 << attempt.min(6);
+        std::thread::sleep(std::time::Duration::from_micros(base + self.next() % base));
+    }
+
+    /// After `lost` lost races, how many free candidates to choose among:
+    /// ADDs that keep reading the same cursor would otherwise all chase the
+    /// same next address, one winner per round (1, 2, 4, ... at most 16).
+    fn choices(lost: usize) -> usize {
+        1 << lost.min(4)
+    }
+
+    /// One of `free` (not empty) at random.
+    fn choose(&mut self, free: &[IpAddr]) -> IpAddr {
+        free[(self.next() % free.len() as u64) as usize]
+    }
 }
 
 /// Releases the picks of a commit that could not be made durable; every
@@ -106,10 +130,7 @@ fn take_back(store: &mut dyn Store, att: &Attachment, picks: &[Pick]) -> Vec<Fai
     let owner = att.owner();
     let mut failures = Vec::new();
     for p in picks {
-        let entry = Entry {
-            ip: p.ip,
-            owner: owner.clone(),
-        };
+        let entry = Entry::new(p.ip, owner.clone());
         if let Err(e) = s.release(&entry) {
             failures.push(Failure {
                 what: format!("release {}", p.ip),
@@ -121,9 +142,17 @@ fn take_back(store: &mut dyn Store, att: &Attachment, picks: &[Pick]) -> Vec<Fai
 }
 
 /// The picks of one ADD attempt and the result they make, read from `s`.
-fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniResult, Vec<Pick>)> {
+/// After `lost` lost races, the address of a range set is chosen at random
+/// among its first few free candidates ([`Spread::choices`]).
+fn pick(
+    cfg: &IpamConfig,
+    s: &mut dyn Session,
+    att: &Attachment,
+    spread: &mut Spread,
+    lost: usize,
+) -> Result<(CniResult, Vec<Pick>)> {
     let (id, ifname) = (att.id(), att.ifname());
-    let existing = s.find(att).map_err(|e| store_err(cfg, e))?;
+    let existing = s.find(att)?;
     let mut requested: Vec<IpAddr> = Vec::new();
     for ip in &cfg.requested {
         if !requested.contains(ip) {
@@ -152,12 +181,13 @@ fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniR
                     ),
                 });
             }
-            if let Some(owner) = s.owner_of(ip).map_err(|e| store_err(cfg, e))? {
+            if let Some(held) = s.owner_of(ip)? {
                 return Err(Error::Unavailable {
                     ip,
                     set_index: idx,
                     reason: format!(
-                        "requested IP address {ip} is not available in range set {set}: reserved by {owner}"
+                        "requested IP address {ip} is not available in range set {set}: reserved by {}",
+                        held.owner
                     ),
                 });
             }
@@ -173,12 +203,15 @@ fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniR
                 ifname: ifname.to_string(),
             });
         }
-        let cursor = s.cursor(idx).map_err(|e| store_err(cfg, e))?;
+        let cursor = s.cursor(idx)?;
         let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
-        let found = s
-            .first_free(set, &mut candidates)
-            .map_err(|e| store_err(cfg, e))?
-            .and_then(|ip| Some((ip, set.0.iter().position(|r| r.contains(ip))?)));
+        let free = s.first_free(&mut candidates, Spread::choices(lost))?;
+        let found = match free.len() {
+            0 => None,
+            1 => Some(free[0]),
+            _ => Some(spread.choose(&free)),
+        }
+        .and_then(|ip| Some((ip, set.0.iter().position(|r| r.contains(ip))?)));
         let Some((ip, r)) = found else {
             return Err(Error::Exhausted {
                 set_index: idx,
@@ -215,8 +248,9 @@ fn pick(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<(CniR
 /// DEL: releases every reservation of the attachment (and, when there are
 /// none, old-format files holding the container ID alone). Idempotent. Keeps
 /// going past a failed release and reports every failure.
-pub fn del(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<()> {
-    let found = s.find(att).map_err(|e| store_err(cfg, e))?;
+pub fn del(cfg: &IpamConfig, store: &mut dyn Store, att: &Attachment) -> Result<()> {
+    let mut s = store.session()?;
+    let found = s.find(att)?;
     let exact: Vec<&Entry> = found
         .iter()
         .filter(|e| matches!(e.owner, Owner::Attachment { .. }))
@@ -242,12 +276,12 @@ pub fn del(cfg: &IpamConfig, s: &mut dyn Session, att: &Attachment) -> Result<()
 /// prevResult's addresses (those inside our range sets) are exactly them.
 pub fn check(
     cfg: &IpamConfig,
-    s: &mut dyn Session,
+    store: &mut dyn Store,
     att: &Attachment,
     prev: Option<&CniResult>,
 ) -> Result<()> {
     let (id, ifname) = (att.id(), att.ifname());
-    let found = s.find(att).map_err(|e| store_err(cfg, e))?;
+    let found = store.session()?.find(att)?;
     let mut reserved = Vec::new();
     for (idx, set) in cfg.ranges.iter().enumerate() {
         let mine: Vec<IpAddr> = found
@@ -315,68 +349,63 @@ pub struct ValidAttachment {
     pub ifname: String,
 }
 
-/// What GC did: what it removed, and every release that failed.
-#[derive(Debug, Default)]
-pub struct GcReport {
-    pub removed: Vec<Entry>,
-    pub failures: Vec<Failure>,
-}
-
-impl GcReport {
-    /// Ok when nothing failed; else the error listing every failure.
-    pub fn into_result(self, cfg: &IpamConfig) -> Result<Vec<Entry>> {
-        if self.failures.is_empty() {
-            Ok(self.removed)
-        } else {
-            Err(Error::Teardown {
-                op: Teardown::Gc,
-                network: cfg.network.clone(),
-                failures: self.failures,
-            })
-        }
-    }
-}
-
 /// GC: removes every reservation whose attachment is not in `valid`;
-/// damaged reservations are reclaimed. Keeps going past errors.
-pub fn gc(cfg: &IpamConfig, s: &mut dyn Session, valid: &[ValidAttachment]) -> Result<GcReport> {
-    let entries = s.list_collectable().map_err(|e| store_err(cfg, e))?;
+/// damaged reservations are reclaimed. Keeps going past errors and reports
+/// every one; else returns what it removed.
+pub fn gc(
+    cfg: &IpamConfig,
+    store: &mut dyn Store,
+    valid: &[ValidAttachment],
+) -> Result<Vec<Entry>> {
+    let mut s = store.session()?;
+    let entries = s.list_collectable()?;
     let mut keep = AttachmentSet::default();
     for v in valid {
         keep.insert(&v.container_id, &v.ifname);
     }
-    let mut report = GcReport::default();
+    let (mut removed, mut failures) = (Vec::new(), Vec::new());
     for e in entries {
         if keep.holds(&e.owner) {
             continue;
         }
         match s.release(&e) {
-            Ok(true) => report.removed.push(e),
+            Ok(true) => removed.push(e),
             Ok(false) => {}
-            Err(err) => report.failures.push(Failure {
+            Err(err) => failures.push(Failure {
                 what: format!("release {}", e.ip),
                 source: err,
             }),
         }
     }
-    Ok(report)
+    if failures.is_empty() {
+        Ok(removed)
+    } else {
+        Err(Error::Teardown {
+            op: Teardown::Gc,
+            network: cfg.network.clone(),
+            failures,
+        })
+    }
 }
 
 /// STATUS: every range set can hand out an address. Cheap when the store
 /// holds fewer reservations than a set's capacity; otherwise probes.
-pub fn status(cfg: &IpamConfig, s: &mut dyn Session) -> Result<()> {
-    s.writable().map_err(|e| store_err(cfg, e))?;
-    let count = s.count().map_err(|e| store_err(cfg, e))?;
+/// Store failures are reported as [`Error::for_status`] says.
+pub fn status(cfg: &IpamConfig, store: &mut dyn Store) -> Result<()> {
+    status_of(cfg, store).map_err(Error::for_status)
+}
+
+fn status_of(cfg: &IpamConfig, store: &mut dyn Store) -> Result<()> {
+    let mut s = store.session()?;
+    s.writable()?;
+    let count = s.count()?;
     for (idx, set) in cfg.ranges.iter().enumerate() {
         if u128::from(count) < set.capacity() {
             continue;
         }
-        let cursor = s.cursor(idx).map_err(|e| store_err(cfg, e))?;
+        let cursor = s.cursor(idx)?;
         let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
-        let free = s
-            .first_free(set, &mut candidates)
-            .map_err(|e| store_err(cfg, e))?;
-        if free.is_none() {
+        if s.first_free(&mut candidates, 1)?.is_empty() {
             return Err(Error::NotAvailable {
                 reason: format!("range set {idx} ({set}) has no free address"),
             });
@@ -408,16 +437,15 @@ mod tests {
         let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.2/29");
         assert_eq!(r.ips[0].gateway.unwrap().to_string(), "10.0.0.1");
-        del(&c, st.session().unwrap().as_mut(), &att("a", "eth0")).unwrap();
+        del(&c, &mut st, &att("a", "eth0")).unwrap();
         let r = add(&c, &mut st, &att("b", "eth0")).unwrap();
         assert_eq!(
             r.ips[0].address.to_string(),
             "10.0.0.3/29",
             "round robin continues after the cursor"
         );
-        let mut s = st.session().unwrap();
-        del(&c, s.as_mut(), &att("zzz", "eth0")).unwrap();
-        del(&c, s.as_mut(), &att("zzz", "eth0")).unwrap();
+        del(&c, &mut st, &att("zzz", "eth0")).unwrap();
+        del(&c, &mut st, &att("zzz", "eth0")).unwrap();
     }
 
     #[test]
@@ -430,7 +458,7 @@ mod tests {
         let e = add(&c, &mut st, &att("b", "eth0")).unwrap_err();
         assert!(matches!(e, Error::Exhausted { set_index: 0, .. }), "{e}");
         assert!(e.to_string().contains("10.0.0.1-10.0.0.2"), "{e}");
-        let e = status(&c, st.session().unwrap().as_mut()).unwrap_err();
+        let e = status(&c, &mut st).unwrap_err();
         assert_eq!(e.code(), 50);
     }
 
@@ -457,7 +485,15 @@ mod tests {
         st.race.push_back("fd00::2".parse().unwrap());
         let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
         let got: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
-        assert_eq!(got, ["10.0.0.2/24", "fd00::3/120"]);
+        // After one lost race, one of the first two free addresses of each set.
+        assert!(
+            ["10.0.0.2/24", "10.0.0.3/24"].contains(&got[0].as_str()),
+            "{got:?}"
+        );
+        assert!(
+            ["fd00::3/120", "fd00::4/120"].contains(&got[1].as_str()),
+            "{got:?}"
+        );
         assert_eq!(st.reservations.len(), 3, "the racer's, and a's two");
         assert!(st.race.is_empty());
     }
@@ -466,9 +502,7 @@ mod tests {
     fn losing_every_race_gives_up_with_try_again_later() {
         let c = cfg(json!({"subnet": "10.0.0.0/24"}));
         let mut st = MemoryStore::new();
-        st.race = (2..2 + MAX_ATTEMPTS as u8 + 1)
-            .map(|i| IpAddr::from([10, 0, 0, i]))
-            .collect();
+        st.race_picked = MAX_ATTEMPTS + 1;
         let e = add(&c, &mut st, &att("a", "eth0")).unwrap_err();
         assert!(
             matches!(
@@ -481,11 +515,30 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.code(), cni_proto::code::TRY_AGAIN_LATER, "{e}");
-        assert_eq!(st.race.len(), 1, "one race per attempt, no more");
+        assert_eq!(st.race_picked, 1, "one race per attempt, no more");
         assert!(st
             .reservations
             .values()
-            .all(|o| o.container_id() == Some("racer")));
+            .all(|e| e.owner.container_id() == Some("racer")));
+    }
+
+    #[test]
+    fn after_lost_races_the_pick_spreads_over_more_free_addresses() {
+        assert_eq!(
+            (0..6).map(Spread::choices).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 16]
+        );
+        let c = cfg(json!({"subnet": "10.0.0.0/24"}));
+        let mut seen = HashSet::new();
+        for _ in 0..64 {
+            let mut st = MemoryStore::new();
+            st.race_picked = 3;
+            let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
+            let ip = r.ips[0].address.addr();
+            assert!(!st.reservations[&ip].owner.belongs_to("racer", "eth0"));
+            seen.insert(ip);
+        }
+        assert!(seen.len() > 1, "always the same address: {seen:?}");
     }
 
     #[test]
@@ -538,13 +591,12 @@ mod tests {
         let mut st = MemoryStore::new();
         add(&c, &mut st, &att("a", "eth0")).unwrap();
         add(&c, &mut st, &att("b", "eth0")).unwrap();
-        st.reservations.insert(
-            "10.0.0.99".parse().unwrap(),
-            Owner::Legacy { id: "gone".into() },
-        );
+        let gone = "10.0.0.99".parse().unwrap();
+        st.reservations
+            .insert(gone, Entry::new(gone, Owner::Legacy { id: "gone".into() }));
         // Every write from now on fails.
         st.fail_after = Some(0);
-        let e = del(&c, st.session().unwrap().as_mut(), &att("a", "eth0")).unwrap_err();
+        let e = del(&c, &mut st, &att("a", "eth0")).unwrap_err();
         let Error::Teardown { op, failures, .. } = &e else {
             panic!("{e}")
         };
@@ -557,13 +609,11 @@ mod tests {
                 .starts_with("DEL left 2 problem(s) in store n: "),
             "{e}"
         );
-        let rep = gc(&c, st.session().unwrap().as_mut(), &[]).unwrap();
-        assert_eq!(
-            rep.failures.len(),
-            5,
-            "every reservation, not only the first"
-        );
-        let e = rep.into_result(&c).unwrap_err();
+        let e = gc(&c, &mut st, &[]).unwrap_err();
+        let Error::Teardown { failures, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(failures.len(), 5, "every reservation, not only the first");
         assert!(
             matches!(
                 e,
@@ -623,38 +673,27 @@ mod tests {
     fn check_and_gc() {
         let c = cfg(json!({"subnet": "10.0.0.0/24"}));
         let mut st = MemoryStore::new();
-        st.reservations.insert(
-            "10.0.0.77".parse().unwrap(),
-            Owner::Legacy { id: "old".into() },
-        );
-        st.reservations.insert(
-            "10.0.0.78".parse().unwrap(),
-            Owner::Damaged {
-                reason: "empty".into(),
-            },
-        );
+        let (old, bad) = ("10.0.0.77".parse().unwrap(), "10.0.0.78".parse().unwrap());
+        st.reservations
+            .insert(old, Entry::new(old, Owner::Legacy { id: "old".into() }));
+        st.reservations.insert(bad, Entry::damaged(bad, "empty"));
         let r = add(&c, &mut st, &att("a", "eth0")).unwrap();
         add(&c, &mut st, &att("b", "eth0")).unwrap();
-        let mut s = st.session().unwrap();
-        check(&c, s.as_mut(), &att("a", "eth0"), Some(&r)).unwrap();
-        let e = check(&c, s.as_mut(), &att("a", "eth1"), None).unwrap_err();
+        check(&c, &mut st, &att("a", "eth0"), Some(&r)).unwrap();
+        let e = check(&c, &mut st, &att("a", "eth1"), None).unwrap_err();
         assert!(matches!(e, Error::NotReserved { .. }));
         let mut other = r.clone();
         other.ips[0].address = "10.0.0.200/24".parse().unwrap();
         assert!(matches!(
-            check(&c, s.as_mut(), &att("a", "eth0"), Some(&other)).unwrap_err(),
+            check(&c, &mut st, &att("a", "eth0"), Some(&other)).unwrap_err(),
             Error::Mismatch { .. }
         ));
         let valid = vec![ValidAttachment {
             container_id: "a".into(),
             ifname: "eth0".into(),
         }];
-        let rep = gc(&c, s.as_mut(), &valid).unwrap();
-        assert_eq!(
-            rep.removed.len(),
-            3,
-            "b, the legacy file and the damaged one"
-        );
-        assert_eq!(s.count().unwrap(), 1);
+        let removed = gc(&c, &mut st, &valid).unwrap();
+        assert_eq!(removed.len(), 3, "b, the legacy file and the damaged one");
+        assert_eq!(st.session().unwrap().count().unwrap(), 1);
     }
 }

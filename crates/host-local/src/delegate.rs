@@ -9,19 +9,19 @@
 //! which has both stores (its `main` is [`crate::run`]).
 //!
 //! The decision is the plugin's own: the call runs here exactly as it would be
-//! served, with its output held back, and the store opener notes when the
-//! configuration asks for etcd. By then nothing has been written or printed:
-//! the store is opened before any other effect.
+//! served, with its output held back, and this executable's store opener
+//! ([`open_here`]) answers [`Error::HandOver`] for a configuration whose store
+//! it does not link. By then nothing has been written or printed: the store
+//! is opened before any other effect.
 
-use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::rc::Rc;
 
 use cni_proto::Outcome;
 
+use crate::config::StoreConfig;
 use crate::error::Error;
 use crate::plugin::HostLocal;
-use crate::store;
+use crate::store::{disk::DiskStore, Store};
 
 /// The executable, beside `host-local`, that serves the etcd store.
 pub const ETCD_EXE: &str = "host-local-etcd";
@@ -42,32 +42,34 @@ pub enum Local {
     Etcd { stdin: Vec<u8> },
 }
 
+/// The store opener of this executable: the disk store; every other store
+/// is handed over.
+pub fn open_here(cfg: &StoreConfig, network: &str) -> Result<Box<dyn Store>, Error> {
+    match cfg {
+        StoreConfig::Disk { data_dir } => Ok(Box::new(DiskStore::new(data_dir, network))),
+        StoreConfig::Etcd(_) => Err(Error::HandOver {
+            kind: cfg.kind(),
+            exe: ETCD_EXE,
+        }),
+    }
+}
+
 /// Runs one call on the disk store, or says that it is the etcd store's.
 pub fn run_disk_only(
     lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
     stdin: &mut dyn Read,
 ) -> Local {
-    let wants_etcd = Rc::new(Cell::new(false));
-    let flag = wants_etcd.clone();
     let mut recorded = Recording {
         inner: stdin,
         seen: Vec::new(),
     };
-    let served = serve(lookup, &mut recorded, move |_| {
-        flag.set(true);
-        // Never seen by the caller: the call is handed over instead.
-        Error::config(
-            "ipam.store.type",
-            "etcd",
-            "served by ".to_string() + ETCD_EXE,
-        )
-    });
-    if wants_etcd.get() {
-        Local::Etcd {
+    let mut plugin = HostLocal::new(Box::new(open_here));
+    let served = serve(&mut plugin, lookup, &mut recorded);
+    match plugin.handed_over() {
+        Some(_) => Local::Etcd {
             stdin: recorded.seen,
-        }
-    } else {
-        Local::Served(served)
+        },
+        None => Local::Served(served),
     }
 }
 
@@ -82,21 +84,22 @@ pub fn refuse_etcd(
 ) -> Served {
     let reason =
         format!("the etcd store is served by {ETCD_EXE}, which could not be run: {reason}");
-    serve(lookup, &mut &stdin[..], move |_| {
-        Error::config("ipam.store.type", "etcd", reason.clone())
-    })
+    let mut plugin = HostLocal::new(Box::new(move |cfg: &StoreConfig, network: &str| {
+        open_here(cfg, network).map_err(|e| match e {
+            Error::HandOver { kind, .. } => Error::config("ipam.store.type", kind, reason.clone()),
+            other => other,
+        })
+    }));
+    serve(&mut plugin, lookup, &mut &stdin[..])
 }
 
 fn serve(
+    plugin: &mut HostLocal,
     lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
     stdin: &mut dyn Read,
-    mut etcd: impl FnMut(&crate::config::IpamConfig) -> Error + 'static,
 ) -> Served {
-    let mut plugin = HostLocal::new(Box::new(move |cfg| {
-        store::open_with(cfg, &mut |cfg, _| Err(etcd(cfg)))
-    }));
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let outcome = cni_proto::run(&mut plugin, lookup, stdin, &mut stdout, &mut stderr);
+    let outcome = cni_proto::run(plugin, lookup, stdin, &mut stdout, &mut stderr);
     Served {
         outcome,
         stdout,
@@ -176,7 +179,10 @@ mod tests {
     #[test]
     fn a_failed_hand_over_is_a_config_error_naming_the_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let text = conf(r#","store":{"type":"etcd"}"#, dir.path());
+        let text = conf(
+            r#","store":{"type":"etcd","endpoints":["http://127.0.0.1:1"],"node":"n"}"#,
+            dir.path(),
+        );
         let s = refuse_etcd(
             &env("ADD"),
             text.as_bytes(),

@@ -48,6 +48,10 @@ pub enum StoreError {
         /// Whether trying again later can help (then CNI code 11).
         retryable: bool,
     },
+    /// A session that creates nothing ([`crate::store::Store::read_session`])
+    /// found no store: the network has none yet, or `path` is not one.
+    #[error("{}: {}", path.display(), missing.text())]
+    NoStore { path: PathBuf, missing: Missing },
     /// The lock stayed held longer than the caller would wait.
     #[error("timed out waiting for lock {path}{}", holder_pid.map(|p| format!(" (held by PID {p})")).unwrap_or_default())]
     LockTimeout {
@@ -62,6 +66,24 @@ pub enum StoreError {
         source: Box<StoreError>,
         undo: Vec<StoreError>,
     },
+}
+
+/// What a read that creates nothing did not find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// The network's directory (or keys): no address was ever reserved.
+    Network,
+    /// The lock file of a directory that exists: not a host-local store.
+    Lock,
+}
+
+impl Missing {
+    fn text(self) -> &'static str {
+        match self {
+            Missing::Network => "does not exist (no store for this network yet)",
+            Missing::Lock => "no lock file; not a host-local store (a read creates nothing)",
+        }
+    }
 }
 
 fn join_store(errors: &[StoreError]) -> String {
@@ -86,7 +108,10 @@ impl StoreError {
         match self {
             StoreError::Conflict { .. } | StoreError::LockTimeout { .. } => true,
             StoreError::Backend { retryable, .. } => *retryable,
-            StoreError::Io { .. } | StoreError::Unsafe { .. } | StoreError::Undo { .. } => false,
+            StoreError::Io { .. }
+            | StoreError::Unsafe { .. }
+            | StoreError::Undo { .. }
+            | StoreError::NoStore { .. } => false,
         }
     }
 }
@@ -238,6 +263,30 @@ pub enum Error {
     },
     #[error("cannot serve ADD: {reason}")]
     NotAvailable { reason: String },
+    /// STATUS: the store cannot be used now.
+    #[error("cannot serve ADD: store of network {network} unusable: {source}")]
+    Unusable {
+        network: String,
+        #[source]
+        source: StoreError,
+    },
+    /// The disk-only executable's answer for a configuration whose store it
+    /// does not link: the call is handed to `exe` (never printed when that works).
+    #[error("the {kind} store is served by {exe}")]
+    HandOver {
+        kind: &'static str,
+        exe: &'static str,
+    },
+}
+
+/// A store error, its network filled in at the plugin edge ([`Error::in_network`]).
+impl From<StoreError> for Error {
+    fn from(source: StoreError) -> Self {
+        Error::Store {
+            network: String::new(),
+            source,
+        }
+    }
 }
 
 /// An I/O error as Go prints an errno ("no such file or directory"): Rust's text without the
@@ -268,6 +317,30 @@ impl Error {
         }
     }
 
+    /// This error with `network` named where a store error did not say it yet
+    /// (the plugin edge adds it once for every operation).
+    pub fn in_network(self, network: &str) -> Self {
+        match self {
+            Error::Store { network: n, source } if n.is_empty() => Error::Store {
+                network: network.to_string(),
+                source,
+            },
+            Error::Unusable { network: n, source } if n.is_empty() => Error::Unusable {
+                network: network.to_string(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// This error as STATUS reports it: a store that fails is unusable (code 50).
+    pub fn for_status(self) -> Self {
+        match self {
+            Error::Store { network, source } => Error::Unusable { network, source },
+            other => other,
+        }
+    }
+
     /// The CNI code of this error: the only place codes are chosen.
     pub fn code(&self) -> u32 {
         match self {
@@ -288,7 +361,8 @@ impl Error {
                 code::TRY_AGAIN_LATER
             }
             Error::Teardown { .. } => code::IO,
-            Error::NotAvailable { .. } => code::NOT_AVAILABLE,
+            Error::NotAvailable { .. } | Error::Unusable { .. } => code::NOT_AVAILABLE,
+            Error::HandOver { .. } => code::INVALID_CONFIG,
         }
     }
 }

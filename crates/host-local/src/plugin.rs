@@ -6,18 +6,21 @@ use cni_proto::gojson::Doc;
 use cni_proto::{CniError, CniResult, Plugin, Request, SpecVersion};
 
 use crate::alloc::{self, ValidAttachment};
-use crate::config::IpamConfig;
+use crate::config::{IpamConfig, StoreConfig};
 use crate::error::Error;
 use crate::store::{self, Attachment, Store};
 
-/// Opens the store for a configuration ([`store::open`] in production).
-pub type StoreOpener = Box<dyn FnMut(&IpamConfig) -> Result<Box<dyn Store>, Error>>;
+/// Opens the store a configuration names for a network ([`store::open`] in production).
+pub type StoreOpener = Box<dyn FnMut(&StoreConfig, &str) -> Result<Box<dyn Store>, Error>>;
 
 /// The plugin, with the store it runs on passed in.
 pub struct HostLocal {
     open_store: StoreOpener,
     /// Notes about the last configuration loaded, for stderr.
     notes: Vec<String>,
+    /// Set when the opener answered [`Error::HandOver`]: the executable that
+    /// serves this configuration's store.
+    handed_over: Option<&'static str>,
 }
 
 impl Default for HostLocal {
@@ -34,7 +37,14 @@ impl HostLocal {
         HostLocal {
             open_store,
             notes: Vec::new(),
+            handed_over: None,
         }
+    }
+
+    /// The executable the last call's store belongs to, when the opener
+    /// handed it over instead of serving it ([`Error::HandOver`]).
+    pub fn handed_over(&self) -> Option<&'static str> {
+        self.handed_over
     }
 
     fn config(&mut self, req: &Request) -> Result<IpamConfig, Error> {
@@ -60,11 +70,23 @@ impl HostLocal {
         ))
     }
 
-    fn store_err(cfg: &IpamConfig, e: crate::error::StoreError) -> Error {
-        Error::Store {
-            network: cfg.network.clone(),
-            source: e,
-        }
+    /// Opens the configuration's store and runs `op` on it; the one place a
+    /// store error gets its network's name.
+    fn on_store<T>(
+        &mut self,
+        cfg: &IpamConfig,
+        op: impl FnOnce(&mut dyn Store) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut store = match (self.open_store)(&cfg.store, &cfg.network) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Error::HandOver { exe, .. } = e {
+                    self.handed_over = Some(exe);
+                }
+                return Err(e);
+            }
+        };
+        op(store.as_mut()).map_err(|e| e.in_network(&cfg.network))
     }
 
     fn do_add(&mut self, req: &Request) -> Result<CniResult, Error> {
@@ -74,8 +96,7 @@ impl HostLocal {
             None => Default::default(),
         };
         let att = Self::attachment(req)?;
-        let mut store = (self.open_store)(&cfg)?;
-        let mut result = alloc::add(&cfg, store.as_mut(), &att)?;
+        let mut result = self.on_store(&cfg, |st| alloc::add(&cfg, st, &att))?;
         result.dns = dns;
         Ok(result)
     }
@@ -83,9 +104,7 @@ impl HostLocal {
     fn do_del(&mut self, req: &Request) -> Result<(), Error> {
         let cfg = self.config(req)?;
         let att = Self::attachment(req)?;
-        let mut store = (self.open_store)(&cfg)?;
-        let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        alloc::del(&cfg, s.as_mut(), &att)
+        self.on_store(&cfg, |st| alloc::del(&cfg, st, &att))
     }
 
     fn do_check(&mut self, req: &Request) -> Result<(), Error> {
@@ -98,9 +117,7 @@ impl HostLocal {
             None => None,
         };
         let att = Self::attachment(req)?;
-        let mut store = (self.open_store)(&cfg)?;
-        let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        alloc::check(&cfg, s.as_mut(), &att, prev.as_ref())
+        self.on_store(&cfg, |st| alloc::check(&cfg, st, &att, prev.as_ref()))
     }
 
     fn do_gc(&mut self, req: &Request) -> Result<(), Error> {
@@ -108,25 +125,12 @@ impl HostLocal {
         let Some(valid) = valid_attachments(&req.config.doc)? else {
             return Ok(());
         };
-        let mut store = (self.open_store)(&cfg)?;
-        let mut s = store.session().map_err(|e| Self::store_err(&cfg, e))?;
-        alloc::gc(&cfg, s.as_mut(), &valid)?
-            .into_result(&cfg)
-            .map(drop)
+        self.on_store(&cfg, |st| alloc::gc(&cfg, st, &valid).map(drop))
     }
 
     fn do_status(&mut self, req: &Request) -> Result<(), Error> {
         let cfg = self.config(req)?;
-        let mut store = (self.open_store)(&cfg)?;
-        let mut s = store.session().map_err(|e| Error::NotAvailable {
-            reason: format!("store of network {} unusable: {e}", cfg.network),
-        })?;
-        alloc::status(&cfg, s.as_mut()).map_err(|e| match e {
-            Error::Store { source, network } => Error::NotAvailable {
-                reason: format!("store of network {network} unusable: {source}"),
-            },
-            other => other,
-        })
+        self.on_store(&cfg, |st| alloc::status(&cfg, st))
     }
 }
 
@@ -214,6 +218,10 @@ pub(crate) mod tests {
         fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
             self.inner.session()
         }
+
+        fn location(&self) -> String {
+            self.inner.location()
+        }
     }
 
     impl Drop for Shared {
@@ -225,7 +233,7 @@ pub(crate) mod tests {
     fn add(store: MemoryStore, conf: &[u8]) -> (i32, serde_json::Value, MemoryStore) {
         let inner = Rc::new(RefCell::new(store));
         let handle = inner.clone();
-        let mut plugin = HostLocal::new(Box::new(move |_: &IpamConfig| {
+        let mut plugin = HostLocal::new(Box::new(move |_: &StoreConfig, _: &str| {
             Ok(Box::new(Shared {
                 inner: handle.borrow().clone(),
                 shared: handle.clone(),

@@ -215,7 +215,7 @@ impl ResultsCache {
                 .values()
                 .filter(|c| &c.id == id)
                 .find_map(|c| c.pod.clone()),
-            Owner::Damaged { .. } => None,
+            Owner::Damaged => None,
         }
     }
 
@@ -234,7 +234,7 @@ impl ResultsCache {
                         .iter()
                         .any(|f| f.starts_with(&format!("{network}-{id}-")))
             }
-            Owner::Damaged { .. } => false,
+            Owner::Damaged => false,
         }
     }
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use host_local::store::etcd::{EtcdStore, NodeEntry};
-use host_local::store::Owner;
+use host_local::config::{EtcdConfig, StoreConfig};
+use host_local::store::{Entry, Owner, Store};
 use serde_json::{json, Value};
 
 /// Exit status when `--live-nodes` finds nodes that are not live.
@@ -51,21 +51,29 @@ fn read_live(src: &str) -> Result<BTreeSet<String>> {
         .collect())
 }
 
-/// The etcd store configured for `network` in `config`.
-fn store_for(config: &std::path::Path, network: &str) -> Result<EtcdStore> {
+/// The etcd store configured for `network` in `config`, and its configuration.
+fn store_for(config: &std::path::Path, network: &str) -> Result<(Box<dyn Store>, EtcdConfig)> {
     let cfgs = crate::configs::load(config)?;
     let net = cfgs
         .get(network)
         .ok_or_else(|| anyhow!("network {network} not found in {}", config.display()))?;
-    let cfg = crate::inspect::etcd_config(net, None)?;
-    Ok(EtcdStore::new(cfg, network))
+    let cfg = net.etcd_store().cloned().ok_or_else(|| {
+        anyhow!(
+            "network {} ({}) does not use the etcd store",
+            net.network,
+            net.source.display()
+        )
+    })?;
+    let store = host_local::store::open(&StoreConfig::Etcd(cfg.clone()), network)
+        .map_err(|e| anyhow!("{}: {e}", net.source.display()))?;
+    Ok((store, cfg))
 }
 
 /// Reservations per node ("-" for values naming none).
-pub fn per_node(entries: &[NodeEntry]) -> BTreeMap<String, usize> {
+pub fn per_node(entries: &[Entry]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for e in entries {
-        let node = match (&e.node, &e.entry.owner) {
+        let node = match (&e.node, &e.owner) {
             (Some(n), Owner::Attachment { .. } | Owner::Legacy { .. }) => n.clone(),
             _ => "-".to_string(),
         };
@@ -80,11 +88,11 @@ pub fn run(a: &ClusterArgs) -> Result<u8> {
     if live.as_ref().is_some_and(|l| l.is_empty()) {
         bail!("the live node list is empty: every node would be reported");
     }
-    let mut store = store_for(&a.config, &a.network)?;
-    let endpoints = store.config().endpoints.join(",");
+    let (mut store, cfg) = store_for(&a.config, &a.network)?;
+    let endpoints = cfg.endpoints.join(",");
     let entries = store
-        .etcd_session()
-        .and_then(|mut s| s.list_nodes())
+        .read_session()
+        .and_then(|mut s| s.list())
         .with_context(|| format!("reading network {} from etcd {endpoints}", a.network))?;
     let counts = per_node(&entries);
     let not_live: Vec<&String> = match &live {

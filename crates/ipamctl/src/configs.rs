@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use cni_proto::gojson::{Doc, Kind};
 use cni_proto::{CniArgs, NetworkName, SpecVersion};
-use host_local::config::IpamConfig;
+use host_local::config::{EtcdConfig, IpamConfig, StoreConfig};
 
 /// The host-local configuration of one network.
 #[derive(Clone, Debug)]
@@ -22,6 +22,10 @@ pub struct NetConfig {
     /// The section names a `dataDir` (else the default applies, and
     /// `--data-dir` may stand in for it).
     pub data_dir_explicit: bool,
+    /// The `dataDir` as the plugin reads it (the default when not named):
+    /// the disk store's directory; beside an etcd store, where a disk store
+    /// of the same network may have been left.
+    pub data_dir: PathBuf,
 }
 
 /// Every host-local network found, by name, plus warnings about files that
@@ -34,14 +38,12 @@ pub struct Configs {
 }
 
 impl NetConfig {
-    /// The `ipam.store` object when it selects the etcd store: the network
-    /// is kept in etcd, not in a directory.
-    pub fn etcd_store(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
-        self.ipam
-            .store
-            .as_ref()
-            .and_then(serde_json::Value::as_object)
-            .filter(|o| o.get("type").and_then(serde_json::Value::as_str) == Some("etcd"))
+    /// The etcd store's configuration when the network is kept in etcd.
+    pub fn etcd_store(&self) -> Option<&EtcdConfig> {
+        match &self.ipam.store {
+            StoreConfig::Etcd(c) => Some(c),
+            StoreConfig::Disk { .. } => None,
+        }
     }
 }
 
@@ -61,7 +63,7 @@ impl Configs {
             .networks
             .values()
             .filter(|c| c.data_dir_explicit)
-            .map(|c| &c.ipam.data_dir);
+            .map(|c| &c.data_dir);
         let first = dirs.next()?;
         dirs.all(|d| d == first).then(|| first.clone())
     }
@@ -179,13 +181,24 @@ fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
         let doc = Doc::Object(vec![("ipam".to_owned(), ipam.clone())]);
         let cfg = IpamConfig::from_doc(name, SpecVersion::LATEST, &doc, &CniArgs::default())
             .map_err(|e| anyhow!("{e}"))?;
+        // Go's decoder matches keys case-insensitively.
+        let data_dir_text = match ipam.field("dataDir", Kind::Scalar) {
+            Some(Doc::String(d)) => Some(d.as_str()),
+            _ => None,
+        };
+        let data_dir = match &cfg.store {
+            StoreConfig::Disk { data_dir } => data_dir.clone(),
+            StoreConfig::Etcd(_) => {
+                host_local::config::validate::data_dir(data_dir_text).map_err(|e| anyhow!("{e}"))?
+            }
+        };
         out.push(NetConfig {
             network: name.to_string(),
             source: path.to_path_buf(),
             ipam: cfg,
             runtime_ranges: rt,
-            // Go's decoder matches keys case-insensitively.
-            data_dir_explicit: ipam.field("dataDir", Kind::Scalar).is_some(),
+            data_dir_explicit: data_dir_text.is_some(),
+            data_dir,
         });
     }
     Ok(out)
@@ -208,7 +221,7 @@ mod tests {
         let c = load(&p).unwrap();
         let n = c.get("net1").unwrap();
         assert!(n.runtime_ranges);
-        assert_eq!(n.ipam.data_dir, PathBuf::from("/srv/ipam"));
+        assert_eq!(n.data_dir, PathBuf::from("/srv/ipam"));
         assert_eq!(n.ipam.ranges[0].0[0].subnet.to_string(), "10.1.2.0/24");
     }
 }

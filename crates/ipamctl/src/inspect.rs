@@ -1,5 +1,6 @@
-//! Reading one network's store under the plugin's lock and explaining it
-//! against the configuration.
+//! Reading one network's store through the store trait (under the plugin's
+//! lock on disk, from one snapshot in etcd), creating nothing, and
+//! explaining it against the configuration.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -7,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
-use host_local::config::RangeSet;
-use host_local::store::disk::DiskStore;
-use host_local::store::etcd::{EtcdConfig, EtcdStore, NodeEntry};
-use host_local::store::{Owner, Session};
+use host_local::config::{RangeSet, StoreConfig};
+use host_local::error::{Missing, StoreError};
+use host_local::store::{Entry, Owner, Store};
 use serde::Serialize;
 
 use crate::configs::NetConfig;
@@ -67,6 +67,15 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
+    pub fn of(cfg: &StoreConfig) -> Self {
+        match cfg {
+            StoreConfig::Disk { .. } => StoreKind::Disk,
+            StoreConfig::Etcd(c) => StoreKind::Etcd {
+                endpoints: c.endpoints.clone(),
+            },
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             StoreKind::Disk => "disk",
@@ -80,6 +89,8 @@ impl StoreKind {
 pub struct Reservation {
     pub ip: IpAddr,
     pub owner: Owner,
+    /// Why the recorded content names no attachment (damaged ones).
+    pub damage: Option<String>,
     /// Modification time, seconds since the epoch (etcd: unknown, None).
     pub mtime: Option<i64>,
     /// The node that made it (etcd only; None on disk or when the value names none).
@@ -94,7 +105,7 @@ impl Reservation {
         match self.owner {
             Owner::Attachment { .. } => "attachment",
             Owner::Legacy { .. } => "legacy",
-            Owner::Damaged { .. } => "damaged",
+            Owner::Damaged => "damaged",
         }
     }
 
@@ -103,9 +114,36 @@ impl Reservation {
     }
 
     pub fn ifname(&self) -> Option<&str> {
-        match &self.owner {
-            Owner::Attachment { ifname, .. } => Some(ifname),
-            _ => None,
+        self.owner.ifname()
+    }
+
+    /// The entry the store reported (what a release compares against).
+    pub fn entry(&self) -> Entry {
+        Entry {
+            damage: self.damage.clone(),
+            ..Entry::new(self.ip, self.owner.clone()).on_node(self.node.clone())
+        }
+    }
+}
+
+/// Seconds since the epoch (negative before it).
+fn epoch_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+impl From<Entry> for Reservation {
+    fn from(e: Entry) -> Self {
+        Reservation {
+            ip: e.ip,
+            owner: e.owner,
+            damage: e.damage,
+            mtime: e.reserved_at.map(epoch_secs),
+            node: e.node,
+            set_index: None,
+            problems: Vec::new(),
         }
     }
 }
@@ -158,6 +196,28 @@ pub struct NetworkView {
 }
 
 impl NetworkView {
+    /// A view of network `name` with nothing read yet.
+    pub fn new(
+        name: &str,
+        store: StoreKind,
+        data_dir: PathBuf,
+        path: PathBuf,
+        config: Option<&NetConfig>,
+    ) -> Self {
+        NetworkView {
+            name: name.to_string(),
+            store,
+            data_dir,
+            path,
+            exists: true,
+            reservations: Vec::new(),
+            config: config.cloned(),
+            sets: Vec::new(),
+            error: None,
+            notes: Vec::new(),
+        }
+    }
+
     pub fn problem_counts(&self) -> BTreeMap<ProblemKind, u64> {
         let mut m: BTreeMap<ProblemKind, u64> = ProblemKind::ALL.iter().map(|k| (*k, 0)).collect();
         for r in &self.reservations {
@@ -196,183 +256,73 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn mtime_of(path: &Path) -> Option<i64> {
-    let m = std::fs::symlink_metadata(path).ok()?;
-    let t = m.modified().ok()?;
-    Some(match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    })
+/// Opens network `name`'s store as `store` describes it for an operator's
+/// reads and changes: no wait longer than `wait`.
+pub fn open_store(store: &StoreConfig, name: &str, wait: Duration) -> Result<Box<dyn Store>> {
+    host_local::store::open_for_operator(store, name, wait).map_err(|e| anyhow!("{e}"))
 }
 
-/// Reads `<data_dir>/<name>` under the plugin's lock (waiting at most
-/// `lock_timeout`), creating nothing. A missing directory is not an error
-/// when `allow_missing` (a configured network that never had an address).
+/// Reads network `name` from `store` (through the store trait, creating
+/// nothing; waiting at most `wait`), reported as kept in `data_dir`. A
+/// network with no store yet is not an error when `allow_missing` (a
+/// configured network that never had an address).
 pub fn read_network(
+    store: &StoreConfig,
     data_dir: &Path,
     name: &str,
     config: Option<&NetConfig>,
     allow_missing: bool,
-    lock_timeout: Duration,
+    wait: Duration,
 ) -> Result<NetworkView> {
-    let store = DiskStore::new(data_dir, name).with_lock_timeout(lock_timeout);
-    let path = store.network_dir();
-    let mut view = NetworkView {
-        name: name.to_string(),
-        store: StoreKind::Disk,
-        data_dir: data_dir.to_path_buf(),
-        path: path.clone(),
-        exists: true,
-        reservations: Vec::new(),
-        config: config.cloned(),
-        sets: Vec::new(),
-        error: None,
-        notes: Vec::new(),
+    let mut st = open_store(store, name, wait)?;
+    let mut view = NetworkView::new(
+        name,
+        StoreKind::of(store),
+        data_dir.to_path_buf(),
+        PathBuf::from(st.location()),
+        config,
+    );
+    let sets = config.map_or(0, |c| c.ipam.ranges.len());
+    let mut read = || -> Result<(Vec<Entry>, Vec<Option<IpAddr>>), StoreError> {
+        let mut s = st.read_session()?;
+        let entries = s.list()?;
+        // A cursor that cannot be read only leaves "last reserved" unknown.
+        let cursors = (0..sets).map(|i| s.cursor(i).ok().flatten()).collect();
+        Ok((entries, cursors))
     };
-    match std::fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if allow_missing {
-                view.exists = false;
-                classify(&mut view, &[]);
-                return Ok(view);
-            }
-            return Err(anyhow!(
-                "network directory {}: does not exist (no store for network {name})",
-                path.display()
-            ));
-        }
-        Err(e) => return Err(anyhow!("network directory {}: {e}", path.display())),
-        Ok(_) => {}
-    }
-    let lock = path.join(host_local::store::disk::LOCK_FILE);
-    if std::fs::symlink_metadata(&lock).is_err() && std::fs::symlink_metadata(&path)?.is_dir() {
-        return Err(anyhow!(
-            "{}: no lock file; not a host-local store (ipamctl creates nothing to read it)",
-            lock.display()
-        ));
-    }
-    let mut cursors = Vec::new();
-    {
-        let mut s = store.read_session().map_err(|e| anyhow!("{e}"))?;
-        let entries = s.list().map_err(|e| anyhow!("{e}"))?;
-        for e in entries {
-            let mtime = mtime_of(&path.join(e.ip.to_string()));
-            view.reservations.push(Reservation {
-                ip: e.ip,
-                owner: e.owner,
-                mtime,
-                node: None,
-                set_index: None,
-                problems: Vec::new(),
-            });
-        }
-        if let Some(c) = config {
-            for i in 0..c.ipam.ranges.len() {
-                cursors.push(s.cursor(i).ok().flatten());
-            }
-        }
-    }
-    classify(&mut view, &cursors);
-    Ok(view)
-}
-
-/// The etcd client configuration of `cfg`'s `ipam.store` (which must select
-/// etcd), waiting at most `timeout` for etcd when that is shorter than the
-/// configured `timeout`.
-pub fn etcd_config(cfg: &NetConfig, timeout: Option<Duration>) -> Result<EtcdConfig> {
-    let obj = cfg.etcd_store().ok_or_else(|| {
-        anyhow!(
-            "network {} ({}) does not use the etcd store",
-            cfg.network,
-            cfg.source.display()
-        )
-    })?;
-    // The node name is irrelevant to reading; do not require a host name.
-    let mut c = EtcdConfig::from_object(obj, &|| Some("ipamctl".into()))
-        .map_err(|e| anyhow!("{}: {e}", cfg.source.display()))?;
-    if let Some(t) = timeout {
-        c.timeout = c.timeout.min(t);
-    }
-    Ok(c)
-}
-
-/// Reads network `cfg.network` from the etcd store its configuration names,
-/// from one snapshot, waiting at most `timeout` (or the configured
-/// `timeout` when shorter). Every key is read; ages are unknown (etcd keeps
-/// no modification time), each reservation carries its node. An etcd that
-/// cannot be read (or a bad `store` object) is the view's `error`.
-pub fn read_etcd_network(cfg: &NetConfig, timeout: Duration) -> NetworkView {
-    let mut view = NetworkView {
-        name: cfg.network.clone(),
-        store: StoreKind::Etcd {
-            endpoints: Vec::new(),
-        },
-        data_dir: cfg.ipam.data_dir.clone(),
-        path: PathBuf::new(),
-        exists: true,
-        reservations: Vec::new(),
-        config: Some(cfg.clone()),
-        sets: Vec::new(),
-        error: None,
-        notes: Vec::new(),
-    };
-    let ecfg = match etcd_config(cfg, Some(timeout)) {
-        Ok(c) => c,
-        Err(e) => {
-            view.error = Some(format!("{e:#}"));
-            return view;
-        }
-    };
-    let endpoints = ecfg.endpoints.clone();
-    view.store = StoreKind::Etcd {
-        endpoints: endpoints.clone(),
-    };
-    let mut store = EtcdStore::new(ecfg, &cfg.network);
-    view.path = PathBuf::from(store.keys().base());
-    let read = |store: &mut EtcdStore| {
-        let mut s = store.etcd_session()?;
-        let entries = s.list_nodes()?;
-        let cursors: Vec<Option<IpAddr>> = (0..cfg.ipam.ranges.len())
-            .map(|i| s.cursor(i).ok().flatten())
-            .collect();
-        Ok::<(Vec<NodeEntry>, _), host_local::error::StoreError>((entries, cursors))
-    };
-    match read(&mut store) {
+    match read() {
         Ok((entries, cursors)) => {
-            view.reservations = entries
-                .into_iter()
-                .map(|n| Reservation {
-                    ip: n.entry.ip,
-                    owner: n.entry.owner,
-                    mtime: None,
-                    node: n.node,
-                    set_index: None,
-                    problems: Vec::new(),
-                })
-                .collect();
+            view.reservations = entries.into_iter().map(Reservation::from).collect();
             classify(&mut view, &cursors);
+            Ok(view)
         }
-        Err(e) => {
-            view.error = Some(format!(
-                "reading network {} from etcd {}: {e}",
-                cfg.network,
-                endpoints.join(",")
-            ));
+        Err(StoreError::NoStore {
+            missing: Missing::Network,
+            ..
+        }) if allow_missing => {
+            view.exists = false;
+            classify(&mut view, &[]);
+            Ok(view)
         }
+        Err(e) => Err(match store {
+            StoreConfig::Etcd(c) => anyhow!(
+                "reading network {name} from etcd {}: {e}",
+                c.endpoints.join(",")
+            ),
+            StoreConfig::Disk { .. } => anyhow!("{e}"),
+        }),
     }
-    view
 }
 
 /// Finds each reservation's range set and problems, and each set's usage.
 fn classify(view: &mut NetworkView, cursors: &[Option<IpAddr>]) {
     for r in &mut view.reservations {
-        if let Owner::Damaged { reason } = &r.owner {
+        if r.owner == Owner::Damaged {
             r.problems.push(Problem {
                 kind: ProblemKind::Damaged,
-                detail: if reason.is_empty() {
-                    "names no attachment".into()
-                } else {
-                    format!("{reason}: names no attachment")
+                detail: match r.damage.as_deref() {
+                    None | Some("") => "names no attachment".into(),
+                    Some(reason) => format!("{reason}: names no attachment"),
                 },
             });
         }

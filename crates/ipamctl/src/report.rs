@@ -224,7 +224,7 @@ impl NetworkReport {
                 .map(|m| (now - m).max(0)),
             config: v.config.as_ref().map(|c| ConfigRef {
                 source: c.source.clone(),
-                data_dir: c.ipam.data_dir.clone(),
+                data_dir: c.data_dir.clone(),
                 runtime_ranges: c.runtime_ranges,
             }),
             range_sets,

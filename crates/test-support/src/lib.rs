@@ -240,7 +240,7 @@ pub struct PersistStore {
 impl PersistStore {
     /// A store opener for `HostLocal::new` over `shared`.
     pub fn opener(shared: Rc<RefCell<MemoryStore>>) -> host_local::plugin::StoreOpener {
-        Box::new(move |_: &host_local::config::IpamConfig| {
+        Box::new(move |_: &host_local::config::StoreConfig, _: &str| {
             Ok(Box::new(PersistStore {
                 inner: shared.borrow().clone(),
                 shared: shared.clone(),
@@ -252,6 +252,10 @@ impl PersistStore {
 impl Store for PersistStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
         self.inner.session()
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
     }
 }
 

@@ -6,6 +6,7 @@
 //! structs of [`raw`]; [`validate`] then checks them, naming the field path.
 
 pub mod raw;
+pub mod store;
 pub mod validate;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use crate::addr;
 use crate::error::{Error, Result};
+pub use store::{EtcdConfig, StoreConfig, TlsFiles};
 pub use validate::parse_addr;
 
 /// Where the reference keeps its stores.
@@ -155,12 +157,11 @@ pub struct IpamConfig {
     pub version: SpecVersion,
     pub ranges: Vec<RangeSet>,
     pub routes: Vec<Route>,
-    pub data_dir: PathBuf,
     pub resolv_conf: Option<PathBuf>,
     /// Requested addresses in the order given: CNI_ARGS, args, runtimeConfig.
     pub requested: Vec<IpAddr>,
-    /// The `store` object of the ipam section, as written, for the store layer to decode.
-    pub store: Option<Value>,
+    /// Which store keeps the reservations (`ipam.store`, with `ipam.dataDir` for the disk).
+    pub store: StoreConfig,
 }
 
 impl IpamConfig {
@@ -351,6 +352,7 @@ impl IpamConfig {
 
         let routes = validate::routes(ipam.routes.as_deref().unwrap_or(&[]))?;
         let data_dir = validate::data_dir(ipam.data_dir.as_deref())?;
+        let store = StoreConfig::from_value(ipam.store.as_ref(), data_dir, &store::host_name)?;
         let resolv_conf = ipam
             .resolv_conf
             .as_deref()
@@ -361,10 +363,9 @@ impl IpamConfig {
             version,
             ranges,
             routes,
-            data_dir,
             resolv_conf,
             requested,
-            store: ipam.store,
+            store,
         })
     }
 }

@@ -21,7 +21,12 @@ fn old_style_defaults() {
     assert_eq!(r.end.to_string(), "10.1.2.254");
     assert_eq!(r.gateway.to_string(), "10.1.2.1");
     assert_eq!(r.capacity(), 253);
-    assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    assert_eq!(
+        c.store,
+        StoreConfig::Disk {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR)
+        }
+    );
 }
 
 #[test]
@@ -106,7 +111,7 @@ fn go_key_case() {
     let c = doc(
         r#"{"IPAM": {"Subnet": "10.0.0.0/24", "RangeStart": "10.0.0.7", "RANGEEND": "10.0.0.9",
         "Routes": [{"Dst": "0.0.0.0/0", "GW": "10.0.0.1"}], "ResolvConf": "/etc/r", "DataDir": "/d",
-        "Store": {"x": 1}}}"#,
+        "Store": {"TYPE": "disk"}}}"#,
     )
     .unwrap();
     let r = &c.ranges[0].0[0];
@@ -116,8 +121,12 @@ fn go_key_case() {
     );
     assert_eq!(c.routes[0].gw.unwrap().to_string(), "10.0.0.1");
     assert_eq!(c.resolv_conf, Some(PathBuf::from("/etc/r")));
-    assert_eq!(c.data_dir, PathBuf::from("/d"));
-    assert_eq!(c.store, Some(json!({"x": 1})));
+    assert_eq!(
+        c.store,
+        StoreConfig::Disk {
+            data_dir: PathBuf::from("/d")
+        }
+    );
     let c = doc(r#"{"ipam": {"Ranges": [[{"SUBNET": "10.1.0.0/24"}]]},
         "Args": {"CNI": {"IPs": ["10.1.0.5"]}}, "RuntimeConfig": {"IPS": ["10.1.0.6"]}}"#)
     .unwrap();

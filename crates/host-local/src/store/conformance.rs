@@ -1,22 +1,22 @@
 //! The contract of [`Store`] and [`Session`] as tests, written once and run
-//! by every backend: the memory and disk stores in their unit tests, a
-//! networked backend from the integration tests:
+//! by every backend, one `#[test]` per case per backend (so one broken
+//! promise does not hide the others), with [`conformance_tests!`]:
 //!
 //! ```ignore
-//! host_local::store::conformance::run_all(&mut |seed: &[Entry]| {
-//!     // A fresh, empty store of the backend, holding `seed` written behind
-//!     // the trait's back the way an older plugin or an operator would
-//!     // (legacy ID-only owners, damaged entries: any unparseable content).
-//!     Box::new(my_store_with(seed)) as Box<dyn Store>
-//! });
+//! /// A fresh, empty store of the backend per call, holding `seed` written
+//! /// behind the trait's back the way an older plugin or an operator would
+//! /// (legacy ID-only owners, damaged entries: any unparseable content);
+//! /// None when the backend cannot run here (the factory says why).
+//! fn my_backend() -> Option<Factory> { ... }
+//! mod my_backend_conformance {
+//!     host_local::conformance_tests!(super::my_backend);
+//! }
 //! ```
 //!
 //! [`disk_stores`] is a complete example (the disk store's factory, run by its
 //! unit tests and, through the public API, by
 //! `crates/host-local/tests/integration/store_conformance.rs`). Each case
 //! panics (with the case's name) on the first broken promise.
-//! `run_all` runs every case on a store of its own; `CASES` lists them for
-//! a backend that wants to run them one by one.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -30,57 +30,61 @@ use crate::config::{IpamConfig, RangeSet};
 /// Makes a fresh store holding the given entries.
 pub type MakeStore<'a> = dyn FnMut(&[Entry]) -> Box<dyn Store> + 'a;
 
-/// One case: its name and its body.
-pub type Case = (&'static str, fn(&mut MakeStore<'_>));
+/// A backend's [`MakeStore`], owning whatever its stores need (a temporary
+/// directory, a server).
+pub type Factory = Box<dyn FnMut(&[Entry]) -> Box<dyn Store>>;
 
-/// Every case of the suite.
-pub const CASES: &[Case] = &[
-    ("empty_store", empty_store),
-    (
-        "commit_reserves_and_advances_cursor",
-        commit_reserves_and_advances_cursor,
-    ),
-    ("commit_is_all_or_nothing", commit_is_all_or_nothing),
-    ("find_own_and_legacy_only", find_own_and_legacy_only),
-    (
-        "release_only_when_still_owned",
-        release_only_when_still_owned,
-    ),
-    ("release_all_of_an_attachment", release_all_of_an_attachment),
-    ("first_free_in_order", first_free_in_order),
-    ("damaged_counts_as_reserved", damaged_counts_as_reserved),
-    ("count_and_list", count_and_list),
-    (
-        "list_collectable_holds_own_commits",
-        list_collectable_holds_own_commits,
-    ),
-    ("sessions_see_earlier_commits", sessions_see_earlier_commits),
-];
-
-/// Runs every case, each on a fresh store from `make`.
-pub fn run_all(make: &mut MakeStore<'_>) {
-    for (_name, case) in CASES {
-        case(make);
-    }
+/// One `#[test]` per case of the suite, each on stores from `$factory`, a
+/// `fn() -> Option<Factory>` called once per case (None: the backend cannot
+/// run here, and the case passes having said so through the factory).
+/// Invoke it inside a module of its own: the tests are named after the cases.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            empty_store,
+            commit_reserves_and_advances_cursor,
+            commit_is_all_or_nothing,
+            find_own_and_legacy_only,
+            release_only_when_still_owned,
+            release_all_of_an_attachment,
+            first_free_in_order,
+            first_free_up_to_want,
+            damaged_counts_as_reserved,
+            count_and_list,
+            list_collectable_holds_own_commits,
+            sessions_see_earlier_commits,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if let Some(mut make) = $factory() {
+                    $crate::store::conformance::$case(&mut *make);
+                }
+            }
+        )*
+    };
 }
 
-/// The [`MakeStore`] of the disk store, for its unit test and the integration test that runs the
-/// suite through the public API: each store a fresh data directory below `root` holding network
-/// `net`, `seed` written as its files the way an older plugin or an operator would (a damaged
-/// entry as content no plugin writes).
-pub fn disk_stores(root: &Path) -> impl FnMut(&[Entry]) -> Box<dyn Store> + '_ {
+/// The [`Factory`] of the disk store, for its unit test and the integration test that runs the
+/// suite through the public API: each store a fresh data directory below `root` (kept, with
+/// whatever owns it, as long as the factory) holding network `net`, `seed` written as its files
+/// the way an older plugin or an operator would (a damaged entry as content no plugin writes).
+pub fn disk_stores<R: AsRef<Path> + 'static>(root: R) -> Factory {
     let mut n = 0;
-    move |seed: &[Entry]| {
+    Box::new(move |seed: &[Entry]| {
         n += 1;
-        let data = root.join(format!("d{n}"));
+        let data = root.as_ref().join(format!("d{n}"));
         let net = data.join("net");
         std::fs::create_dir_all(&net).expect("test data directory");
         for e in seed {
-            let content = e.owner.to_content().unwrap_or_else(|| "\r\n".into());
+            let content = super::disk::encode_owner(&e.owner).unwrap_or_else(|| "\r\n".into());
             std::fs::write(net.join(e.ip.to_string()), content).expect("seeded entry");
         }
         Box::new(DiskStore::new(data, "net")) as Box<dyn Store>
-    }
+    })
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -99,19 +103,23 @@ fn pick(s: &str, set_index: usize) -> Pick {
 }
 
 fn legacy(s: &str, id: &str) -> Entry {
-    Entry {
-        ip: ip(s),
-        owner: Owner::Legacy { id: id.into() },
-    }
+    Entry::new(ip(s), Owner::Legacy { id: id.into() })
 }
 
 fn damaged(s: &str) -> Entry {
-    Entry {
-        ip: ip(s),
-        owner: Owner::Damaged {
-            reason: "planted by the conformance suite".into(),
-        },
-    }
+    Entry::damaged(ip(s), "planted by the conformance suite")
+}
+
+/// The owner of `addr`'s reservation, if any.
+fn owner(s: &mut dyn Session, addr: IpAddr) -> Option<Owner> {
+    s.owner_of(addr).unwrap().map(|e| e.owner)
+}
+
+/// The first free of `candidates`.
+fn first(s: &mut dyn Session, candidates: &[IpAddr]) -> Option<IpAddr> {
+    let free = s.first_free(&mut candidates.iter().copied(), 1).unwrap();
+    assert!(free.len() <= 1, "first_free gave more than asked: {free:?}");
+    free.first().copied()
 }
 
 /// Range set 0 of `10.9.0.0/24`.
@@ -142,7 +150,7 @@ fn ips(entries: &[Entry]) -> Vec<IpAddr> {
     v
 }
 
-fn empty_store(make: &mut MakeStore<'_>) {
+pub fn empty_store(make: &mut MakeStore<'_>) {
     let mut st = make(&[]);
     let mut s = st.session().expect("session");
     assert_eq!(s.count().unwrap(), 0, "empty_store: count");
@@ -153,14 +161,14 @@ fn empty_store(make: &mut MakeStore<'_>) {
     );
     assert_eq!(s.cursor(0).unwrap(), None, "empty_store: cursor");
     assert_eq!(
-        s.owner_of(ip("10.9.0.2")).unwrap(),
+        owner(&mut *s, ip("10.9.0.2")),
         None,
         "empty_store: owner_of"
     );
     s.writable().expect("empty_store: writable");
 }
 
-fn commit_reserves_and_advances_cursor(make: &mut MakeStore<'_>) {
+pub fn commit_reserves_and_advances_cursor(make: &mut MakeStore<'_>) {
     let name = "commit_reserves_and_advances_cursor";
     let mut st = make(&[]);
     let a = att("c1", "eth0");
@@ -169,11 +177,7 @@ fn commit_reserves_and_advances_cursor(make: &mut MakeStore<'_>) {
         let c = s
             .commit(&a, &[pick("10.9.0.2", 0), pick("fd09::2", 1)])
             .unwrap_or_else(|e| panic!("{name}: commit: {e}"));
-        assert_eq!(
-            s.owner_of(ip("10.9.0.2")).unwrap(),
-            Some(a.owner()),
-            "{name}"
-        );
+        assert_eq!(owner(&mut *s, ip("10.9.0.2")), Some(a.owner()), "{name}");
         c
     };
     committed
@@ -196,11 +200,7 @@ fn commit_reserves_and_advances_cursor(make: &mut MakeStore<'_>) {
         [ip("10.9.0.2"), ip("fd09::2")],
         "{name}: find"
     );
-    assert_eq!(
-        s.owner_of(ip("fd09::2")).unwrap(),
-        Some(a.owner()),
-        "{name}"
-    );
+    assert_eq!(owner(&mut *s, ip("fd09::2")), Some(a.owner()), "{name}");
     let c = s
         .commit(&att("c2", "eth0"), &[pick("10.9.0.7", 0)])
         .unwrap_or_else(|e| panic!("{name}: second commit: {e}"));
@@ -213,7 +213,7 @@ fn commit_reserves_and_advances_cursor(make: &mut MakeStore<'_>) {
     c.finish().unwrap();
 }
 
-fn commit_is_all_or_nothing(make: &mut MakeStore<'_>) {
+pub fn commit_is_all_or_nothing(make: &mut MakeStore<'_>) {
     let name = "commit_is_all_or_nothing";
     let mut st = make(&[]);
     let mut s = st.session().unwrap();
@@ -236,7 +236,7 @@ fn commit_is_all_or_nothing(make: &mut MakeStore<'_>) {
     drop(s);
     let mut s = st.session().unwrap();
     assert_eq!(
-        s.owner_of(ip("fd09::5")).unwrap(),
+        owner(&mut *s, ip("fd09::5")),
         None,
         "{name}: nothing written"
     );
@@ -247,13 +247,13 @@ fn commit_is_all_or_nothing(make: &mut MakeStore<'_>) {
         "{name}: find"
     );
     assert_eq!(
-        s.owner_of(ip("10.9.0.3")).unwrap(),
+        owner(&mut *s, ip("10.9.0.3")),
         Some(att("c1", "eth0").owner()),
         "{name}: the holder keeps it"
     );
 }
 
-fn find_own_and_legacy_only(make: &mut MakeStore<'_>) {
+pub fn find_own_and_legacy_only(make: &mut MakeStore<'_>) {
     let name = "find_own_and_legacy_only";
     let mut st = make(&[
         legacy("10.9.0.50", "c1"),
@@ -288,35 +288,21 @@ fn find_own_and_legacy_only(make: &mut MakeStore<'_>) {
     }
 }
 
-fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
+pub fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
     let name = "release_only_when_still_owned";
     let mut st = make(&[damaged("10.9.0.60"), legacy("10.9.0.61", "old")]);
     let mut s = st.session().unwrap();
     let a = att("c1", "eth0");
     reserve(&mut *s, &a, "10.9.0.2");
-    let wrong = Entry {
-        ip: ip("10.9.0.2"),
-        owner: att("c1", "eth1").owner(),
-    };
+    let wrong = Entry::new(ip("10.9.0.2"), att("c1", "eth1").owner());
     assert!(!s.release(&wrong).unwrap(), "{name}: another ifname's");
-    assert_eq!(
-        s.owner_of(ip("10.9.0.2")).unwrap(),
-        Some(a.owner()),
-        "{name}"
-    );
-    let mine = Entry {
-        ip: ip("10.9.0.2"),
-        owner: a.owner(),
-    };
+    assert_eq!(owner(&mut *s, ip("10.9.0.2")), Some(a.owner()), "{name}");
+    let mine = Entry::new(ip("10.9.0.2"), a.owner());
     assert!(s.release(&mine).unwrap(), "{name}: own");
     assert!(!s.release(&mine).unwrap(), "{name}: twice");
-    assert_eq!(s.owner_of(ip("10.9.0.2")).unwrap(), None, "{name}: gone");
+    assert_eq!(owner(&mut *s, ip("10.9.0.2")), None, "{name}: gone");
     assert!(
-        !s.release(&Entry {
-            ip: ip("10.9.0.9"),
-            owner: a.owner()
-        })
-        .unwrap(),
+        !s.release(&Entry::new(ip("10.9.0.9"), a.owner())).unwrap(),
         "{name}: never reserved"
     );
     let listed = s.list().unwrap();
@@ -324,7 +310,7 @@ fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
         .iter()
         .find(|e| e.ip == ip("10.9.0.60"))
         .expect("damaged listed");
-    assert!(matches!(d.owner, Owner::Damaged { .. }), "{name}: {d:?}");
+    assert!(matches!(d.owner, Owner::Damaged), "{name}: {d:?}");
     assert!(s.release(d).unwrap(), "{name}: damaged, still damaged");
     assert!(
         !s.release(&legacy("10.9.0.61", "other")).unwrap(),
@@ -336,15 +322,14 @@ fn release_only_when_still_owned(make: &mut MakeStore<'_>) {
     );
     assert_eq!(s.count().unwrap(), 0, "{name}: all gone");
     // Released addresses are free again.
-    let mut cands = [ip("10.9.0.2")].into_iter();
     assert_eq!(
-        s.first_free(&set(), &mut cands).unwrap(),
+        first(&mut *s, &[ip("10.9.0.2")]),
         Some(ip("10.9.0.2")),
         "{name}"
     );
 }
 
-fn release_all_of_an_attachment(make: &mut MakeStore<'_>) {
+pub fn release_all_of_an_attachment(make: &mut MakeStore<'_>) {
     let name = "release_all_of_an_attachment";
     let mut st = make(&[legacy("10.9.0.61", "c1")]);
     let mut s = st.session().unwrap();
@@ -363,10 +348,7 @@ fn release_all_of_an_attachment(make: &mut MakeStore<'_>) {
         "{name}: dual stack and the legacy file"
     );
     // An entry that no longer holds (another container's address) is left.
-    found.push(Entry {
-        ip: ip("10.9.0.3"),
-        owner: a.owner(),
-    });
+    found.push(Entry::new(ip("10.9.0.3"), a.owner()));
     let targets: Vec<&Entry> = found.iter().collect();
     let failures = s.release_all(&targets);
     assert!(failures.is_empty(), "{name}: {failures:?}");
@@ -374,7 +356,7 @@ fn release_all_of_an_attachment(make: &mut MakeStore<'_>) {
     let mut s = st.session().unwrap();
     assert!(s.find(&a).unwrap().is_empty(), "{name}: all released");
     assert_eq!(
-        s.owner_of(ip("10.9.0.3")).unwrap(),
+        owner(&mut *s, ip("10.9.0.3")),
         Some(att("c2", "eth0").owner()),
         "{name}: the other container keeps its address"
     );
@@ -382,7 +364,7 @@ fn release_all_of_an_attachment(make: &mut MakeStore<'_>) {
     assert!(s.release_all(&[]).is_empty(), "{name}: nothing to release");
 }
 
-fn first_free_in_order(make: &mut MakeStore<'_>) {
+pub fn first_free_in_order(make: &mut MakeStore<'_>) {
     let name = "first_free_in_order";
     let mut st = make(&[]);
     let mut s = st.session().unwrap();
@@ -391,45 +373,60 @@ fn first_free_in_order(make: &mut MakeStore<'_>) {
     let set = set();
     let order = ["10.9.0.4", "10.9.0.2", "10.9.0.9", "10.9.0.3"].map(ip);
     assert_eq!(
-        s.first_free(&set, &mut order.into_iter()).unwrap(),
+        first(&mut *s, &order),
         Some(ip("10.9.0.9")),
         "{name}: the first free in the given order, not the lowest"
     );
     let taken = ["10.9.0.4", "10.9.0.2"].map(ip);
+    assert_eq!(first(&mut *s, &taken), None, "{name}: all taken");
     assert_eq!(
-        s.first_free(&set, &mut taken.into_iter()).unwrap(),
-        None,
-        "{name}: all taken"
-    );
-    assert_eq!(
-        s.first_free(&set, &mut std::iter::empty()).unwrap(),
-        None,
+        s.first_free(&mut std::iter::empty(), 1).unwrap(),
+        Vec::<IpAddr>::new(),
         "{name}: none"
     );
     // Every candidate of a whole /24, in the allocator's order.
     let mut all = crate::alloc::Candidates::new(&set, Some(ip("10.9.0.1"))).map(|(i, _)| i);
     assert_eq!(
-        s.first_free(&set, &mut all).unwrap(),
-        Some(ip("10.9.0.3")),
+        s.first_free(&mut all, 1).unwrap(),
+        [ip("10.9.0.3")],
         "{name}: walk"
     );
 }
 
-fn damaged_counts_as_reserved(make: &mut MakeStore<'_>) {
+pub fn first_free_up_to_want(make: &mut MakeStore<'_>) {
+    let name = "first_free_up_to_want";
+    let mut st = make(&[damaged("10.9.0.5")]);
+    let mut s = st.session().unwrap();
+    reserve(&mut *s, &att("c1", "eth0"), "10.9.0.3");
+    let order = [
+        "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6", "10.9.0.7",
+    ]
+    .map(ip);
+    assert_eq!(
+        s.first_free(&mut order.into_iter(), 3).unwrap(),
+        ["10.9.0.2", "10.9.0.4", "10.9.0.6"].map(ip),
+        "{name}: the first three free, in order"
+    );
+    assert_eq!(
+        s.first_free(&mut order.into_iter(), 16).unwrap(),
+        ["10.9.0.2", "10.9.0.4", "10.9.0.6", "10.9.0.7"].map(ip),
+        "{name}: fewer when the candidates run out"
+    );
+    assert_eq!(
+        s.first_free(&mut order.into_iter(), 0).unwrap(),
+        [ip("10.9.0.2")],
+        "{name}: at least one"
+    );
+}
+
+pub fn damaged_counts_as_reserved(make: &mut MakeStore<'_>) {
     let name = "damaged_counts_as_reserved";
     let mut st = make(&[damaged("10.9.0.2"), legacy("10.9.0.3", "old")]);
     let mut s = st.session().unwrap();
     let order = ["10.9.0.2", "10.9.0.3", "10.9.0.4"].map(ip);
-    assert_eq!(
-        s.first_free(&set(), &mut order.into_iter()).unwrap(),
-        Some(ip("10.9.0.4")),
-        "{name}"
-    );
+    assert_eq!(first(&mut *s, &order), Some(ip("10.9.0.4")), "{name}");
     assert!(
-        matches!(
-            s.owner_of(ip("10.9.0.2")).unwrap(),
-            Some(Owner::Damaged { .. })
-        ),
+        matches!(owner(&mut *s, ip("10.9.0.2")), Some(Owner::Damaged)),
         "{name}: owner_of"
     );
     let e = s
@@ -442,7 +439,7 @@ fn damaged_counts_as_reserved(make: &mut MakeStore<'_>) {
     assert_eq!(s.count().unwrap(), 2, "{name}: count");
 }
 
-fn count_and_list(make: &mut MakeStore<'_>) {
+pub fn count_and_list(make: &mut MakeStore<'_>) {
     let name = "count_and_list";
     let mut st = make(&[damaged("10.9.0.70"), legacy("10.9.0.71", "old")]);
     let mut s = st.session().unwrap();
@@ -467,10 +464,15 @@ fn count_and_list(make: &mut MakeStore<'_>) {
         Owner::Legacy { id: "old".into() },
         "{name}"
     );
-    assert!(matches!(get("10.9.0.70"), Owner::Damaged { .. }), "{name}");
+    assert!(matches!(get("10.9.0.70"), Owner::Damaged), "{name}");
+    let d = list.iter().find(|e| e.ip == ip("10.9.0.70")).unwrap();
+    assert!(
+        d.damage.as_deref().is_some_and(|r| !r.is_empty()),
+        "{name}: a damaged entry says why: {d:?}"
+    );
 }
 
-fn list_collectable_holds_own_commits(make: &mut MakeStore<'_>) {
+pub fn list_collectable_holds_own_commits(make: &mut MakeStore<'_>) {
     let name = "list_collectable_holds_own_commits";
     let mut st = make(&[]);
     let mut s = st.session().unwrap();
@@ -485,7 +487,7 @@ fn list_collectable_holds_own_commits(make: &mut MakeStore<'_>) {
     );
 }
 
-fn sessions_see_earlier_commits(make: &mut MakeStore<'_>) {
+pub fn sessions_see_earlier_commits(make: &mut MakeStore<'_>) {
     let name = "sessions_see_earlier_commits";
     let mut st = make(&[]);
     {

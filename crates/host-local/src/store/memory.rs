@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use super::{Attachment, Committed, Entry, Owner, Pick, Session, Store};
-use crate::config::RangeSet;
 use crate::error::StoreError;
 
 /// Reservations and cursors in maps.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    pub reservations: BTreeMap<IpAddr, Owner>,
+    /// Address -> its reservation as recorded (owner, damage, node, time).
+    pub reservations: BTreeMap<IpAddr, Entry>,
     pub cursors: BTreeMap<usize, IpAddr>,
     /// Makes every write (a reservation made or released) after the n-th fail.
     pub fail_after: Option<usize>,
@@ -22,6 +22,9 @@ pub struct MemoryStore {
     /// commits (one per commit, owner `racer`/`eth0`): the commit then
     /// conflicts when it meant to take that address.
     pub race: VecDeque<IpAddr>,
+    /// The next this many commits each lose their first pick to another
+    /// writer (owner `racer`/`eth0`), whichever address it is.
+    pub race_picked: u32,
     /// Makes [`Committed::finish`] of every commit fail.
     pub fail_finish: bool,
     writes: usize,
@@ -36,6 +39,10 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
         Ok(Box::new(MemSession { s: self }))
+    }
+
+    fn location(&self) -> String {
+        "memory".into()
     }
 }
 
@@ -57,24 +64,23 @@ impl Session for MemSession<'_> {
         Ok(self
             .s
             .reservations
-            .iter()
-            .filter(|(_, o)| o.belongs_to(att.id(), att.ifname()))
-            .map(|(ip, o)| Entry {
-                ip: *ip,
-                owner: o.clone(),
-            })
+            .values()
+            .filter(|e| e.owner.belongs_to(att.id(), att.ifname()))
+            .cloned()
             .collect())
     }
 
     fn first_free(
         &mut self,
-        _set: &RangeSet,
         candidates: &mut dyn Iterator<Item = IpAddr>,
-    ) -> Result<Option<IpAddr>, StoreError> {
-        super::first_unreserved(candidates, |ip| Ok(self.s.reservations.contains_key(&ip)))
+        want: usize,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        super::first_unreserved(candidates, want, |ip| {
+            Ok(self.s.reservations.contains_key(&ip))
+        })
     }
 
-    fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
+    fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Entry>, StoreError> {
         Ok(self.s.reservations.get(&ip).cloned())
     }
 
@@ -83,11 +89,18 @@ impl Session for MemSession<'_> {
     }
 
     fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError> {
+        if self.s.race_picked > 0 && !picks.is_empty() {
+            self.s.race_picked -= 1;
+            self.s.race.push_front(picks[0].ip);
+        }
         if let Some(ip) = self.s.race.pop_front() {
-            self.s.reservations.entry(ip).or_insert(Owner::Attachment {
-                id: "racer".into(),
-                ifname: "eth0".into(),
-            });
+            self.s.reservations.entry(ip).or_insert(Entry::new(
+                ip,
+                Owner::Attachment {
+                    id: "racer".into(),
+                    ifname: "eth0".into(),
+                },
+            ));
         }
         if let Some(p) = picks
             .iter()
@@ -104,7 +117,9 @@ impl Session for MemSession<'_> {
                 }
                 return Err(injected("write", p.ip.to_string()));
             }
-            self.s.reservations.insert(p.ip, att.owner());
+            self.s
+                .reservations
+                .insert(p.ip, Entry::new(p.ip, att.owner()));
             made.push(p.ip);
         }
         for p in picks {
@@ -119,11 +134,11 @@ impl Session for MemSession<'_> {
     }
 
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
-        let same = match (self.s.reservations.get(&entry.ip), &entry.owner) {
-            (Some(Owner::Damaged { .. }), Owner::Damaged { .. }) => true,
-            (Some(o), want) => o == want,
-            (None, _) => false,
-        };
+        let same = self
+            .s
+            .reservations
+            .get(&entry.ip)
+            .is_some_and(|e| e.owner == entry.owner);
         if same {
             self.s.writes += 1;
             if self.s.fail_after.is_some_and(|n| self.s.writes > n) {
@@ -139,30 +154,26 @@ impl Session for MemSession<'_> {
     }
 
     fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
-        Ok(self
-            .s
-            .reservations
-            .iter()
-            .map(|(ip, o)| Entry {
-                ip: *ip,
-                owner: o.clone(),
-            })
-            .collect())
+        Ok(self.s.reservations.values().cloned().collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance::Factory;
 
-    #[test]
-    fn conformance() {
-        super::super::conformance::run_all(&mut |seed: &[Entry]| {
+    fn memory_stores() -> Option<Factory> {
+        Some(Box::new(|seed: &[Entry]| {
             let mut st = MemoryStore::new();
             for e in seed {
-                st.reservations.insert(e.ip, e.owner.clone());
+                st.reservations.insert(e.ip, e.clone());
             }
             Box::new(st) as Box<dyn Store>
-        });
+        }))
+    }
+
+    mod conformance {
+        crate::conformance_tests!(super::memory_stores);
     }
 }

@@ -17,10 +17,9 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
-use serde_json::{Map, Value};
-
-use crate::config::{IpamConfig, RangeSet};
+use crate::config::StoreConfig;
 use crate::error::{Error, Failure, StoreError};
 
 #[doc(hidden)]
@@ -76,54 +75,36 @@ impl fmt::Display for Attachment {
     }
 }
 
-/// Who holds a reservation, as recorded in the store.
+/// Who holds a reservation: identity only. How a backend records it (the
+/// reference's file content on disk, a JSON record in etcd) is that
+/// backend's own encoding; what an operator needs beside it is in [`Entry`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
-    /// The current format: `<containerID>\r\n<ifname>`.
+    /// An attachment: container ID and ifname.
     Attachment { id: String, ifname: String },
     /// Written by old versions of the reference: the container ID alone.
     Legacy { id: String },
-    /// Empty, unparseable or not a regular file: names no attachment.
-    Damaged { reason: String },
+    /// Recorded content that names no attachment (empty, unparseable, not a
+    /// regular file, ...; [`Entry::damage`] says what). Still reserves its
+    /// address; all damaged owners are the same owner.
+    Damaged,
 }
 
 impl Owner {
-    /// Parses the content of a reservation file the way both plugins write it.
-    pub fn parse(content: &[u8]) -> Owner {
-        let Ok(text) = std::str::from_utf8(content) else {
-            return Owner::Damaged {
-                reason: "not UTF-8".into(),
-            };
-        };
-        let t = text.trim();
-        if t.is_empty() {
-            return Owner::Damaged {
-                reason: "empty".into(),
-            };
+    /// The owner a backend's record names, validated once for every backend:
+    /// a container ID and ifname as CNI accepts them (`ifname` None: a
+    /// legacy record). Err says why the record names no attachment.
+    pub fn from_parts(id: &str, ifname: Option<&str>) -> Result<Owner, String> {
+        if cni_proto::ContainerId::new(id).is_err() {
+            return Err(format!("invalid container ID {:?}", truncate(id)));
         }
-        match t.split_once("\r\n") {
-            Some((id, ifname)) => {
-                if cni_proto::ContainerId::new(id).is_ok() && cni_proto::IfName::new(ifname).is_ok()
-                {
-                    Owner::Attachment {
-                        id: id.to_string(),
-                        ifname: ifname.to_string(),
-                    }
-                } else {
-                    Owner::Damaged {
-                        reason: format!("unparseable content {:?}", truncate(t)),
-                    }
-                }
-            }
-            None => {
-                if cni_proto::ContainerId::new(t).is_ok() {
-                    Owner::Legacy { id: t.to_string() }
-                } else {
-                    Owner::Damaged {
-                        reason: format!("unparseable content {:?}", truncate(t)),
-                    }
-                }
-            }
+        match ifname {
+            None => Ok(Owner::Legacy { id: id.to_string() }),
+            Some(i) if cni_proto::IfName::new(i).is_ok() => Ok(Owner::Attachment {
+                id: id.to_string(),
+                ifname: i.to_string(),
+            }),
+            Some(i) => Err(format!("invalid ifname {:?}", truncate(i))),
         }
     }
 
@@ -134,7 +115,7 @@ impl Owner {
         match self {
             Owner::Attachment { id: i, ifname: f } => i == id && f == ifname,
             Owner::Legacy { id: i } => i == id,
-            Owner::Damaged { .. } => false,
+            Owner::Damaged => false,
         }
     }
 
@@ -142,21 +123,21 @@ impl Owner {
     pub fn container_id(&self) -> Option<&str> {
         match self {
             Owner::Attachment { id, .. } | Owner::Legacy { id } => Some(id),
-            Owner::Damaged { .. } => None,
+            Owner::Damaged => None,
         }
     }
 
-    /// The file content the reference writes for this owner.
-    pub fn to_content(&self) -> Option<String> {
+    /// The ifname, when the reservation records one.
+    pub fn ifname(&self) -> Option<&str> {
         match self {
-            Owner::Attachment { id, ifname } => Some(format!("{id}\r\n{ifname}")),
-            Owner::Legacy { id } => Some(id.clone()),
-            Owner::Damaged { .. } => None,
+            Owner::Attachment { ifname, .. } => Some(ifname),
+            Owner::Legacy { .. } | Owner::Damaged => None,
         }
     }
 }
 
-fn truncate(s: &str) -> &str {
+/// At most 64 bytes of `s`, for messages quoting recorded content.
+pub fn truncate(s: &str) -> &str {
     let mut end = s.len().min(64);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -169,7 +150,7 @@ impl fmt::Display for Owner {
         match self {
             Owner::Attachment { id, ifname } => write!(f, "{id} {ifname}"),
             Owner::Legacy { id } => write!(f, "{id} (legacy, no ifname)"),
-            Owner::Damaged { reason } => write!(f, "damaged: {reason}"),
+            Owner::Damaged => f.write_str("damaged"),
         }
     }
 }
@@ -209,16 +190,61 @@ impl AttachmentSet {
                 self.whole.contains(id) || self.exact.contains(&(id.clone(), ifname.clone()))
             }
             Owner::Legacy { id } => self.ids.contains(id),
-            Owner::Damaged { .. } => false,
+            Owner::Damaged => false,
         }
     }
 }
 
-/// One reservation.
+/// One reservation as a backend read it: who holds the address, and what
+/// an operator needs to judge it (each backend fills in what it records).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub ip: IpAddr,
     pub owner: Owner,
+    /// The node that made it (a shared backend; None on disk).
+    pub node: Option<String>,
+    /// When it was made, where the backend records it (disk: the file's mtime).
+    pub reserved_at: Option<SystemTime>,
+    /// Why the recorded content names no attachment (set with [`Owner::Damaged`]).
+    pub damage: Option<String>,
+}
+
+impl Entry {
+    pub fn new(ip: IpAddr, owner: Owner) -> Self {
+        Entry {
+            ip,
+            owner,
+            node: None,
+            reserved_at: None,
+            damage: None,
+        }
+    }
+
+    /// A reservation whose content names no attachment, and why.
+    pub fn damaged(ip: IpAddr, reason: impl Into<String>) -> Self {
+        Entry {
+            damage: Some(reason.into()),
+            ..Entry::new(ip, Owner::Damaged)
+        }
+    }
+
+    /// The entry for what a backend recorded: the owner, or the damage.
+    pub fn recorded(ip: IpAddr, owner: Result<Owner, String>) -> Self {
+        match owner {
+            Ok(o) => Entry::new(ip, o),
+            Err(reason) => Entry::damaged(ip, reason),
+        }
+    }
+
+    pub fn on_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
+    }
+
+    pub fn reserved(mut self, at: Option<SystemTime>) -> Self {
+        self.reserved_at = at;
+        self
+    }
 }
 
 /// A reservation to make: the address and the index of its range set (for
@@ -277,11 +303,29 @@ pub trait Store {
     /// compare-and-swap against what was read.
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError>;
 
-    /// A hint before an ADD: `count` reservations for `att` will probably be
-    /// committed, so work that needs no lock may happen now (disk: writing
-    /// and fsyncing their content). Best effort; failures surface in
-    /// [`Session::commit`].
-    fn prepare(&mut self, _att: &Attachment, _count: usize) {}
+    /// A session in which `att` will probably commit `count` reservations
+    /// (an ADD). A backend may get ready for that commit before the session
+    /// starts (disk: the reservation files written and fsynced before the
+    /// lock, so concurrent ADDs do that work in parallel); by default the
+    /// same as [`Store::session`].
+    fn add_session(
+        &mut self,
+        _att: &Attachment,
+        _count: usize,
+    ) -> Result<Box<dyn Session + '_>, StoreError> {
+        self.session()
+    }
+
+    /// A session that creates nothing (the operator CLI's reads): where the
+    /// network has no store, [`StoreError::NoStore`]. By default the same
+    /// as [`Store::session`], for backends whose sessions create nothing.
+    fn read_session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
+        self.session()
+    }
+
+    /// Where this network's reservations are kept, for people: a directory,
+    /// a key prefix.
+    fn location(&self) -> String;
 }
 
 /// Reads and one commit, from one consistent view of the store.
@@ -290,19 +334,18 @@ pub trait Session {
     /// legacy ones holding its container ID alone. Never other ifnames'.
     fn find(&mut self, att: &Attachment) -> Result<Vec<Entry>, StoreError>;
 
-    /// The first of `candidates`, in order, that is not reserved (damaged
-    /// reservations count as reserved); `None` when all are. `set` bounds
-    /// the candidates, so a networked backend can answer with a bounded
-    /// number of round trips (one read of the set's keys) whatever their
-    /// number; the disk store probes each name locally.
+    /// The first `want` (at least one) of `candidates`, in order, that are
+    /// not reserved (damaged reservations count as reserved); fewer when the
+    /// candidates run out. A backend reads what it needs for the candidates
+    /// it is offered and no more.
     fn first_free(
         &mut self,
-        set: &RangeSet,
         candidates: &mut dyn Iterator<Item = IpAddr>,
-    ) -> Result<Option<IpAddr>, StoreError>;
+        want: usize,
+    ) -> Result<Vec<IpAddr>, StoreError>;
 
-    /// The owner of `ip`, when reserved.
-    fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError>;
+    /// The reservation of `ip`, when reserved.
+    fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Entry>, StoreError>;
 
     /// The last address handed out in range set `set_index`, if recorded and readable.
     fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError>;
@@ -314,8 +357,8 @@ pub trait Session {
     /// visible; durable after [`Committed::finish`].
     fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError>;
 
-    /// Removes the reservation of `entry.ip` if it still holds `entry.owner`
-    /// (damaged entries: if still damaged). Returns whether it was removed.
+    /// Removes the reservation of `entry.ip` if it still holds `entry.owner`.
+    /// Returns whether it was removed.
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError>;
 
     /// [`Session::release`] of every entry (DEL of an attachment with an
@@ -360,87 +403,57 @@ pub fn release_each<S: Session + ?Sized>(s: &mut S, entries: &[&Entry]) -> Vec<F
 }
 
 /// [`Session::first_free`] for a store that tells cheaply and locally whether an address is
-/// reserved: the first candidate, in the allocator's order, that `reserved` says is free.
+/// reserved: the first `want` candidates, in the allocator's order, that `reserved` says are free.
 fn first_unreserved(
     candidates: &mut dyn Iterator<Item = IpAddr>,
+    want: usize,
     mut reserved: impl FnMut(IpAddr) -> Result<bool, StoreError>,
-) -> Result<Option<IpAddr>, StoreError> {
+) -> Result<Vec<IpAddr>, StoreError> {
+    let want = want.max(1);
+    let mut free = Vec::with_capacity(want.min(16));
     for ip in candidates {
         if !reserved(ip)? {
-            return Ok(Some(ip));
+            free.push(ip);
+            if free.len() == want {
+                break;
+            }
         }
     }
-    Ok(None)
+    Ok(free)
 }
 
-/// Opens the store the configuration chooses: its `ipam.store` object
-/// (absent or null: the disk store in `dataDir`; `{"type": "disk"}` the
-/// same). Each backend owns the keys of its object; invalid ones are code 7
-/// errors naming `ipam.store.<key>`.
-pub fn open(cfg: &IpamConfig) -> Result<Box<dyn Store>, Error> {
-    #[cfg(feature = "etcd")]
-    return open_with(cfg, &mut etcd::open);
-    #[cfg(not(feature = "etcd"))]
-    return open_with(cfg, &mut |_, _| {
-        Err(Error::config(
+/// [`open`] for an operator's tool, which must not hang behind a stuck
+/// holder or member: every wait (disk: for the lock; etcd: the configured
+/// timeout, when longer) is at most `wait`.
+pub fn open_for_operator(
+    cfg: &StoreConfig,
+    network: &str,
+    wait: std::time::Duration,
+) -> Result<Box<dyn Store>, Error> {
+    match cfg {
+        StoreConfig::Disk { data_dir } => Ok(Box::new(
+            disk::DiskStore::new(data_dir, network).with_lock_timeout(wait),
+        )),
+        StoreConfig::Etcd(c) => {
+            let mut c = c.clone();
+            c.timeout = c.timeout.min(wait);
+            open(&StoreConfig::Etcd(c), network)
+        }
+    }
+}
+
+/// Opens the store `cfg` describes for `network` (already validated: it
+/// names a directory or a key prefix).
+pub fn open(cfg: &StoreConfig, network: &str) -> Result<Box<dyn Store>, Error> {
+    match cfg {
+        StoreConfig::Disk { data_dir } => Ok(Box::new(disk::DiskStore::new(data_dir, network))),
+        #[cfg(feature = "etcd")]
+        StoreConfig::Etcd(c) => Ok(Box::new(etcd::EtcdStore::new(c.clone(), network))),
+        #[cfg(not(feature = "etcd"))]
+        StoreConfig::Etcd(_) => Err(Error::config(
             "ipam.store.type",
             "etcd",
             "this build has no etcd support (cargo feature \"etcd\")",
-        ))
-    });
-}
-
-/// Opens the etcd store for a configuration and its `ipam.store` object.
-pub type EtcdOpener<'a> =
-    dyn FnMut(&IpamConfig, &Map<String, Value>) -> Result<Box<dyn Store>, Error> + 'a;
-
-/// [`open`], with the etcd store opened by `etcd`: the `host-local`
-/// executable passes one that hands the call to `host-local-etcd`
-/// ([`crate::delegate`]), so the etcd client is not linked into it.
-pub fn open_with(cfg: &IpamConfig, etcd: &mut EtcdOpener<'_>) -> Result<Box<dyn Store>, Error> {
-    let Some(v) = cfg.store.as_ref().filter(|v| !v.is_null()) else {
-        return Ok(Box::new(disk::DiskStore::new(
-            cfg.data_dir.clone(),
-            &cfg.network,
-        )));
-    };
-    let Value::Object(obj) = v else {
-        return Err(Error::config(
-            "ipam.store",
-            v.to_string(),
-            "expected an object with a \"type\"",
-        ));
-    };
-    let kind = match obj.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(other) => {
-            return Err(Error::config(
-                "ipam.store.type",
-                other.to_string(),
-                "expected a string",
-            ))
-        }
-        None => return Err(Error::config("ipam.store.type", "", "missing")),
-    };
-    match kind {
-        "disk" => {
-            if let Some(k) = obj.keys().find(|k| k.as_str() != "type") {
-                return Err(Error::config(
-                    format!("ipam.store.{k}"),
-                    obj[k].to_string(),
-                    "unknown key for the disk store",
-                ));
-            }
-            Ok(Box::new(disk::DiskStore::new(
-                cfg.data_dir.clone(),
-                &cfg.network,
-            )))
-        }
-        "etcd" => etcd(cfg, obj),
-        other => Err(Error::config(
-            "ipam.store.type",
-            other,
-            "unknown store type (known: disk, etcd)",
         )),
     }
 }
@@ -448,39 +461,32 @@ pub fn open_with(cfg: &IpamConfig, etcd: &mut EtcdOpener<'_>) -> Result<Box<dyn 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn cfg(store: Option<Value>) -> IpamConfig {
-        let mut ipam = json!({"subnet": "10.0.0.0/24", "dataDir": "/nonexistent/arch-test"});
-        if let Some(s) = store {
-            ipam["store"] = s;
-        }
-        crate::config::load_ipam(cni_proto::SpecVersion::V1_0_0, &ipam).unwrap()
+    #[test]
+    fn open_chooses_the_configured_backend() {
+        let disk = StoreConfig::Disk {
+            data_dir: "/nonexistent/arch-test".into(),
+        };
+        assert!(open(&disk, "net").is_ok());
     }
 
     #[test]
-    fn open_chooses_the_disk_store_by_default() {
-        assert!(open(&cfg(None)).is_ok());
-        assert!(open(&cfg(Some(Value::Null))).is_ok());
-        assert!(open(&cfg(Some(json!({"type": "disk"})))).is_ok());
-    }
-
-    #[test]
-    fn open_rejects_what_it_does_not_know() {
-        for (store, field) in [
-            (json!({"type": "nosuch"}), "ipam.store.type"),
-            (json!({}), "ipam.store.type"),
-            (json!({"type": 3}), "ipam.store.type"),
-            (json!("disk"), "ipam.store"),
-            (json!({"type": "disk", "path": "/x"}), "ipam.store.path"),
-        ] {
-            let e = open(&cfg(Some(store.clone()))).err().unwrap();
-            assert_eq!(e.code(), cni_proto::code::INVALID_CONFIG, "{store}: {e}");
-            assert!(
-                matches!(&e, Error::Config { field: f, .. } if f == field),
-                "{store}: {e}"
-            );
-        }
+    fn one_validation_of_recorded_owners() {
+        assert_eq!(
+            Owner::from_parts("c1", Some("eth0")),
+            Ok(Owner::Attachment {
+                id: "c1".into(),
+                ifname: "eth0".into()
+            })
+        );
+        assert_eq!(
+            Owner::from_parts("c1", None),
+            Ok(Owner::Legacy { id: "c1".into() })
+        );
+        assert!(Owner::from_parts("", Some("eth0")).is_err());
+        assert!(Owner::from_parts("c/1", None).is_err());
+        assert!(Owner::from_parts("c1", Some("a/b")).is_err());
+        assert!(Owner::from_parts("c1", Some("")).is_err());
     }
 
     #[test]
@@ -490,9 +496,7 @@ mod tests {
             ifname: "eth0".into(),
         };
         let l = Owner::Legacy { id: "c1".into() };
-        let d = Owner::Damaged {
-            reason: "empty".into(),
-        };
+        let d = Owner::Damaged;
         assert!(a.belongs_to("c1", "eth0"));
         assert!(!a.belongs_to("c1", "eth1"));
         assert!(!a.belongs_to("c2", "eth0"));

@@ -183,7 +183,7 @@ fn plant(c: &Cluster, network: &str, seed: &[Entry]) {
             Owner::Attachment { id, ifname } => {
                 json!({"containerID": id, "ifname": ifname, "node": "node-a"}).to_string()
             }
-            Owner::Damaged { .. } => "not json".to_string(),
+            Owner::Damaged => "not json".to_string(),
         };
         let (ok, out) = c.etcdctl(&["put", &keys.ip(e.ip), &value]);
         assert!(ok, "{out}");
@@ -219,19 +219,23 @@ fn range_set(network: &str, subnet: &str) -> host_local::config::RangeSet {
     .remove(0)
 }
 
-#[test]
-fn conformance_suite_on_etcd() {
+/// The conformance suite's factory on etcd: a member of its own per case.
+fn etcd_stores() -> Option<host_local::store::conformance::Factory> {
     if !etcd_or_skip("etcd conformance") {
-        return;
+        return None;
     }
     let c = Cluster::start(1);
     let mut n = 0;
-    host_local::store::conformance::run_all(&mut |seed: &[Entry]| {
+    Some(Box::new(move |seed: &[Entry]| {
         n += 1;
         let network = format!("conformance{n}");
         plant(&c, &network, seed);
         Box::new(EtcdStore::new(etcd_config(&c, "node-a"), &network)) as Box<dyn Store>
-    });
+    }))
+}
+
+mod conformance_suite_on_etcd {
+    host_local::conformance_tests!(super::etcd_stores);
 }
 
 #[test]
@@ -242,16 +246,12 @@ fn session_commit_conflicts_when_another_node_took_the_address() {
     let c = Cluster::start(1);
     let mut a = EtcdStore::new(etcd_config(&c, "node-a"), "race");
     let mut b = EtcdStore::new(etcd_config(&c, "node-b"), "race");
-    let set = range_set("race", "10.7.0.0/24");
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     let att = |id| host_local::store::Attachment::parse(id, "eth0").unwrap();
     let mut sa = a.session().unwrap();
     // Session a reads its snapshot: 10.7.0.2 is free.
     let mut cands = [ip("10.7.0.2")].into_iter();
-    assert_eq!(
-        sa.first_free(&set, &mut cands).unwrap(),
-        Some(ip("10.7.0.2"))
-    );
+    assert_eq!(sa.first_free(&mut cands, 1).unwrap(), [ip("10.7.0.2")]);
     assert!(sa.find(&att("ca")).unwrap().is_empty());
     // Node b takes it meanwhile.
     let mut sb = b.session().unwrap();
@@ -476,21 +476,12 @@ fn first_free_walks_past_the_read_window() {
     let mut s = st.session().unwrap();
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     let mut all = host_local::alloc::Candidates::new(&set, None).map(|(i, _)| i);
-    assert_eq!(
-        s.first_free(&set, &mut all).unwrap(),
-        Some(ip("10.50.1.45"))
-    );
+    assert_eq!(s.first_free(&mut all, 1).unwrap(), [ip("10.50.1.45")]);
     let mut after =
         host_local::alloc::Candidates::new(&set, Some(ip("10.50.1.45"))).map(|(i, _)| i);
-    assert_eq!(
-        s.first_free(&set, &mut after).unwrap(),
-        Some(ip("10.50.2.79"))
-    );
+    assert_eq!(s.first_free(&mut after, 1).unwrap(), [ip("10.50.2.79")]);
     let mut tail = host_local::alloc::Candidates::new(&set, Some(ip("10.50.2.79"))).map(|(i, _)| i);
-    assert_eq!(
-        s.first_free(&set, &mut tail).unwrap(),
-        Some(ip("10.50.2.189"))
-    );
+    assert_eq!(s.first_free(&mut tail, 1).unwrap(), [ip("10.50.2.189")]);
     assert_eq!(s.count().unwrap(), 698);
 }
 

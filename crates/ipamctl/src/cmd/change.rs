@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
-use host_local::store::disk::DiskStore;
-use host_local::store::{Entry, Owner, Store};
+use host_local::config::StoreConfig;
+use host_local::store::Entry;
 use serde::Serialize;
 
 use super::{age_cell, plural, pod_cell, results_cache, Ctx, FAILED, FOUND, OK};
@@ -25,8 +25,9 @@ pub struct Planned {
     #[serde(flatten)]
     pub reservation: ReservationReport,
     pub why: String,
+    /// The reservation as read: removed only while it still holds.
     #[serde(skip)]
-    owner: Owner,
+    entry: Entry,
 }
 
 /// An address not removed, and why.
@@ -59,7 +60,7 @@ pub fn plan(
     Planned {
         reservation: ReservationReport::new(r, now, pods.and_then(|c| c.pod(&r.owner))),
         why: why.into(),
-        owner: r.owner.clone(),
+        entry: r.entry(),
     }
 }
 
@@ -204,15 +205,15 @@ pub fn apply(
     }
     // The plugin's own session: its lock, its index kept right. Each removal
     // happens only if the file still names the owner listed above.
-    let mut store = DiskStore::new(&view.data_dir, name).with_lock_timeout(ctx.lock_timeout);
+    let disk = StoreConfig::Disk {
+        data_dir: view.data_dir.clone(),
+    };
+    let mut store = crate::inspect::open_store(&disk, name, ctx.lock_timeout)?;
     let mut session = store.session().map_err(|e| anyhow!("{e}"))?;
     let mut errors = false;
     for p in &report.planned {
-        let entry = Entry {
-            ip: p.reservation.address,
-            owner: p.owner.clone(),
-        };
-        match session.release(&entry) {
+        let entry = &p.entry;
+        match session.release(entry) {
             Ok(true) => report.removed.push(entry.ip),
             Ok(false) => report.skipped.push(Skipped {
                 address: entry.ip,

@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
     let named: Vec<_> = view
         .reservations
         .iter()
-        .filter(|r| !matches!(r.owner, Owner::Damaged { .. }))
+        .filter(|r| !matches!(r.owner, Owner::Damaged))
         .collect();
     if !named.is_empty() && !named.iter().any(|r| valid.keeps(&r.owner)) && !a.force {
         let truncated = named
@@ -86,8 +86,8 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
             });
             continue;
         }
-        let why = match &r.owner {
-            Owner::Damaged { reason } => format!("damaged file ({reason})"),
+        let why = match (&r.owner, &r.damage) {
+            (Owner::Damaged, Some(reason)) => format!("damaged file ({reason})"),
             _ => "not a valid attachment".into(),
         };
         planned.push(plan(r, why, now, pods.as_ref()));

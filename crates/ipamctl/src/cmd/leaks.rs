@@ -106,7 +106,7 @@ pub fn run(
     let mut leaks = Vec::new();
     for r in &view.reservations {
         let cached = cache.as_ref().map(|c| c.knows(network, &r.owner));
-        let reason = if matches!(r.owner, Owner::Damaged { .. }) {
+        let reason = if matches!(r.owner, Owner::Damaged) {
             Some(Reason::Damaged)
         } else if let Some(v) = &valid {
             (!v.keeps(&r.owner)).then_some(Reason::NotValid)
@@ -123,10 +123,7 @@ pub fn run(
             reason,
             heuristic: reason == Reason::NoCachedResult,
             cached_result: cached,
-            damage: match &r.owner {
-                Owner::Damaged { reason } => Some(reason.clone()),
-                _ => None,
-            },
+            damage: r.damage.clone(),
         });
     }
     let report = LeaksReport {

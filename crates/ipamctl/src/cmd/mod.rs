@@ -26,6 +26,7 @@ use crate::inspect::{self, NetworkView, StoreKind};
 use crate::out;
 use crate::render::{age, colored, Cell, Style, DIM};
 use crate::report::ReservationReport;
+use host_local::config::StoreConfig;
 
 pub const DEFAULT_DATA_DIR: &str = host_local::config::DEFAULT_DATA_DIR;
 pub const DEFAULT_RESULTS_DIR: &str = "/var/lib/cni/results";
@@ -165,16 +166,16 @@ impl Ctx {
         cfg: Option<&NetConfig>,
     ) -> (PathBuf, Option<String>) {
         match (cfg.filter(|c| c.data_dir_explicit), &self.data_dir) {
-            (Some(c), Some(given)) if &c.ipam.data_dir != given => (
-                c.ipam.data_dir.clone(),
+            (Some(c), Some(given)) if &c.data_dir != given => (
+                c.data_dir.clone(),
                 Some(format!(
                     "--data-dir {} disagrees with the dataDir {} of {}; read from the configuration's",
                     given.display(),
-                    c.ipam.data_dir.display(),
+                    c.data_dir.display(),
                     c.source.display()
                 )),
             ),
-            (Some(c), _) => (c.ipam.data_dir.clone(), None),
+            (Some(c), _) => (c.data_dir.clone(), None),
             (None, _) => (self.base_data_dir(cfgs), None),
         }
     }
@@ -184,18 +185,24 @@ impl Ctx {
     pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
         check_network_name(network)?;
         if let Some(c) = cfgs.etcd(network) {
-            let v = inspect::read_etcd_network(c, self.lock_timeout);
-            return match v.error {
-                Some(e) => Err(anyhow!(e)),
-                None => Ok(v),
-            };
+            return inspect::read_network(
+                &c.ipam.store,
+                &c.data_dir,
+                network,
+                Some(c),
+                false,
+                self.lock_timeout,
+            );
         }
         let cfg = cfgs.get(network);
         let (dir, note) = self.data_dir_for(cfgs, cfg);
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
-        let mut v = inspect::read_network(&dir, network, cfg, false, self.lock_timeout)?;
+        let disk = StoreConfig::Disk {
+            data_dir: dir.clone(),
+        };
+        let mut v = inspect::read_network(&disk, &dir, network, cfg, false, self.lock_timeout)?;
         v.notes.extend(note);
         Ok(v)
     }
@@ -222,13 +229,16 @@ impl Ctx {
         let mut views = Vec::new();
         for n in &found {
             if cfgs.get(n).is_none() {
-                views.push(self.read_or_error(&base, n, None, None));
+                let disk = StoreConfig::Disk {
+                    data_dir: base.clone(),
+                };
+                views.push(self.read_or_error(&disk, &base, n, None, None));
             }
         }
         for (n, c) in &cfgs.networks {
             if c.etcd_store().is_some() {
                 // An unreachable etcd is the network's error, never an empty network.
-                let mut v = inspect::read_etcd_network(c, self.lock_timeout);
+                let mut v = self.read_or_error(&c.ipam.store, &c.data_dir, n, Some(c), None);
                 if found.contains(n) {
                     let text = format!(
                         "{} exists, but the configuration {} keeps this network in etcd; \
@@ -254,34 +264,34 @@ impl Ctx {
             if let Some(text) = &note {
                 out::warn(format_args!("warning: network {n}: {text}"));
             }
-            views.push(self.read_or_error(&dir, n, Some(c), note));
+            let disk = StoreConfig::Disk {
+                data_dir: dir.clone(),
+            };
+            views.push(self.read_or_error(&disk, &dir, n, Some(c), note));
         }
         views.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(views)
     }
 
+    /// Reads one network; one that cannot be read carries its error.
     fn read_or_error(
         &self,
+        store: &StoreConfig,
         dir: &Path,
         name: &str,
         cfg: Option<&NetConfig>,
         note: Option<String>,
     ) -> NetworkView {
-        let mut v = match inspect::read_network(dir, name, cfg, cfg.is_some(), self.lock_timeout) {
-            Ok(v) => v,
-            Err(e) => NetworkView {
-                name: name.to_string(),
-                store: StoreKind::Disk,
-                data_dir: dir.to_path_buf(),
-                path: dir.join(name),
-                exists: true,
-                reservations: Vec::new(),
-                config: cfg.cloned(),
-                sets: Vec::new(),
-                error: Some(format!("{e:#}")),
-                notes: Vec::new(),
-            },
-        };
+        let read = inspect::read_network(store, dir, name, cfg, cfg.is_some(), self.lock_timeout);
+        let mut v = read.unwrap_or_else(|e| {
+            let path = match store {
+                StoreConfig::Disk { .. } => dir.join(name),
+                StoreConfig::Etcd(_) => PathBuf::new(),
+            };
+            let mut v = NetworkView::new(name, StoreKind::of(store), dir.to_path_buf(), path, cfg);
+            v.error = Some(format!("{e:#}"));
+            v
+        });
         v.notes.extend(note);
         v
     }

@@ -28,7 +28,7 @@ impl Selector {
                 (Owner::Attachment { id: i, .. }, None) => i == id,
                 (Owner::Attachment { id: i, ifname: f }, Some(want)) => i == id && f == want,
                 (Owner::Legacy { id: i }, _) => i == id,
-                (Owner::Damaged { .. }, _) => false,
+                (Owner::Damaged, _) => false,
             },
         }
     }
@@ -133,6 +133,7 @@ mod tests {
                 id: id.into(),
                 ifname: "eth0".into(),
             },
+            damage: None,
             mtime: None,
             node: None,
             set_index: None,

@@ -1,24 +1,56 @@
 //! Opening the data and network directories (never following a symlink
-//! at the network's name) and taking the network's exclusive lock.
+//! at the network's name), preparing an ADD's files before the lock, and
+//! taking the network's exclusive lock: everything that starts a session.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use super::index::{boot_id, Index};
-use super::session::DiskSession;
-use super::sys::{Errno, Mode, OFlags};
-use super::{sys, DiskStore, Prepared, INDEX_DIR, LOCK_FILE};
-use crate::error::StoreError;
+use super::dir::NetDir;
+use super::files::tmpfile;
+use super::index::Index;
+use super::session::{DiskSession, Prepared};
+use crate::error::{Missing, StoreError};
+use crate::store::sys::{self, Errno, Mode, OFlags};
 
-impl DiskStore {
-    pub(super) fn open_dirs(&self, create: bool) -> Result<(OwnedFd, OwnedFd), StoreError> {
+/// The lock file's name.
+pub const LOCK_FILE: &str = "lock";
+
+/// Where a network's store is and how its sessions start.
+#[derive(Debug, Clone)]
+pub(super) struct Layout {
+    pub data_dir: PathBuf,
+    pub network: String,
+    pub use_index: bool,
+    /// Wait at most this long for the lock (None: as long as it takes).
+    pub lock_timeout: Option<Duration>,
+}
+
+impl Layout {
+    /// `<dataDir>/<network>`.
+    pub fn network_dir(&self) -> PathBuf {
+        self.data_dir.join(&self.network)
+    }
+
+    fn open_dirs(&self, create: bool) -> Result<(OwnedFd, NetDir), StoreError> {
         if create {
             if let Err(e) = std::fs::create_dir_all(&self.data_dir) {
                 return Err(StoreError::io("create data directory", &self.data_dir, e));
             }
         }
-        let data = sys::open_path(&self.data_dir, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map_err(|e| StoreError::io("open data directory", &self.data_dir, e))?;
+        let absent = |e: &io::Error| !create && e.kind() == io::ErrorKind::NotFound;
+        let no_store = || StoreError::NoStore {
+            path: self.network_dir(),
+            missing: Missing::Network,
+        };
+        let data =
+            sys::open_path(&self.data_dir, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
+                match absent(&e) {
+                    true => no_store(),
+                    false => StoreError::io("open data directory", &self.data_dir, e),
+                }
+            })?;
         if create {
             match sys::mkdirat(data.as_fd(), &self.network, sys::mode(0o755)) {
                 Ok(()) => {}
@@ -43,37 +75,10 @@ impl DiskStore {
                 path: self.network_dir(),
                 reason: "is not a directory (a symlink or a file); refusing to use it".into(),
             },
+            _ if absent(&e) => no_store(),
             _ => StoreError::io("open network directory", self.network_dir(), e),
         })?;
-        Ok((data, net))
-    }
-
-    fn open_index(&self, data: BorrowedFd<'_>) -> Option<OwnedFd> {
-        if !self.use_index {
-            return None;
-        }
-        let open = |dir: BorrowedFd<'_>, name: &str| -> Option<OwnedFd> {
-            match sys::mkdirat(dir, name, sys::mode(0o700)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(_) => return None,
-            }
-            sys::openat(
-                dir,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .ok()
-        };
-        let root = open(data, INDEX_DIR)?;
-        open(root.as_fd(), &self.network)
-    }
-
-    /// A session that only reads: it takes the lock but never creates the
-    /// network directory or anything in it (for the operator CLI).
-    pub fn read_session(&self) -> Result<DiskSession<'_>, StoreError> {
-        self.start(false, None)
+        Ok((data, NetDir::new(net, self.network_dir())))
     }
 
     /// Opens `lock` in the network directory (created when `create`; read
@@ -104,6 +109,12 @@ impl DiskStore {
                     reason: "is a symlink; refusing to follow it".into(),
                 })
             }
+            Err(e) if !create && e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoStore {
+                    path: lock_path,
+                    missing: Missing::Lock,
+                })
+            }
             Err(e) => return Err(StoreError::io("open lock", &lock_path, e)),
         };
         let lock = std::fs::File::from(lock_fd);
@@ -116,44 +127,36 @@ impl DiskStore {
         Ok(lock)
     }
 
-    /// `dirs`: the data and network directories when already open.
-    pub(super) fn start(
+    /// A session. With `create`, the directories, the lock file and the
+    /// index are created as needed; without, nothing is (a session that
+    /// only reads, for the operator CLI). `prepare`: the content and number
+    /// of reservation files to write and fsync before the lock is taken, so
+    /// concurrent ADDs do their data writes and file fsyncs in parallel and
+    /// the journal batches their commits (best effort: the commit writes
+    /// its own for any missing).
+    pub fn start(
         &self,
         create: bool,
-        dirs: Option<(OwnedFd, OwnedFd)>,
-    ) -> Result<DiskSession<'_>, StoreError> {
-        let (data, net) = match dirs {
-            Some(d) => d,
-            None => self.open_dirs(create)?,
-        };
-        let lock = self.lock(net.as_fd(), create)?;
-        let index_fd = if create {
-            self.open_index(data.as_fd())
+        prepare: Option<(Vec<u8>, usize)>,
+    ) -> Result<DiskSession, StoreError> {
+        let (data, net) = self.open_dirs(create)?;
+        let mut prepared = Prepared::default();
+        if let Some((content, count)) = prepare {
+            for _ in 0..count.min(16) {
+                // A failure here is met again, and reported, by the commit.
+                let Ok(f) = tmpfile(net.fd(), &content) else {
+                    break;
+                };
+                prepared.files.push(f);
+            }
+            prepared.content = content;
+        }
+        let lock = self.lock(net.fd(), create)?;
+        let index = if create && self.use_index {
+            Index::open(data.as_fd(), &self.data_dir, &self.network, &net)
         } else {
             None
         };
-        let mut s = DiskSession {
-            store: self,
-            net,
-            _lock: lock,
-            index: None,
-            multigrain: sys::multigrain_timestamps(),
-            boot_id: String::new(),
-            prepared: std::cell::RefCell::new(Prepared::default()),
-        };
-        if let Some(fd) = index_fd {
-            s.boot_id = boot_id();
-            s.index = Some(Index {
-                dir: fd,
-                count: 0,
-                valid: false,
-            });
-            // The index is a cache: when it cannot be brought up to date (a
-            // full or read-only filesystem), work from the directory alone.
-            if s.validate_index().is_err() {
-                s.invalidate();
-            }
-        }
-        Ok(s)
+        Ok(DiskSession::new(net, lock, index, prepared))
     }
 }

@@ -120,7 +120,7 @@ impl Keys {
         match owner {
             Owner::Attachment { id, ifname } => Some(self.index(id, ifname, ip)),
             Owner::Legacy { id } => Some(self.index(id, "", ip)),
-            Owner::Damaged { .. } => None,
+            Owner::Damaged => None,
         }
     }
 
@@ -164,31 +164,23 @@ impl Record {
         serde_json::to_vec(self).expect("a struct of strings serializes")
     }
 
-    /// The owner and node a value records; an unreadable value is a
-    /// damaged reservation (it still reserves its address).
-    pub fn decode(value: &[u8]) -> (Owner, Option<String>) {
+    /// The owner and node a value records; Err says why an unreadable
+    /// value names no attachment (it is a damaged reservation: it still
+    /// reserves its address).
+    pub fn decode(value: &[u8]) -> (Result<Owner, String>, Option<String>) {
         let Ok(r) = serde_json::from_slice::<Record>(value) else {
             let text = String::from_utf8_lossy(value);
             let shown: String = text.chars().take(64).collect();
-            return (
-                Owner::Damaged {
-                    reason: format!("unreadable etcd value {shown:?}"),
-                },
-                None,
-            );
+            return (Err(format!("unreadable etcd value {shown:?}")), None);
         };
-        let id_ok = cni_proto::ContainerId::new(&r.container_id).is_ok();
-        let owner = match r.ifname {
-            Some(ifname) if id_ok && cni_proto::IfName::new(&ifname).is_ok() => Owner::Attachment {
-                id: r.container_id,
-                ifname,
-            },
-            None if id_ok => Owner::Legacy { id: r.container_id },
-            _ => Owner::Damaged {
-                reason: "etcd value names an invalid container ID or ifname".into(),
-            },
-        };
+        let owner = Owner::from_parts(&r.container_id, r.ifname.as_deref())
+            .map_err(|why| format!("etcd value names no attachment: {why}"));
         (owner, r.node)
+    }
+
+    /// The owner a value records ([`Owner::Damaged`] when it names none).
+    pub fn owner(value: &[u8]) -> Owner {
+        Record::decode(value).0.unwrap_or(Owner::Damaged)
     }
 }
 
@@ -218,8 +210,7 @@ mod tests {
             k.parse_index("c1", lk.as_bytes()),
             Some((String::new(), ip))
         );
-        let damaged = Owner::Damaged { reason: "x".into() };
-        assert_eq!(k.index_of(&damaged, ip), None);
+        assert_eq!(k.index_of(&Owner::Damaged, ip), None);
         assert_eq!(k.parse_ip(k.ip(ip).as_bytes()), Some(ip));
         assert_eq!(
             k.parse_index("c1", k.index("c1", "eth0", ip).as_bytes()),
@@ -239,17 +230,19 @@ mod tests {
             r#"{"containerID":"c1","ifname":"eth0","node":"n1"}"#
         );
         let (owner, node) = Record::decode(&r.encode());
-        assert!(owner.belongs_to("c1", "eth0"));
+        assert!(owner.unwrap().belongs_to("c1", "eth0"));
         assert_eq!(node.as_deref(), Some("n1"));
         assert_eq!(
             Record::decode(br#"{"containerID":"c1"}"#).0,
-            Owner::Legacy { id: "c1".into() }
+            Ok(Owner::Legacy { id: "c1".into() })
         );
-        assert!(matches!(Record::decode(b"").0, Owner::Damaged { .. }));
-        assert!(matches!(
-            Record::decode(br#"{"containerID":"a/b","ifname":"eth0"}"#).0,
-            Owner::Damaged { .. }
-        ));
+        assert!(Record::decode(b"").0.unwrap_err().contains("unreadable"));
+        let bad = br#"{"containerID":"a/b","ifname":"eth0"}"#;
+        assert!(Record::decode(bad)
+            .0
+            .unwrap_err()
+            .contains("invalid container ID"));
+        assert_eq!(Record::owner(bad), Owner::Damaged);
     }
 
     proptest! {

@@ -21,18 +21,15 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
-use serde_json::{Map, Value};
 
 use crate::addr;
-use crate::config::{IpamConfig, RangeSet};
-use crate::error::{Error, Failure, StoreError};
-use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Store};
+pub use crate::config::EtcdConfig;
+use crate::error::{Failure, StoreError};
+use crate::store::{self, Attachment, Committed, Entry, Pick, Session, Store};
 
-pub mod config;
 pub mod keys;
 mod rpc;
 
-pub use config::EtcdConfig;
 use keys::{prefix_end, Keys, Record};
 use rpc::Rpc;
 
@@ -41,8 +38,11 @@ type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// Keys fetched per range read when listing.
 const PAGE: i64 = 10_000;
-/// Keys fetched per read when looking for free addresses.
-const WINDOW: i64 = 256;
+/// Addresses whose keys one read covers when looking for free addresses:
+/// the span read is bounded, not only the answer (etcd 3.4 walks every key
+/// in a range to count it, so reading to a range's end would cost as much
+/// as the reservations ahead of the candidate).
+const WINDOW: u128 = 256;
 
 /// The etcd store of one network.
 pub struct EtcdStore {
@@ -50,14 +50,6 @@ pub struct EtcdStore {
     keys: Keys,
     /// Created by the first session.
     rpc: Option<Rpc>,
-    /// Commits of this store object that lost a race (see `first_free`).
-    lost: u32,
-}
-
-/// Opens the etcd store described by the `store` object (`type` "etcd").
-pub fn open(cfg: &IpamConfig, obj: &Map<String, Value>) -> Result<Box<dyn Store>, Error> {
-    let c = EtcdConfig::from_object(obj, &config::host_name)?;
-    Ok(Box::new(EtcdStore::new(c, &cfg.network)))
 }
 
 impl EtcdStore {
@@ -67,7 +59,6 @@ impl EtcdStore {
             cfg,
             keys,
             rpc: None,
-            lost: 0,
         }
     }
 
@@ -85,19 +76,13 @@ impl EtcdStore {
         if self.rpc.is_none() {
             self.rpc = Some(Rpc::new(&self.cfg)?);
         }
-        let EtcdStore {
-            cfg,
-            keys,
-            rpc,
-            lost,
-        } = self;
+        let EtcdStore { cfg, keys, rpc } = self;
         let rpc = rpc.as_mut().expect("set above");
         Ok(EtcdSession {
             deadline: Instant::now() + rpc.timeout(),
             rpc,
             keys,
             node: &cfg.node,
-            lost,
             revision: None,
             values: HashMap::new(),
             windows: Vec::new(),
@@ -108,6 +93,11 @@ impl EtcdStore {
 impl Store for EtcdStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
         Ok(Box::new(self.etcd_session()?))
+    }
+
+    /// The network's key prefix (the endpoints are in the configuration).
+    fn location(&self) -> String {
+        self.keys.base().to_string()
     }
 }
 
@@ -120,31 +110,12 @@ struct Window {
     taken: BTreeSet<u128>,
 }
 
-/// A number that differs between processes and calls (not cryptographic).
-fn spread_seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    let mut x = t ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
-}
-
-/// One reservation as read from etcd, with the node that made it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeEntry {
-    pub entry: Entry,
-    pub node: Option<String>,
-}
-
 /// Reads from one revision and at most one commit; every call ends by the
 /// session's deadline (the configured timeout from its start).
 pub struct EtcdSession<'a> {
     rpc: &'a mut Rpc,
     keys: &'a Keys,
     node: &'a str,
-    lost: &'a mut u32,
     deadline: Instant,
     /// The snapshot: fixed by the first read.
     revision: Option<i64>,
@@ -208,7 +179,7 @@ impl EtcdSession<'_> {
     }
 
     /// Every reservation with the node that made it, at the snapshot.
-    pub fn list_nodes(&mut self) -> Result<Vec<NodeEntry>, StoreError> {
+    fn list_all(&mut self) -> Result<Vec<Entry>, StoreError> {
         let start = self.keys.ips().into_bytes();
         let end = prefix_end(&start);
         let kvs = self.range("list reservations", start, end, false)?;
@@ -219,29 +190,25 @@ impl EtcdSession<'_> {
             };
             let (owner, node) = Record::decode(&v);
             self.values.insert(ip, v);
-            out.push(NodeEntry {
-                entry: Entry { ip, owner },
-                node,
-            });
+            out.push(Entry::recorded(ip, owner).on_node(node));
         }
         Ok(out)
     }
 
-    /// The value of the address key now (latest revision), cached.
     /// The value of `entry.ip`'s key while it still names `entry.owner`
     /// (this session's read, else the latest); None once it does not.
     fn held_value(&mut self, entry: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
         let cached = self
             .values
             .get(&entry.ip)
-            .filter(|v| Record::decode(v).0 == entry.owner)
+            .filter(|v| Record::owner(v) == entry.owner)
             .cloned();
         if cached.is_some() {
             return Ok(cached);
         }
         Ok(self
             .read_value(entry.ip, true)?
-            .filter(|v| Record::decode(v).0 == entry.owner))
+            .filter(|v| Record::owner(v) == entry.owner))
     }
 
     fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Vec<u8>>, StoreError> {
@@ -271,12 +238,11 @@ impl EtcdSession<'_> {
         Ok(v)
     }
 
-    /// Whether `ip` (in the range ending at `end`) is reserved. Reads the
-    /// keys from `ip` towards `end` in windows of [`WINDOW`] keys and
-    /// remembers which stretches it has seen, so a walk over consecutive
-    /// candidates costs one small range read per window, however large the
-    /// pool.
-    fn is_reserved(&mut self, ip: IpAddr, end: IpAddr) -> Result<bool, StoreError> {
+    /// Whether `ip` is reserved. Reads the keys of the [`WINDOW`] addresses
+    /// from `ip` on (within its family) and remembers which stretches it has
+    /// seen, so a walk over consecutive candidates costs one small range
+    /// read per window, however large the pool and however full.
+    fn is_reserved(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
         let n = addr::to_u128(ip);
         let v4 = ip.is_ipv4();
         if let Some(w) = self
@@ -286,12 +252,10 @@ impl EtcdSession<'_> {
         {
             return Ok(w.taken.contains(&n));
         }
+        let hi = n.saturating_add(WINDOW - 1).min(addr::family_max(ip));
+        let end = addr::from_u128(ip, hi);
         let (s, e) = self.keys.ip_range(ip, end);
-        let o = self
-            .opts()
-            .with_range(e)
-            .with_limit(WINDOW)
-            .with_keys_only();
+        let o = self.opts().with_range(e).with_keys_only();
         let mut resp = self.rpc.get(
             &format!("read addresses {ip}-{end}"),
             self.deadline,
@@ -299,19 +263,12 @@ impl EtcdSession<'_> {
             o,
         )?;
         self.note_revision(resp.header());
-        let more = resp.more();
         let taken: BTreeSet<u128> = resp
             .take_kvs()
             .iter()
             .filter_map(|kv| self.keys.parse_ip(kv.key()))
             .map(addr::to_u128)
             .collect();
-        // With more keys beyond the limit, what was read is complete only
-        // up to the last key returned.
-        let hi = match (more, taken.last()) {
-            (true, Some(&last)) => last,
-            _ => addr::to_u128(end),
-        };
         let reserved = taken.contains(&n);
         self.windows.push(Window {
             v4,
@@ -333,47 +290,34 @@ impl Session for EtcdSession<'_> {
             let Some((_, ip)) = self.keys.parse_index(att.id(), &k) else {
                 continue; // not an index key (written by hand): names no reservation
             };
-            let (owner, _) = Record::decode(&v);
-            if owner.belongs_to(att.id(), att.ifname()) {
-                self.values.insert(ip, v);
-                out.push(Entry { ip, owner });
+            let (owner, node) = Record::decode(&v);
+            match owner {
+                Ok(owner) if owner.belongs_to(att.id(), att.ifname()) => {
+                    self.values.insert(ip, v);
+                    out.push(Entry::new(ip, owner).on_node(node));
+                }
+                // Another ifname's, or a damaged value: not this attachment's.
+                _ => {}
             }
         }
         Ok(out)
     }
 
-    /// The first free candidate, from one windowed range read per stretch
+    /// The first free candidates, from one windowed range read per stretch
     /// of consecutive candidates (usually one).
-    /// After this store object lost `n` races, one of the first `2^n` (at
-    /// most 16) free candidates at random instead: nodes that keep reading
-    /// the same cursor would otherwise all chase the same next address, one
-    /// winner per round.
     fn first_free(
         &mut self,
-        set: &RangeSet,
         candidates: &mut dyn Iterator<Item = IpAddr>,
-    ) -> Result<Option<IpAddr>, StoreError> {
-        let want = 1usize << (*self.lost).min(4);
-        let mut free = Vec::with_capacity(want);
-        for ip in candidates {
-            let Some(range) = set.range_for(ip) else {
-                continue; // the allocator only offers addresses of the set
-            };
-            if !self.is_reserved(ip, range.end)? {
-                free.push(ip);
-                if free.len() == want {
-                    break;
-                }
-            }
-        }
-        if free.len() <= 1 {
-            return Ok(free.pop());
-        }
-        Ok(Some(free[spread_seed() as usize % free.len()]))
+        want: usize,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        store::first_unreserved(candidates, want, |ip| self.is_reserved(ip))
     }
 
-    fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
-        Ok(self.read_value(ip, false)?.map(|v| Record::decode(&v).0))
+    fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Entry>, StoreError> {
+        Ok(self.read_value(ip, false)?.map(|v| {
+            let (owner, node) = Record::decode(&v);
+            Entry::recorded(ip, owner).on_node(node)
+        }))
     }
 
     fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
@@ -442,7 +386,6 @@ impl Session for EtcdSession<'_> {
                 TxnOpResponse::Get(g) if !g.kvs().is_empty() => Some(p.ip),
                 _ => None,
             });
-        *self.lost += 1;
         Err(StoreError::Conflict {
             ip: taken.unwrap_or(picks[0].ip),
         })
@@ -532,45 +475,43 @@ impl Session for EtcdSession<'_> {
     }
 
     fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.list_nodes()?.into_iter().map(|n| n.entry).collect())
+        self.list_all()
     }
 
     /// Only what this node reserved: other nodes' runtimes own theirs.
     fn list_collectable(&mut self) -> Result<Vec<Entry>, StoreError> {
         let node = self.node;
         Ok(self
-            .list_nodes()?
+            .list_all()?
             .into_iter()
-            .filter(|n| n.node.as_deref() == Some(node))
-            .map(|n| n.entry)
+            .filter(|e| e.node.as_deref() == Some(node))
             .collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::config::StoreConfig;
     use serde_json::json;
 
-    fn cfg(store: serde_json::Value) -> crate::config::IpamConfig {
+    fn cfg(store: serde_json::Value) -> StoreConfig {
         let ipam = json!({"subnet": "10.0.0.0/24", "store": store});
-        crate::config::load_ipam(cni_proto::SpecVersion::V1_0_0, &ipam).unwrap()
+        crate::config::load_ipam(cni_proto::SpecVersion::V1_0_0, &ipam)
+            .unwrap()
+            .store
     }
 
     #[test]
     fn open_dispatches_etcd_without_touching_the_network() {
         let s = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "node": "n1"});
-        assert!(crate::store::open(&cfg(s)).is_ok());
-        let bad = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "prefix": "x"});
-        let e = crate::store::open(&cfg(bad)).err().unwrap();
-        assert_eq!(e.code(), cni_proto::code::INVALID_CONFIG);
-        assert!(e.to_string().contains("ipam.store.prefix"), "{e}");
+        assert!(crate::store::open(&cfg(s), "n").is_ok());
     }
 
     #[test]
     fn unreachable_is_retryable() {
         let s = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "node": "n1",
             "timeout": "1s"});
-        let mut store = crate::store::open(&cfg(s)).unwrap();
+        let mut store = crate::store::open(&cfg(s), "n").unwrap();
         let mut session = store.session().unwrap();
         let e = session.count().unwrap_err();
         assert!(e.retryable(), "{e}");

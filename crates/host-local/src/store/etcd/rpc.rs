@@ -12,7 +12,7 @@ use etcd_client::{
     TxnResponse,
 };
 
-use super::config::{EtcdConfig, TlsFiles};
+use crate::config::{EtcdConfig, TlsFiles};
 use crate::error::StoreError;
 
 /// Why an etcd call failed.

@@ -1,20 +1,28 @@
-//! The `ipam.store` object of the etcd store:
+//! The `ipam.store` object: which store keeps the network's reservations, configured how.
 //!
 //! ```json
+//! absent, null, or {"type": "disk"}: the disk store in `dataDir`
 //! {"type": "etcd", "endpoints": ["https://etcd-1:2379"], "prefix": "/cni/ipam",
 //!  "timeout": "5s", "node": "worker-3", "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"}}
 //! ```
 //!
-//! Decoded key by key (each one typed through serde), then validated as a
-//! separate pass; every error is code 7 naming `ipam.store.<key>`.
+//! Decoded under Go's rules like the rest of the `ipam` section ([`cni_proto::gojson`]: a key
+//! matches its field case-insensitively when no exact match exists, the last of repeated keys
+//! wins, `null` is the zero value), except that a key naming no field is refused: these
+//! objects are ours, and a misspelt `endpoints` must not silently become the default. Then
+//! validated as a separate pass; every error is code 7 naming `ipam.store.<key>`.
+//!
+//! This file is the one place a store key is declared, decoded and validated: a new key
+//! touches it alone (plus the backend that uses the value).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use cni_proto::gojson::{self, field as f, find_field, Doc, Field, Kind};
+use serde::Deserialize;
+use serde_json::Value;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 
 /// Where the keys live when `prefix` is not given.
 pub const DEFAULT_PREFIX: &str = "/cni/ipam";
@@ -23,6 +31,25 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest `timeout` accepted: a plugin call must not hang a runtime for long.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_ENDPOINTS: usize = 64;
+
+/// Which store keeps a network's reservations, with its validated options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The reference's layout under `<data_dir>/<network>`.
+    Disk { data_dir: PathBuf },
+    /// One pool shared by the nodes of a cluster, kept in etcd.
+    Etcd(EtcdConfig),
+}
+
+impl StoreConfig {
+    /// The `type` as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Disk { .. } => "disk",
+            StoreConfig::Etcd(_) => "etcd",
+        }
+    }
+}
 
 /// Client certificate and trust anchor files (PEM).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,60 +73,154 @@ pub struct EtcdConfig {
     pub tls: Option<TlsFiles>,
 }
 
-/// The keys as written, typed, before validation.
-#[derive(Debug, Default)]
-struct Raw {
+/// The `tls` object as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawTls {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+/// The `store` object as written, typed, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawStore {
+    #[serde(rename = "type")]
+    kind: Option<String>,
     endpoints: Option<Vec<String>>,
     prefix: Option<String>,
     timeout: Option<String>,
     node: Option<String>,
-    tls: Option<Map<String, Value>>,
+    tls: Option<RawTls>,
 }
 
-fn field<T: DeserializeOwned>(key: &str, v: &Value, expected: &str) -> Result<T, Error> {
-    serde_json::from_value(v.clone())
-        .map_err(|_| Error::config(format!("ipam.store.{key}"), v.to_string(), expected))
+static SCALAR: Kind = Kind::Scalar;
+static TLS_FIELDS: [Field; 3] = [
+    f("ca", Kind::Scalar),
+    f("cert", Kind::Scalar),
+    f("key", Kind::Scalar),
+];
+static STORE_FIELDS: [Field; 6] = [
+    f("type", Kind::Scalar),
+    f("endpoints", Kind::List(&SCALAR)),
+    f("prefix", Kind::Scalar),
+    f("timeout", Kind::Scalar),
+    f("node", Kind::Scalar),
+    f(
+        "tls",
+        Kind::Struct {
+            fields: &TLS_FIELDS,
+            nullable: true,
+        },
+    ),
+];
+static STORE: Kind = Kind::Struct {
+    fields: &STORE_FIELDS,
+    nullable: true,
+};
+
+/// What a key's value must look like, for type errors.
+fn expected(key: &str) -> &'static str {
+    match key {
+        "type" | "prefix" | "node" => "expected a string",
+        "endpoints" => "expected a list of URLs",
+        "timeout" => "expected a duration like \"5s\"",
+        "tls" => "expected an object {ca, cert, key}",
+        k if k.starts_with("tls.") => "expected a file path",
+        _ => "invalid value",
+    }
 }
 
 fn invalid(key: &str, value: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::config(format!("ipam.store.{key}"), value, reason)
 }
 
-impl EtcdConfig {
-    /// Decodes and validates the `store` object (its `type` is "etcd").
-    /// `hostname` supplies the default `node`.
-    pub fn from_object(
-        obj: &Map<String, Value>,
+/// The first key of `obj` that names none of `fields` (Go's case folding applied).
+fn unknown_key<'a>(obj: &'a [(String, Doc)], fields: &[Field]) -> Option<&'a (String, Doc)> {
+    obj.iter().find(|(k, _)| find_field(fields, k).is_none())
+}
+
+fn known(fields: &[Field]) -> String {
+    fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+}
+
+impl StoreConfig {
+    /// Decodes and validates the `store` object (`None` or `null`: the disk store). `data_dir`
+    /// is the validated `ipam.dataDir`; `hostname` supplies the etcd store's default `node`.
+    pub fn from_value(
+        store: Option<&Value>,
+        data_dir: PathBuf,
         hostname: &dyn Fn() -> Option<String>,
-    ) -> Result<Self, Error> {
-        let mut raw = Raw::default();
-        for (k, v) in obj {
-            if v.is_null() {
-                continue;
-            }
-            match k.as_str() {
-                "type" => {}
-                "endpoints" => raw.endpoints = Some(field(k, v, "expected a list of URLs")?),
-                "prefix" => raw.prefix = Some(field(k, v, "expected a string")?),
-                "timeout" => raw.timeout = Some(field(k, v, "expected a duration like \"5s\"")?),
-                "node" => raw.node = Some(field(k, v, "expected a string")?),
-                "tls" => raw.tls = Some(field(k, v, "expected an object {ca, cert, key}")?),
-                _ => {
+    ) -> Result<StoreConfig> {
+        let Some(v) = store.filter(|v| !v.is_null()) else {
+            return Ok(StoreConfig::Disk { data_dir });
+        };
+        let doc = Doc::from(v);
+        let Doc::Object(obj) = &doc else {
+            return Err(Error::config(
+                "ipam.store",
+                v.to_string(),
+                "expected an object with a \"type\"",
+            ));
+        };
+        let raw: RawStore = gojson::decode(&doc, &STORE, "").map_err(|e| {
+            let value = e
+                .path
+                .split(['.', '['])
+                .try_fold(v, |v, seg| v.get(seg.trim_end_matches(']')));
+            invalid(
+                &e.path,
+                value.map(Value::to_string).unwrap_or_default(),
+                expected(e.path.split('[').next().unwrap_or_default()),
+            )
+        })?;
+        match raw.kind.as_deref() {
+            None => Err(invalid("type", "", "missing")),
+            Some("disk") => {
+                if let Some((k, x)) = obj.iter().find(|(k, _)| !gojson::fold_eq("type", k)) {
                     return Err(invalid(
                         k,
-                        v.to_string(),
-                        "unknown key for the etcd store (known: type, endpoints, prefix, timeout, node, tls)",
-                    ))
+                        x.to_value().to_string(),
+                        "unknown key for the disk store",
+                    ));
                 }
+                Ok(StoreConfig::Disk { data_dir })
             }
+            Some("etcd") => {
+                if let Some((k, x)) = unknown_key(obj, &STORE_FIELDS) {
+                    return Err(invalid(
+                        k,
+                        x.to_value().to_string(),
+                        format!(
+                            "unknown key for the etcd store (known: {})",
+                            known(&STORE_FIELDS)
+                        ),
+                    ));
+                }
+                if let Some(Doc::Object(t)) = doc.field("tls", Kind::Whole) {
+                    if let Some((k, x)) = unknown_key(t, &TLS_FIELDS) {
+                        return Err(invalid(
+                            &format!("tls.{k}"),
+                            x.to_value().to_string(),
+                            format!("unknown key (known: {})", known(&TLS_FIELDS)),
+                        ));
+                    }
+                }
+                raw.validate_etcd(hostname).map(StoreConfig::Etcd)
+            }
+            Some(other) => Err(invalid(
+                "type",
+                other,
+                "unknown store type (known: disk, etcd)",
+            )),
         }
-        raw.validate(hostname)
     }
 }
 
-impl Raw {
-    fn validate(self, hostname: &dyn Fn() -> Option<String>) -> Result<EtcdConfig, Error> {
-        let tls = match &self.tls {
+impl RawStore {
+    fn validate_etcd(self, hostname: &dyn Fn() -> Option<String>) -> Result<EtcdConfig> {
+        let tls = match self.tls {
             Some(t) => Some(tls_files(t)?),
             None => None,
         };
@@ -114,39 +235,7 @@ impl Raw {
             ));
         }
         for (i, e) in endpoints.iter().enumerate() {
-            let key = format!("endpoints[{i}]");
-            let rest = if let Some(r) = e.strip_prefix("https://") {
-                if tls.is_none() {
-                    return Err(invalid(
-                        &key,
-                        e,
-                        "an https endpoint needs ipam.store.tls.ca",
-                    ));
-                }
-                r
-            } else if let Some(r) = e.strip_prefix("http://") {
-                if tls.is_some() {
-                    return Err(invalid(&key, e, "ipam.store.tls is given: use https://"));
-                }
-                r
-            } else {
-                return Err(invalid(
-                    &key,
-                    e,
-                    "expected http://HOST:PORT or https://HOST:PORT",
-                ));
-            };
-            let host_port = rest.strip_suffix('/').unwrap_or(rest);
-            let ok = !host_port.is_empty()
-                && host_port
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
-                && host_port
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
-            if !ok {
-                return Err(invalid(&key, e, "expected http(s)://HOST:PORT"));
-            }
+            endpoint(&format!("endpoints[{i}]"), e, tls.is_some())?;
         }
         let prefix = self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
         let prefix_ok = prefix.starts_with('/')
@@ -201,31 +290,54 @@ impl Raw {
     }
 }
 
-fn tls_files(t: &Map<String, Value>) -> Result<TlsFiles, Error> {
-    let path = |k: &str| -> Result<Option<PathBuf>, Error> {
-        match t.get(k).filter(|v| !v.is_null()) {
+/// One `endpoints` entry: `http://HOST:PORT`, or `https://` when TLS is configured.
+fn endpoint(key: &str, e: &str, tls: bool) -> Result<()> {
+    let rest = if let Some(r) = e.strip_prefix("https://") {
+        if !tls {
+            return Err(invalid(key, e, "an https endpoint needs ipam.store.tls.ca"));
+        }
+        r
+    } else if let Some(r) = e.strip_prefix("http://") {
+        if tls {
+            return Err(invalid(key, e, "ipam.store.tls is given: use https://"));
+        }
+        r
+    } else {
+        return Err(invalid(
+            key,
+            e,
+            "expected http://HOST:PORT or https://HOST:PORT",
+        ));
+    };
+    let host_port = rest.strip_suffix('/').unwrap_or(rest);
+    let ok = !host_port.is_empty()
+        && host_port
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+        && host_port
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+    if !ok {
+        return Err(invalid(key, e, "expected http(s)://HOST:PORT"));
+    }
+    Ok(())
+}
+
+fn tls_files(t: RawTls) -> Result<TlsFiles> {
+    let path = |k: &str, v: Option<String>| -> Result<Option<PathBuf>> {
+        match v {
             None => Ok(None),
-            Some(v) => {
-                let key = format!("tls.{k}");
-                let s: String = field(&key, v, "expected a file path")?;
-                if s.is_empty() || s.contains('\0') {
-                    return Err(invalid(&key, s, "expected a file path"));
-                }
-                Ok(Some(PathBuf::from(s)))
+            Some(s) if s.is_empty() || s.contains('\0') => {
+                Err(invalid(&format!("tls.{k}"), s, "expected a file path"))
             }
+            Some(s) => Ok(Some(PathBuf::from(s))),
         }
     };
-    let (ca, cert, key) = (path("ca")?, path("cert")?, path("key")?);
-    if let Some(k) = t
-        .keys()
-        .find(|k| !["ca", "cert", "key"].contains(&k.as_str()))
-    {
-        return Err(invalid(
-            &format!("tls.{k}"),
-            t[k].to_string(),
-            "unknown key (known: ca, cert, key)",
-        ));
-    }
+    let (ca, cert, key) = (
+        path("ca", t.ca)?,
+        path("cert", t.cert)?,
+        path("key", t.key)?,
+    );
     let ca = ca.ok_or_else(|| invalid("tls.ca", "", "missing: the CA bundle (PEM)"))?;
     let identity = match (cert, key) {
         (Some(c), Some(k)) => Some((c, k)),
@@ -287,8 +399,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(v: Value) -> Result<EtcdConfig, Error> {
-        EtcdConfig::from_object(v.as_object().unwrap(), &|| Some("host-a".into()))
+    fn parse(v: Value) -> Result<EtcdConfig> {
+        match StoreConfig::from_value(Some(&v), "/d".into(), &|| Some("host-a".into()))? {
+            StoreConfig::Etcd(c) => Ok(c),
+            other => panic!("not etcd: {other:?}"),
+        }
     }
 
     fn field_of(e: Error) -> String {
@@ -297,6 +412,58 @@ mod tests {
             Error::Config { field, .. } => field,
             other => panic!("not a config error: {other}"),
         }
+    }
+
+    #[test]
+    fn absent_null_and_disk_choose_the_disk_store() {
+        let host = || None;
+        for v in [None, Some(Value::Null), Some(json!({"type": "disk"}))] {
+            let c = StoreConfig::from_value(v.as_ref(), "/d".into(), &host).unwrap();
+            assert_eq!(
+                c,
+                StoreConfig::Disk {
+                    data_dir: "/d".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn store_errors_name_their_key() {
+        for (store, field) in [
+            (json!({"type": "nosuch"}), "ipam.store.type"),
+            (json!({}), "ipam.store.type"),
+            (json!({"type": 3}), "ipam.store.type"),
+            (json!("disk"), "ipam.store"),
+            (json!({"type": "disk", "path": "/x"}), "ipam.store.path"),
+        ] {
+            let e = StoreConfig::from_value(Some(&store), "/d".into(), &|| None).unwrap_err();
+            assert_eq!(field_of(e), field, "{store}");
+        }
+    }
+
+    #[test]
+    fn keys_follow_go_rules() {
+        // Case folding when no exact key, the last of repeated keys, null as the zero value.
+        let c = parse(
+            json!({"Type": "etcd", "ENDPOINTS": ["http://127.0.0.1:2379"],
+            "Node": "a", "node": "b", "prefix": null, "Tls": null}),
+        )
+        .unwrap();
+        assert_eq!(c.node, "b");
+        assert_eq!(c.prefix, DEFAULT_PREFIX);
+        assert_eq!(c.tls, None);
+        let c = parse(json!({"type": "etcd", "endpoints": ["https://e:1"],
+            "TLS": {"CA": "/ca.pem"}}))
+        .unwrap();
+        assert_eq!(c.tls.unwrap().ca, PathBuf::from("/ca.pem"));
+        let e = StoreConfig::from_value(
+            Some(&json!({"TYPE": "disk", "dataDir": "/x"})),
+            "/d".into(),
+            &|| None,
+        )
+        .unwrap_err();
+        assert_eq!(field_of(e), "ipam.store.dataDir");
     }
 
     #[test]
@@ -386,7 +553,7 @@ mod tests {
     #[test]
     fn node_defaults_to_the_host_name_or_fails_naming_node() {
         let v = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:2379"]});
-        let e = EtcdConfig::from_object(v.as_object().unwrap(), &|| None).unwrap_err();
+        let e = StoreConfig::from_value(Some(&v), "/d".into(), &|| None).unwrap_err();
         assert_eq!(field_of(e), "ipam.store.node");
         assert!(host_name().is_some_and(|n| !n.is_empty()));
     }
