@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ProtoError;
-use crate::gojson::{self, field as f, Doc, Field, Kind};
+use crate::gojson::{self, Doc, Field, Kind};
 use crate::version::SpecVersion;
 
 /// A plugin's result, in the newest (1.1.0) model.
@@ -27,24 +27,29 @@ pub struct CniResult {
     pub dns: Dns,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interface {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<String>,
-    #[serde(
-        default,
-        rename = "socketPath",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub socket_path: Option<String>,
-    #[serde(default, rename = "pciID", skip_serializing_if = "Option::is_none")]
-    pub pci_id: Option<String>,
+crate::go_struct! {
+    /// An interface of a result (Go's types040/types100 `Interface`).
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+    pub struct Interface {
+        #[go("name", Kind::Scalar)]
+        #[serde(default)]
+        pub name: String,
+        #[go("mac", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mac: Option<String>,
+        #[go("mtu", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mtu: Option<u32>,
+        #[go("sandbox", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sandbox: Option<String>,
+        #[go("socketPath", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub socket_path: Option<String>,
+        #[go("pciID", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pci_id: Option<String>,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,27 +60,36 @@ pub struct IpConfig {
     pub interface: Option<u32>,
 }
 
-/// A route, in the config's shape too (`{"dst","gw"?,"mtu"?,"advmss"?,"priority"?,"table"?,"scope"?}`).
-/// `"gw": ""` reads as no gateway, as Go's `net.IP` does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    pub dst: IpNet,
-    #[serde(
-        default,
-        deserialize_with = "opt_ip",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gw: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advmss: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<u32>,
+crate::go_struct! {
+    /// A route, in the config's shape too (`{"dst","gw"?,"mtu"?,"advmss"?,"priority"?,"table"?,"scope"?}`).
+    /// `"gw": ""` reads as no gateway, as Go's `net.IP` does.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct Route {
+        #[go("dst", Kind::Whole)]
+        pub dst: IpNet,
+        #[go("gw", Kind::Whole)]
+        #[serde(
+            default,
+            deserialize_with = "opt_ip",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub gw: Option<IpAddr>,
+        #[go("mtu", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mtu: Option<u32>,
+        #[go("advmss", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub advmss: Option<u32>,
+        #[go("priority", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub priority: Option<u32>,
+        #[go("table", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub table: Option<u32>,
+        #[go("scope", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scope: Option<u32>,
+    }
 }
 
 impl Route {
@@ -110,30 +124,36 @@ impl Route {
     }
 }
 
-/// DNS settings, in the config's shape (`{"nameservers","domain","search","options"}`; null
-/// reads as empty). Empty parts are left out when written.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dns {
-    #[serde(
-        default,
-        deserialize_with = "null_vec",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub nameservers: Vec<String>,
-    #[serde(default, skip_serializing_if = "opt_str_empty")]
-    pub domain: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "null_vec",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub search: Vec<String>,
-    #[serde(
-        default,
-        deserialize_with = "null_vec",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub options: Vec<String>,
+crate::go_struct! {
+    /// DNS settings, in the config's shape (`{"nameservers","domain","search","options"}`; null
+    /// reads as empty). Empty parts are left out when written.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+    pub struct Dns {
+        #[go("nameservers", Kind::List(&SCALAR))]
+        #[serde(
+            default,
+            deserialize_with = "null_vec",
+            skip_serializing_if = "Vec::is_empty"
+        )]
+        pub nameservers: Vec<String>,
+        #[go("domain", Kind::Scalar)]
+        #[serde(default, skip_serializing_if = "opt_str_empty")]
+        pub domain: Option<String>,
+        #[go("search", Kind::List(&SCALAR))]
+        #[serde(
+            default,
+            deserialize_with = "null_vec",
+            skip_serializing_if = "Vec::is_empty"
+        )]
+        pub search: Vec<String>,
+        #[go("options", Kind::List(&SCALAR))]
+        #[serde(
+            default,
+            deserialize_with = "null_vec",
+            skip_serializing_if = "Vec::is_empty"
+        )]
+        pub options: Vec<String>,
+    }
 }
 
 impl Dns {
@@ -413,118 +433,99 @@ impl CniResult {
 }
 
 static SCALAR: Kind = Kind::Scalar;
-static ROUTE_FIELDS: [Field; 7] = [
-    f("dst", Kind::Whole),
-    f("gw", Kind::Whole),
-    f("mtu", Kind::Scalar),
-    f("advmss", Kind::Scalar),
-    f("priority", Kind::Scalar),
-    f("table", Kind::Scalar),
-    f("scope", Kind::Scalar),
-];
 /// [`Route`] as Go decodes it, in a result or a configuration's `routes`: types.Route has its
 /// own UnmarshalJSON, so a repeated route replaces, it does not merge.
-pub static ROUTE: Kind = Kind::Record(&ROUTE_FIELDS);
-static ROUTE_FIELDS_PRE_1_1: [Field; 2] = [f("dst", Kind::Whole), f("gw", Kind::Whole)];
+pub static ROUTE: Kind = Kind::Record(Route::GO_FIELDS);
+static ROUTE_FIELDS_PRE_1_1: [Field; 2] = gojson::pick(Route::GO_FIELDS, ["dst", "gw"]);
 /// A route below 1.1.0: only `dst` and `gw` (the reference's types.Route); the 1.1.0 fields are
 /// unknown keys, ignored whatever they hold.
 pub static ROUTE_PRE_1_1: Kind = Kind::Record(&ROUTE_FIELDS_PRE_1_1);
-static DNS_FIELDS: [Field; 4] = [
-    f("nameservers", Kind::List(&SCALAR)),
-    f("domain", Kind::Scalar),
-    f("search", Kind::List(&SCALAR)),
-    f("options", Kind::List(&SCALAR)),
-];
 static DNS: Kind = Kind::Struct {
-    fields: &DNS_FIELDS,
+    fields: Dns::GO_FIELDS,
     nullable: false,
 };
-static IP02_FIELDS: [Field; 3] = [
-    f("ip", Kind::Whole),
-    f("gateway", Kind::Whole),
-    f("routes", Kind::List(&ROUTE)),
-];
 static IP02: Kind = Kind::Struct {
-    fields: &IP02_FIELDS,
+    fields: WireIp02::GO_FIELDS,
     nullable: true,
 };
-static WIRE02_FIELDS: [Field; 3] = [f("ip4", IP02), f("ip6", IP02), f("dns", DNS)];
 /// types020.Result as Go decodes it.
 static WIRE02: Kind = Kind::Struct {
-    fields: &WIRE02_FIELDS,
+    fields: Wire02::GO_FIELDS,
     nullable: false,
 };
-static IFACE_FIELDS: [Field; 6] = [
-    f("name", Kind::Scalar),
-    f("mac", Kind::Scalar),
-    f("mtu", Kind::Scalar),
-    f("sandbox", Kind::Scalar),
-    f("socketPath", Kind::Scalar),
-    f("pciID", Kind::Scalar),
-];
 static IFACE: Kind = Kind::Struct {
-    fields: &IFACE_FIELDS,
+    fields: Interface::GO_FIELDS,
     nullable: true,
 };
-static IP_FIELDS: [Field; 3] = [
-    f("interface", Kind::Whole),
-    f("address", Kind::Whole),
-    f("gateway", Kind::Whole),
-];
 static IP: Kind = Kind::Struct {
-    fields: &IP_FIELDS,
+    fields: WireIp::GO_FIELDS,
     nullable: true,
 };
-static WIRE_CURRENT_FIELDS: [Field; 4] = [
-    f("interfaces", Kind::List(&IFACE)),
-    f("ips", Kind::List(&IP)),
-    f("routes", Kind::List(&ROUTE)),
-    f("dns", DNS),
-];
 /// types040/types100.Result as Go decodes it.
 static WIRE_CURRENT: Kind = Kind::Struct {
-    fields: &WIRE_CURRENT_FIELDS,
+    fields: WireCurrent::GO_FIELDS,
     nullable: false,
 };
 
-#[derive(Deserialize)]
-struct Wire02 {
-    #[serde(default)]
-    ip4: Option<WireIp02>,
-    #[serde(default)]
-    ip6: Option<WireIp02>,
-    #[serde(default)]
-    dns: Option<Dns>,
+crate::go_struct! {
+    /// types020.Result.
+    struct Wire02 {
+        #[go("ip4", IP02)]
+        #[serde(default)]
+        ip4: Option<WireIp02>,
+        #[go("ip6", IP02)]
+        #[serde(default)]
+        ip6: Option<WireIp02>,
+        #[go("dns", DNS)]
+        #[serde(default)]
+        dns: Option<Dns>,
+    }
 }
 
-#[derive(Deserialize)]
-struct WireIp02 {
-    ip: IpNet,
-    #[serde(default, deserialize_with = "opt_ip")]
-    gateway: Option<IpAddr>,
-    #[serde(default, deserialize_with = "null_vec")]
-    routes: Vec<Route>,
+crate::go_struct! {
+    /// types020.IPConfig.
+    struct WireIp02 {
+        #[go("ip", Kind::Whole)]
+        ip: IpNet,
+        #[go("gateway", Kind::Whole)]
+        #[serde(default, deserialize_with = "opt_ip")]
+        gateway: Option<IpAddr>,
+        #[go("routes", Kind::List(&ROUTE))]
+        #[serde(default, deserialize_with = "null_vec")]
+        routes: Vec<Route>,
+    }
 }
 
-#[derive(Deserialize)]
-struct WireCurrent {
-    #[serde(default, deserialize_with = "null_vec")]
-    interfaces: Vec<Interface>,
-    #[serde(default, deserialize_with = "null_vec")]
-    ips: Vec<WireIp>,
-    #[serde(default, deserialize_with = "null_vec")]
-    routes: Vec<Route>,
-    #[serde(default)]
-    dns: Option<Dns>,
+crate::go_struct! {
+    /// types040/types100.Result.
+    struct WireCurrent {
+        #[go("interfaces", Kind::List(&IFACE))]
+        #[serde(default, deserialize_with = "null_vec")]
+        interfaces: Vec<Interface>,
+        #[go("ips", Kind::List(&IP))]
+        #[serde(default, deserialize_with = "null_vec")]
+        ips: Vec<WireIp>,
+        #[go("routes", Kind::List(&ROUTE))]
+        #[serde(default, deserialize_with = "null_vec")]
+        routes: Vec<Route>,
+        #[go("dns", DNS)]
+        #[serde(default)]
+        dns: Option<Dns>,
+    }
 }
 
-#[derive(Deserialize)]
-struct WireIp {
-    address: IpNet,
-    #[serde(default, deserialize_with = "opt_ip")]
-    gateway: Option<IpAddr>,
-    #[serde(default)]
-    interface: Option<u32>,
+crate::go_struct! {
+    /// types040/types100.IPConfig, its fields in Go's order.
+    struct WireIp {
+        #[go("interface", Kind::Whole)]
+        #[serde(default)]
+        interface: Option<u32>,
+        #[go("address", Kind::Whole)]
+        address: IpNet,
+        #[go("gateway", Kind::Whole)]
+        #[serde(default, deserialize_with = "opt_ip")]
+        gateway: Option<IpAddr>,
+    }
 }
 
 #[cfg(test)]
@@ -864,6 +865,37 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    /// Every table a result's schema reaches is the one of the struct serde decodes there, with
+    /// the same keys: the wiring between tables (which struct's table a field points at) is
+    /// hand-written, the keys of each are go_struct!'s.
+    #[test]
+    fn schemas_are_their_structs() {
+        fn check<T: serde::de::DeserializeOwned>(root: &Kind, path: &[&str]) {
+            let table = gojson::fields_at(root, path).unwrap_or_else(|| panic!("{path:?}"));
+            assert_eq!(gojson::schema_drift::<T>(table), None, "{path:?}");
+        }
+        check::<WireCurrent>(&WIRE_CURRENT, &[]);
+        check::<Interface>(&WIRE_CURRENT, &["interfaces"]);
+        check::<WireIp>(&WIRE_CURRENT, &["ips"]);
+        check::<Route>(&WIRE_CURRENT, &["routes"]);
+        check::<Dns>(&WIRE_CURRENT, &["dns"]);
+        check::<Wire02>(&WIRE02, &[]);
+        check::<WireIp02>(&WIRE02, &["ip4"]);
+        check::<WireIp02>(&WIRE02, &["ip6"]);
+        check::<Route>(&WIRE02, &["ip4", "routes"]);
+        check::<Dns>(&WIRE02, &["dns"]);
+        check::<Route>(&ROUTE, &[]);
+        // Below 1.1.0 a route is decoded into the same struct, its newer keys left out.
+        let old: Vec<_> = gojson::fields_at(&ROUTE_PRE_1_1, &[])
+            .unwrap()
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(old, ["dst", "gw"]);
+        let keys = gojson::serde_keys::<Route>().unwrap();
+        assert!(old.iter().all(|k| keys.contains(k)), "{old:?} {keys:?}");
     }
 
     #[test]
