@@ -1,7 +1,7 @@
 //! `Net`: one network under test, driven through a plugin binary the way a
-//! runtime drives it. Every suite that runs ADD, DEL, CHECK, GC or STATUS
-//! on a network used to carry its own little wrappers around `net_conf`,
-//! `cni_env` and `run_plugin`; this is them, once.
+//! runtime drives it. Suites that run ADD, DEL, CHECK, GC or STATUS on a
+//! network say which network once and then name the command, instead of
+//! putting `net_conf`, `cni_env` and `run_plugin` together for each call.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -187,14 +187,13 @@ pub fn attachments(list: &[(&str, &str)]) -> Value {
     )
 }
 
-// Keeps the helpers it builds on honest: `Net` runs processes, so its own
-// tests run the one binary every Linux has that answers on stdout.
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wait_plugin;
 
-    /// `/bin/cat` echoes the configuration: what each command sends.
+    /// What a command sent: `/bin/cat` stands in for the plugin and prints
+    /// its stdin back.
     fn sent(o: &Output) -> Value {
         assert_eq!(o.code, 0, "{o:?}");
         o.json()
