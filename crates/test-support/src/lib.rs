@@ -1,7 +1,8 @@
 //! Helpers every test harness of the workspace needs, written once: running
 //! a plugin binary (or the plugin in process) with a CNI environment and a
-//! configuration on stdin, building network configurations, snapshotting
-//! stores, a tiny deterministic RNG and the loud-skip rule. Used by
+//! configuration on stdin, building network configurations, a network under
+//! test (`Net`: ADD, DEL, CHECK, GC, STATUS on it), snapshotting stores, a
+//! tiny deterministic RNG and the loud-skip rule. Used by
 //! host-local's integration tests (through `tests/integration/common.rs`),
 //! ipamctl's tests, ipam-bench and the fuzz targets.
 
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 
 use host_local::error::StoreError;
@@ -18,6 +19,9 @@ use host_local::store::memory::MemoryStore;
 use host_local::store::{Session, Store};
 
 pub mod etcd;
+mod net;
+
+pub use net::{attachments, Net};
 
 /// The Go reference plugin (Debian package containernetworking-plugins).
 pub const REF_BIN: &str = "/usr/lib/cni/host-local";
@@ -140,6 +144,11 @@ impl Output {
     pub fn err_code(&self) -> Option<u64> {
         self.json().get("code").and_then(|c| c.as_u64())
     }
+
+    /// The `msg` of the CNI error printed on stdout ("" when there is none).
+    pub fn msg(&self) -> String {
+        self.json()["msg"].as_str().unwrap_or_default().to_string()
+    }
 }
 
 /// The usual environment of one command for (container, ifname).
@@ -186,7 +195,23 @@ pub fn run_plugin_in(bin: &Path, env: &[(&str, &str)], stdin: &[u8], cwd: &Path)
     finish(cmd, bin, stdin)
 }
 
-fn finish(mut cmd: Command, bin: &Path, stdin: &[u8]) -> Output {
+/// Like `run_plugin`, but not waited for: stdin written and closed, the
+/// child running. Many can be in flight at once; `wait_plugin` collects one.
+pub fn spawn_plugin(bin: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Child {
+    start(plugin_command(bin, env), bin, stdin)
+}
+
+/// Waits for a child started by `spawn_plugin`: its exit code and output.
+pub fn wait_plugin(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn start(mut cmd: Command, bin: &Path, stdin: &[u8]) -> Child {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
@@ -196,12 +221,11 @@ fn finish(mut cmd: Command, bin: &Path, stdin: &[u8]) -> Output {
         // expected then, and what it printed tells the test the rest.
         let _ = si.write_all(stdin);
     }
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    child
+}
+
+fn finish(cmd: Command, bin: &Path, stdin: &[u8]) -> Output {
+    wait_plugin(start(cmd, bin, stdin))
 }
 
 /// An environment lookup for `cni_proto::run` from pairs (in process).

@@ -13,6 +13,11 @@ pub fn our_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_host-local"))
 }
 
+/// Network `name` with `ipam` in `data`, run by our plugin (cniVersion 1.1.0).
+pub fn our_net(name: &str, data: &Path, ipam: serde_json::Value) -> Net {
+    Net::new(our_bin(), name, data, ipam)
+}
+
 /// A mount made by a test (tmpfs or a bind mount), detached on drop, also
 /// when the test panics. Needs root (CAP_SYS_ADMIN).
 pub struct MountGuard {

@@ -9,28 +9,19 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::*;
 
 const NET: &str = "crashnet";
 
-fn ipam() -> Value {
-    json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "2001:db8::/120"}]]})
-}
-
-fn call(cmd: &str, data: &Path, cid: &str) -> Output {
-    let conf = net_conf("1.1.0", NET, data, ipam(), json!({}));
-    run_plugin(&our_bin(), &cni_env(cmd, cid, "eth0"), &conf)
-}
-
-fn status(data: &Path) -> Output {
-    let conf = net_conf("1.1.0", NET, data, ipam(), json!({}));
-    run_plugin(&our_bin(), &[("CNI_COMMAND", "STATUS")], &conf)
-}
-
-fn msg(o: &Output) -> String {
-    o.json()["msg"].as_str().unwrap_or_default().to_string()
+/// The dual-stack network under test with its data directory at `data`.
+fn net_on(data: &Path) -> Net {
+    our_net(
+        NET,
+        data,
+        json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "2001:db8::/120"}]]}),
+    )
 }
 
 /// Fills the filesystem at `dir` until ENOSPC, then gives back `pages` pages.
@@ -96,28 +87,28 @@ fn full_filesystem_add_fails_cleanly_and_del_still_frees() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
     let _g = MountGuard::tmpfs(data, "size=64k,mode=0755").unwrap();
-    let o = call("ADD", data, "c1");
+    let o = net_on(data).add("c1", "eth0");
     assert_eq!(o.code, 0, "{o:?}");
     let c1 = o.ips();
-    let o = call("ADD", data, "c2");
+    let o = net_on(data).add("c2", "eth0");
     assert_eq!(o.code, 0, "{o:?}");
     fill(data, 0);
 
     let before = store_snapshot(data);
-    let o = call("ADD", data, "c3");
+    let o = net_on(data).add("c3", "eth0");
     assert_eq!(o.err_code(), Some(5), "ADD on a full filesystem: {o:?}");
-    let m = msg(&o);
+    let m = o.msg();
     assert!(m.contains("No space left on device"), "{m}");
     assert!(
         m.contains("reservation") && m.contains(NET),
         "the message names the reservation write that failed, not a side effect: {m}"
     );
     assert_unchanged(&before, &store_snapshot(data), "a failed ADD");
-    let o = status(data);
+    let o = net_on(data).status();
     assert_eq!(o.err_code(), Some(50), "STATUS on a full filesystem: {o:?}");
 
     // DEL must work on a full filesystem: it is how space comes back.
-    let o = call("DEL", data, "c1");
+    let o = net_on(data).del("c1", "eth0");
     assert_eq!(o.code, 0, "DEL on a full filesystem: {o:?}");
     for ip in &c1 {
         assert!(!data.join(NET).join(ip).exists(), "{ip} released");
@@ -128,13 +119,7 @@ fn full_filesystem_add_fails_cleanly_and_del_still_frees() {
     std::fs::remove_file(data.join("filler")).unwrap();
     std::fs::write(data.join(NET).join("10.0.0.77"), b"legacy-ctr").unwrap();
     fill(data, 0);
-    let valid = json!({"cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth0"}]});
-    let conf = net_conf("1.1.0", NET, data, ipam(), valid);
-    let o = run_plugin(
-        &our_bin(),
-        &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")],
-        &conf,
-    );
+    let o = net_on(data).gc(&[("c2", "eth0")]);
     assert_eq!(o.code, 0, "GC on a full filesystem, stale index: {o:?}");
     assert!(
         !data.join(NET).join("10.0.0.77").exists(),
@@ -142,15 +127,15 @@ fn full_filesystem_add_fails_cleanly_and_del_still_frees() {
     );
     // An empty file needs no page: it makes the index stale again.
     std::fs::write(data.join(NET).join("10.0.0.78"), b"").unwrap();
-    let o = call("DEL", data, "c2");
+    let o = net_on(data).del("c2", "eth0");
     assert_eq!(o.code, 0, "DEL on a full filesystem, stale index: {o:?}");
 
     // With the space back, everything works again.
     std::fs::remove_file(data.join("filler")).unwrap();
     std::fs::remove_file(data.join(NET).join("10.0.0.78")).unwrap();
-    let o = call("ADD", data, "c3");
+    let o = net_on(data).add("c3", "eth0");
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(call("DEL", data, "c3").code, 0);
+    assert_eq!(net_on(data).del("c3", "eth0").code, 0);
     let names = dir_names(&data.join(NET));
     assert_eq!(names, ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
 }
@@ -171,10 +156,10 @@ fn nearly_full_filesystem_add_is_all_or_nothing() {
         let data = d.path();
         let _g = MountGuard::tmpfs(data, "size=64k,mode=0755").unwrap();
         let net = data.join(NET);
-        assert_eq!(call("ADD", data, "first").code, 0);
+        assert_eq!(net_on(data).add("first", "eth0").code, 0);
         fill(data, pages);
         let before = store_snapshot(&net);
-        let o = call("ADD", data, "second");
+        let o = net_on(data).add("second", "eth0");
         let after = store_snapshot(&net);
         match o.code {
             0 => {
@@ -192,19 +177,19 @@ fn nearly_full_filesystem_add_is_all_or_nothing() {
             _ => {
                 assert_eq!(o.err_code(), Some(5), "{pages} pages: {o:?}");
                 assert_unchanged(&before, &after, &format!("{pages} pages, failed ADD {o:?}"));
-                outcomes.push(format!("{pages}: {}", msg(&o)));
+                outcomes.push(format!("{pages}: {}", o.msg()));
             }
         }
         // Consistency once space is back: the index agrees with the directory.
         std::fs::remove_file(data.join("filler")).unwrap();
-        let again = call("ADD", data, "second");
+        let again = net_on(data).add("second", "eth0");
         if o.code == 0 {
             assert_eq!(again.err_code(), Some(102), "{pages} pages: {again:?}");
         } else {
             assert_eq!(again.code, 0, "{pages} pages: {again:?}");
         }
-        assert_eq!(call("DEL", data, "second").code, 0);
-        assert_eq!(call("DEL", data, "first").code, 0);
+        assert_eq!(net_on(data).del("second", "eth0").code, 0);
+        assert_eq!(net_on(data).del("first", "eth0").code, 0);
         let left: Vec<String> = dir_names(&net)
             .into_iter()
             .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
@@ -227,7 +212,7 @@ fn read_only_data_dir_add_and_del_fail_and_change_nothing() {
     let d = tempfile::tempdir().unwrap();
     let prepared = d.path().join("prepared");
     std::fs::create_dir(&prepared).unwrap();
-    let o = call("ADD", &prepared, "c1");
+    let o = net_on(&prepared).add("c1", "eth0");
     assert_eq!(o.code, 0, "{o:?}");
 
     for stale in [false, true] {
@@ -240,29 +225,23 @@ fn read_only_data_dir_add_and_del_fail_and_change_nothing() {
         let _g = MountGuard::bind_ro(&prepared, &mnt).unwrap();
         let before = store_snapshot(&mnt);
 
-        let o = call("ADD", &mnt, "c2");
+        let o = net_on(&mnt).add("c2", "eth0");
         assert_eq!(o.err_code(), Some(5), "stale={stale}: ADD on ro: {o:?}");
-        let m = msg(&o);
+        let m = o.msg();
         assert!(m.contains("Read-only file system"), "{m}");
         assert!(
             m.contains("reservation") && !m.contains("stamp"),
             "stale={stale}: names the reservation write, not the index: {m}"
         );
-        let o = call("DEL", &mnt, "c1");
+        let o = net_on(&mnt).del("c1", "eth0");
         assert_eq!(o.err_code(), Some(5), "stale={stale}: DEL on ro: {o:?}");
-        assert!(msg(&o).contains("Read-only file system"), "{o:?}");
+        assert!(o.msg().contains("Read-only file system"), "{o:?}");
         // DEL of something the store does not hold has nothing to write.
-        let o = call("DEL", &mnt, "never-added");
+        let o = net_on(&mnt).del("never-added", "eth0");
         assert_eq!(o.code, 0, "stale={stale}: DEL of unknown on ro: {o:?}");
-        let valid = json!({"cni.dev/valid-attachments": []});
-        let conf = net_conf("1.1.0", NET, &mnt, ipam(), valid);
-        let o = run_plugin(
-            &our_bin(),
-            &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")],
-            &conf,
-        );
+        let o = net_on(&mnt).gc(&[]);
         assert_eq!(o.err_code(), Some(5), "stale={stale}: GC on ro: {o:?}");
-        assert_eq!(status(&mnt).err_code(), Some(50), "stale={stale}");
+        assert_eq!(net_on(&mnt).status().err_code(), Some(50), "stale={stale}");
         assert_unchanged(&before, &store_snapshot(&mnt), &format!("stale={stale}"));
     }
 
@@ -272,13 +251,13 @@ fn read_only_data_dir_add_and_del_fail_and_change_nothing() {
     let mnt = d.path().join("ro-empty");
     std::fs::create_dir(&mnt).unwrap();
     let _g = MountGuard::bind_ro(&empty, &mnt).unwrap();
-    let o = call("ADD", &mnt, "c1");
+    let o = net_on(&mnt).add("c1", "eth0");
     assert_eq!(o.err_code(), Some(5), "{o:?}");
-    assert!(msg(&o).contains("Read-only file system"), "{o:?}");
+    assert!(o.msg().contains("Read-only file system"), "{o:?}");
     assert!(dir_names(&mnt).is_empty());
 
     // The prepared store is intact and writable where it is not mounted ro.
-    assert_eq!(call("DEL", &prepared, "c1").code, 0);
+    assert_eq!(net_on(&prepared).del("c1", "eth0").code, 0);
 }
 
 #[test]
@@ -289,12 +268,12 @@ fn tmpfs_remounted_read_only() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
     let g = MountGuard::tmpfs(data, "size=256k,mode=0755").unwrap();
-    assert_eq!(call("ADD", data, "c1").code, 0);
+    assert_eq!(net_on(data).add("c1", "eth0").code, 0);
     g.remount_ro().unwrap();
     let before = store_snapshot(data);
-    assert_eq!(call("ADD", data, "c2").err_code(), Some(5));
-    assert_eq!(call("DEL", data, "c1").err_code(), Some(5));
-    assert_eq!(status(data).err_code(), Some(50));
+    assert_eq!(net_on(data).add("c2", "eth0").err_code(), Some(5));
+    assert_eq!(net_on(data).del("c1", "eth0").err_code(), Some(5));
+    assert_eq!(net_on(data).status().err_code(), Some(50));
     assert_unchanged(&before, &store_snapshot(data), "remounted ro");
 }
 
@@ -312,12 +291,12 @@ fn network_dir_on_its_own_filesystem_keeps_round_robin() {
     let net = data.join(NET);
     std::fs::create_dir(&net).unwrap();
     let _g = MountGuard::tmpfs(&net, "size=1m,mode=0755").unwrap();
-    let first = call("ADD", data, "c1").ips();
-    let second = call("ADD", data, "c2").ips();
+    let first = net_on(data).add("c1", "eth0").ips();
+    let second = net_on(data).add("c2", "eth0").ips();
     assert_eq!(first, ["10.0.0.2", "2001:db8::2"]);
     assert_eq!(second, ["10.0.0.3", "2001:db8::3"]);
-    assert_eq!(call("DEL", data, "c2").code, 0);
-    let third = call("ADD", data, "c3").ips();
+    assert_eq!(net_on(data).del("c2", "eth0").code, 0);
+    let third = net_on(data).add("c3", "eth0").ips();
     assert_eq!(
         third,
         ["10.0.0.4", "2001:db8::4"],

@@ -31,6 +31,9 @@ pub fn etcd_or_skip(what: &str) -> bool {
 pub const PREFIX: &str = "/etcd-test";
 
 /// One network kept in etcd, driven through the plugin binary as `node`.
+/// Its etcd side (endpoints, node, timeout, TLS) is fields a test may change
+/// between calls; `plugin()` makes the common `Net` fixture of the current
+/// state, and every call goes through it.
 pub struct Net {
     pub name: String,
     pub endpoints: Vec<String>,
@@ -82,18 +85,13 @@ impl Net {
         s
     }
 
-    pub fn conf(&self, version: &str, top: Value) -> Vec<u8> {
-        let mut ipam = self.ipam.clone();
-        ipam["store"] = self.store();
-        net_conf(version, &self.name, self.data.path(), ipam, top)
-    }
-
-    pub fn run(&self, version: &str, env: &[(&str, &str)], top: Value) -> Output {
-        run_plugin(&our_bin(), env, &self.conf(version, top))
+    /// The network as our plugin sees it now (cniVersion 1.1.0).
+    pub fn plugin(&self) -> test_support::Net {
+        our_net(&self.name, self.data.path(), self.ipam.clone()).with_store(self.store())
     }
 
     pub fn add(&self, id: &str) -> Output {
-        self.run("1.1.0", &cni_env("ADD", id, "eth0"), json!({}))
+        self.plugin().add(id, "eth0")
     }
 
     pub fn add_ok(&self, id: &str) -> Vec<String> {
@@ -103,20 +101,17 @@ impl Net {
     }
 
     pub fn del(&self, id: &str) -> Output {
-        self.run("1.1.0", &cni_env("DEL", id, "eth0"), json!({}))
+        self.plugin().del(id, "eth0")
     }
 
+    /// GC keeping the containers `valid` (each on eth0).
     pub fn gc(&self, valid: &[&str]) -> Output {
-        let list: Vec<Value> = valid
-            .iter()
-            .map(|c| json!({"containerID": c, "ifname": "eth0"}))
-            .collect();
-        let env = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")];
-        self.run("1.1.0", &env, json!({"cni.dev/valid-attachments": list}))
+        let list: Vec<(&str, &str)> = valid.iter().map(|c| (*c, "eth0")).collect();
+        self.plugin().gc(&list)
     }
 
     pub fn status(&self) -> Output {
-        self.run("1.1.0", &[("CNI_COMMAND", "STATUS")], json!({}))
+        self.plugin().status()
     }
 
     /// Nothing was written to the data directory.
@@ -315,10 +310,11 @@ fn plugin_commands_on_etcd() {
             json!({"ranges": [[{"subnet": "10.20.0.0/24"}], [{"subnet": "fd20::/120"}]]})
         };
         let net = Net::new(&c, &format!("versions{i}"), ipam);
-        let o = net.run(version, &cni_env("ADD", "c1", "eth0"), json!({}));
+        let at = net.plugin().with_version(version);
+        let o = at.add("c1", "eth0");
         assert_eq!(o.code, 0, "{version}: {o:?}");
         let result = o.json();
-        let o2 = net.run(version, &cni_env("ADD", "c2", "eth0"), json!({}));
+        let o2 = at.add("c2", "eth0");
         assert_eq!(o2.code, 0, "{version}: {o2:?}");
         assert_ne!(
             o.stdout, o2.stdout,
@@ -327,21 +323,13 @@ fn plugin_commands_on_etcd() {
         let want = if version.starts_with("0.2") { 1 } else { 2 };
         assert_eq!(check_consistent(&c, &net.name).len(), 2 * want, "{version}");
         if !version.starts_with("0.2") && !version.starts_with("0.3") {
-            let chk = net.run(
-                version,
-                &cni_env("CHECK", "c1", "eth0"),
-                json!({"prevResult": result}),
-            );
+            let chk = at.check_prev("c1", "eth0", &result);
             assert_eq!(chk.code, 0, "{version} CHECK: {chk:?}");
-            let other = net.run(
-                version,
-                &cni_env("CHECK", "c9", "eth0"),
-                json!({"prevResult": result}),
-            );
+            let other = at.check_prev("c9", "eth0", &result);
             assert_ne!(other.code, 0, "{version}: CHECK of an unknown attachment");
         }
         for _ in 0..2 {
-            let d = net.run(version, &cni_env("DEL", "c1", "eth0"), json!({}));
+            let d = at.del("c1", "eth0");
             assert_eq!(d.code, 0, "{version} DEL: {d:?}");
         }
         let left = check_consistent(&c, &net.name);
@@ -359,21 +347,12 @@ fn plugin_commands_on_etcd() {
         json!({"ranges": [[{"subnet": "10.21.0.0/24", "rangeStart": "10.21.0.10",
             "rangeEnd": "10.21.0.14", "exclude": ["10.21.0.12"]}]]}),
     );
-    let mut env = cni_env("ADD", "req", "eth0");
-    env.push(("CNI_ARGS", "IP=10.21.0.13"));
-    let o = net.run("1.1.0", &env, json!({}));
+    let o = net.plugin().add_args("req", "eth0", "IP=10.21.0.13");
     assert_eq!(o.ips(), ["10.21.0.13"], "{o:?}");
-    let mut env = cni_env("ADD", "req2", "eth0");
-    env.push(("CNI_ARGS", "IP=10.21.0.13"));
-    let o = net.run("1.1.0", &env, json!({}));
+    let o = net.plugin().add_args("req2", "eth0", "IP=10.21.0.13");
     assert_eq!(o.err_code(), Some(101), "requested address taken: {o:?}");
-    let mut env = cni_env("ADD", "req3", "eth0");
-    env.push(("CNI_ARGS", "IP=10.21.0.12"));
-    assert_eq!(
-        net.run("1.1.0", &env, json!({})).err_code(),
-        Some(101),
-        "excluded"
-    );
+    let o = net.plugin().add_args("req3", "eth0", "IP=10.21.0.12");
+    assert_eq!(o.err_code(), Some(101), "excluded");
     assert_eq!(net.status().code, 0);
     let mut got: Vec<String> = ["a1", "a2", "a3"]
         .iter()
@@ -436,10 +415,7 @@ fn unreachable_etcd_is_try_again_later() {
     assert_eq!(net.status().err_code(), Some(50));
     let mut bad = net.store();
     bad["timeout"] = json!("soon");
-    let mut ipam = net.ipam.clone();
-    ipam["store"] = bad;
-    let conf = net_conf("1.1.0", "down", net.data.path(), ipam, json!({}));
-    let o = run_plugin(&our_bin(), &cni_env("ADD", "c3", "eth0"), &conf);
+    let o = net.plugin().with_store(bad).add("c3", "eth0");
     assert_eq!(o.err_code(), Some(7), "{o:?}");
     assert!(o.stdout.contains("ipam.store.timeout"), "{o:?}");
     net.assert_disk_untouched();

@@ -186,7 +186,6 @@ fn tls_with_client_certificates() {
     assert_eq!(net.del("c1").code, 0);
     assert!(check_consistent(&c, "tls").is_empty());
 
-    let msg = |o: &Output| o.json()["msg"].as_str().unwrap_or_default().to_string();
     // A CA that did not sign the server's certificate: named in the error.
     let mut wrong = net.as_node("node-a");
     wrong.timeout = "2s".into();
@@ -194,12 +193,12 @@ fn tls_with_client_certificates() {
         Some(json!({"ca": p(&pki.other_ca), "cert": p(&s.client_cert), "key": p(&s.client_key)}));
     let o = wrong.add("c2");
     assert_ne!(o.code, 0);
-    assert!(msg(&o).contains(&p(&pki.other_ca)), "{o:?}");
+    assert!(o.msg().contains(&p(&pki.other_ca)), "{o:?}");
     // A client certificate the server does not trust: named in the error.
     wrong.tls = Some(json!({"ca": p(&s.ca), "cert": p(&pki.other_cert), "key": p(&pki.other_key)}));
     let o = wrong.add("c2");
     assert_ne!(o.code, 0);
-    assert!(msg(&o).contains(&p(&pki.other_cert)), "{o:?}");
+    assert!(o.msg().contains(&p(&pki.other_cert)), "{o:?}");
     // No client certificate at all: refused by client-cert-auth.
     wrong.tls = Some(json!({"ca": p(&s.ca)}));
     let o = wrong.add("c2");
@@ -209,7 +208,7 @@ fn tls_with_client_certificates() {
     wrong.tls = Some(json!({"ca": p(&missing)}));
     let o = wrong.add("c2");
     assert_eq!(o.err_code(), Some(5), "{o:?}");
-    assert!(msg(&o).contains(&p(&missing)), "{o:?}");
+    assert!(o.msg().contains(&p(&missing)), "{o:?}");
     assert!(
         check_consistent(&c, "tls").is_empty(),
         "failed ADDs wrote nothing"

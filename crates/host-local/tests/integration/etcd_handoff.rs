@@ -16,12 +16,9 @@ fn etcd_bin() -> PathBuf {
 
 /// An ADD on an etcd-store network whose only endpoint refuses connections.
 fn add_on_dead_etcd(bin: &Path, data: &Path) -> Output {
-    let ipam = json!({
-        "subnet": "10.23.0.0/24",
-        "store": {"type": "etcd", "endpoints": ["http://127.0.0.1:9"], "node": "n1", "timeout": "1s"}
-    });
-    let conf = net_conf("1.1.0", "handoff", data, ipam, json!({}));
-    run_plugin(bin, &cni_env("ADD", "c1", "eth0"), &conf)
+    Net::new(bin, "handoff", data, json!({"subnet": "10.23.0.0/24"}))
+        .with_store(json!({"type": "etcd", "endpoints": ["http://127.0.0.1:9"], "node": "n1", "timeout": "1s"}))
+        .add("c1", "eth0")
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -63,7 +60,7 @@ fn without_host_local_etcd_an_etcd_config_is_refused_and_disk_still_works() {
     let o = add_on_dead_etcd(&alone, data.path());
     assert_eq!(o.code, 1, "{o:?}");
     assert_eq!(o.err_code(), Some(7), "{o:?}");
-    let msg = o.json()["msg"].as_str().unwrap().to_string();
+    let msg = o.msg();
     let missing = bin_dir.path().join("host-local-etcd");
     assert!(
         msg.contains("ipam.store.type") && msg.contains(&missing.display().to_string()),
@@ -71,13 +68,12 @@ fn without_host_local_etcd_an_etcd_config_is_refused_and_disk_still_works() {
     );
     assert_eq!(dir_names(data.path()), Vec::<String>::new());
     // The same executable serves the disk store on its own.
-    let conf = net_conf(
-        "1.1.0",
+    let o = Net::new(
+        &alone,
         "disk",
         data.path(),
         json!({"subnet": "10.24.0.0/24"}),
-        json!({}),
-    );
-    let o = run_plugin(&alone, &cni_env("ADD", "c1", "eth0"), &conf);
+    )
+    .add("c1", "eth0");
     assert_eq!(o.ips(), vec!["10.24.0.2"], "{o:?}");
 }

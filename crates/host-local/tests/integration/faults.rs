@@ -151,15 +151,14 @@ struct Stats {
 }
 
 fn worker(
-    bin: PathBuf,
+    net: Net,
     w: usize,
     seed: u64,
     iters: usize,
-    data: PathBuf,
     inflight: Inflight,
     stats: Arc<Stats>,
 ) -> Result<Vec<Attach>, String> {
-    let conf = net_conf("1.0.0", NET, &data, ipam(), json!({}));
+    let conf = net.conf();
     let mut rng = Rng((seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
     let mut atts: Vec<Attach> = (0..PER_WORKER)
         .map(|k| Attach {
@@ -187,7 +186,7 @@ fn worker(
             .clamp(3000, 50_000);
         let kill_at = (rng.below(2) == 0).then(|| Duration::from_micros(rng.below(window + 1)));
         let t0 = Instant::now();
-        let o = run_one(&bin, &inflight, kill_at, cmd, &a.id, &a.ifname, &conf);
+        let o = run_one(&net.bin, &inflight, kill_at, cmd, &a.id, &a.ifname, &conf);
         stats.runs.fetch_add(1, Ordering::Relaxed);
         let killed = o.code.is_none();
         if killed {
@@ -266,21 +265,6 @@ fn worker(
     Ok(atts)
 }
 
-fn gc(data: &Path, valid: Value) -> Output {
-    let conf = net_conf(
-        "1.1.0",
-        NET,
-        data,
-        ipam(),
-        json!({"cni.dev/valid-attachments": valid}),
-    );
-    run_plugin(
-        &our_bin(),
-        &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")],
-        &conf,
-    )
-}
-
 /// (container ID, ifname) -> the addresses whose files name it.
 type ByAttachment = BTreeMap<(String, String), BTreeSet<String>>;
 
@@ -348,6 +332,7 @@ fn concurrent_add_del_under_sigkill_keeps_the_store_sound() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().to_path_buf();
     let net = data.join(NET);
+    let faultnet = our_net(NET, &data, ipam());
     let inflight: Inflight = Arc::new(Mutex::new(HashMap::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
@@ -374,9 +359,9 @@ fn concurrent_add_del_under_sigkill_keeps_the_store_sound() {
     let started = Instant::now();
     let handles: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (data, inflight, stats) = (data.clone(), inflight.clone(), stats.clone());
-            let bin = bin.clone();
-            std::thread::spawn(move || worker(bin, w, seed, iters, data, inflight, stats))
+            let (inflight, stats) = (inflight.clone(), stats.clone());
+            let net = faultnet.with_bin(&bin).with_version("1.0.0");
+            std::thread::spawn(move || worker(net, w, seed, iters, inflight, stats))
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -449,9 +434,8 @@ fn concurrent_add_del_under_sigkill_keeps_the_store_sound() {
     }
 
     // 2. The index agrees: CHECK finds every reserved attachment, not the free ones.
-    let conf = net_conf("1.1.0", NET, &data, ipam(), json!({}));
     for a in &atts {
-        let o = run_plugin(&our_bin(), &cni_env("CHECK", &a.id, &a.ifname), &conf);
+        let o = faultnet.check(&a.id, &a.ifname);
         match &a.state {
             State::Reserved(_) => assert_eq!(o.code, 0, "CHECK {} {}: {o:?}", a.id, a.ifname),
             State::Free => assert_eq!(
@@ -472,12 +456,7 @@ fn concurrent_add_del_under_sigkill_keeps_the_store_sound() {
         .filter(|a| a.state != State::Free)
         .map(|a| (a.id.as_str(), a.ifname.as_str()))
         .collect();
-    let valid = Value::Array(
-        keep.iter()
-            .map(|(c, i)| json!({"containerID": c, "ifname": i}))
-            .collect(),
-    );
-    let o = gc(&data, valid);
+    let o = faultnet.gc(&keep);
     assert_eq!(o.code, 0, "{o:?}");
     let (after, problems) = audit(&net);
     assert!(
@@ -488,22 +467,19 @@ fn concurrent_add_del_under_sigkill_keeps_the_store_sound() {
 
     // 4. A new ADD on the busy store gets an address nobody holds.
     let held: BTreeSet<String> = after.values().flatten().cloned().collect();
-    let o = run_plugin(&our_bin(), &cni_env("ADD", "late", "eth0"), &conf);
+    let o = faultnet.add("late", "eth0");
     assert_eq!(o.code, 0, "{o:?}");
     let late = printed_ips(&o.stdout).unwrap();
     assert!(late.is_disjoint(&held), "{late:?} already held: {held:?}");
 
     // 5. GC with an empty list and DEL of everything leave lock and cursors.
-    let o = gc(&data, json!([]));
+    let o = faultnet.gc(&[]);
     assert_eq!(o.code, 0, "{o:?}");
     for a in &atts {
-        let o = run_plugin(&our_bin(), &cni_env("DEL", &a.id, &a.ifname), &conf);
+        let o = faultnet.del(&a.id, &a.ifname);
         assert_eq!(o.code, 0, "DEL {} {}: {o:?}", a.id, a.ifname);
     }
-    assert_eq!(
-        run_plugin(&our_bin(), &cni_env("DEL", "late", "eth0"), &conf).code,
-        0
-    );
+    assert_eq!(faultnet.del("late", "eth0").code, 0);
     assert_eq!(
         dir_names(&net),
         ["last_reserved_ip.0", "last_reserved_ip.1", "lock"],

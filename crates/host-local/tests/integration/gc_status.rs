@@ -16,45 +16,6 @@ fn ipam_two_sets() -> Value {
     json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "2001:db8::/120"}]]})
 }
 
-fn add(data: &Path, ipam: &Value, cid: &str, ifname: &str) -> Output {
-    let conf = net_conf("1.1.0", NET, data, ipam.clone(), json!({}));
-    run_plugin(&our_bin(), &cni_env("ADD", cid, ifname), &conf)
-}
-
-fn add_ok(data: &Path, ipam: &Value, cid: &str, ifname: &str) -> Vec<String> {
-    let o = add(data, ipam, cid, ifname);
-    assert_eq!(o.code, 0, "ADD {cid}/{ifname}: {o:?}");
-    o.ips()
-}
-
-fn del(data: &Path, ipam: &Value, cid: &str, ifname: &str) -> Output {
-    let conf = net_conf("1.1.0", NET, data, ipam.clone(), json!({}));
-    run_plugin(&our_bin(), &cni_env("DEL", cid, ifname), &conf)
-}
-
-fn gc(data: &Path, ipam: &Value, version: &str, top: Value) -> Output {
-    let conf = net_conf(version, NET, data, ipam.clone(), top);
-    let env = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")];
-    run_plugin(&our_bin(), &env, &conf)
-}
-
-fn status(data: &Path, ipam: &Value) -> Output {
-    let conf = net_conf("1.1.0", NET, data, ipam.clone(), json!({}));
-    run_plugin(&our_bin(), &[("CNI_COMMAND", "STATUS")], &conf)
-}
-
-fn msg(o: &Output) -> String {
-    o.json()["msg"].as_str().unwrap_or_default().to_string()
-}
-
-fn attachments(list: &[(&str, &str)]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|(c, i)| json!({"containerID": c, "ifname": i}))
-            .collect(),
-    )
-}
-
 /// The reservation files of the network directory: name -> content.
 fn files(net: &Path) -> BTreeMap<String, Vec<u8>> {
     dir_names(net)
@@ -76,12 +37,12 @@ fn files(net: &Path) -> BTreeMap<String, Vec<u8>> {
 fn gc_removes_exactly_the_unlisted(key: &str) {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
-    let ipam = ipam_two_sets();
+    let gcnet = our_net(NET, data, ipam_two_sets());
     let net = data.join(NET);
-    let a0 = add_ok(data, &ipam, "ctr-a", "eth0");
-    let a1 = add_ok(data, &ipam, "ctr-a", "eth1");
-    let b0 = add_ok(data, &ipam, "ctr-b", "eth0");
-    let c0 = add_ok(data, &ipam, "ctr-c", "eth0");
+    let a0 = gcnet.add_ok("ctr-a", "eth0");
+    let a1 = gcnet.add_ok("ctr-a", "eth1");
+    let b0 = gcnet.add_ok("ctr-b", "eth0");
+    let c0 = gcnet.add_ok("ctr-c", "eth0");
     // Legacy (container ID only), damaged, foreign and untouchable files.
     let plant: &[(&str, &[u8])] = &[
         ("10.0.0.200", b"legacy-keep"),
@@ -108,7 +69,7 @@ fn gc_removes_exactly_the_unlisted(key: &str) {
         ("legacy-keep", "eth9"),
         ("ctr-never-seen", "eth0"),
     ]);
-    let o = gc(data, &ipam, "1.1.0", json!({ key: valid }));
+    let o = gcnet.gc_with(json!({ key: valid }));
     assert_eq!(o.code, 0, "GC with {key}: {o:?}");
     assert!(o.stdout.trim().is_empty(), "GC prints nothing: {o:?}");
     let after = files(&net);
@@ -141,10 +102,10 @@ fn gc_removes_exactly_the_unlisted(key: &str) {
 
     // The store is still consistent (index included): a removed attachment
     // can ADD again, a kept one is a duplicate, DEL of a kept one works.
-    add_ok(data, &ipam, "ctr-c", "eth0");
-    let o = add(data, &ipam, "ctr-a", "eth0");
+    gcnet.add_ok("ctr-c", "eth0");
+    let o = gcnet.add("ctr-a", "eth0");
     assert_eq!(o.err_code(), Some(102), "{o:?}");
-    assert_eq!(del(data, &ipam, "ctr-b", "eth0").code, 0);
+    assert_eq!(gcnet.del("ctr-b", "eth0").code, 0);
     for ip in &b0 {
         assert!(!net.join(ip).exists(), "{ip} released by DEL after GC");
     }
@@ -164,12 +125,12 @@ fn gc_libcni_attachments_key_removes_exactly_the_unlisted() {
 fn gc_without_key_or_below_1_1_0_removes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
-    let ipam = ipam_two_sets();
-    add_ok(data, &ipam, "ctr-a", "eth0");
+    let gcnet = our_net(NET, data, ipam_two_sets());
+    gcnet.add_ok("ctr-a", "eth0");
     std::fs::write(data.join(NET).join("10.0.0.100"), b"").unwrap();
     let before = snapshot_dir(data);
 
-    let o = gc(data, &ipam, "1.1.0", json!({}));
+    let o = gcnet.gc_with(json!({}));
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(
         snapshot_dir(data),
@@ -177,38 +138,23 @@ fn gc_without_key_or_below_1_1_0_removes_nothing() {
         "GC without a key removes nothing"
     );
 
-    let o = gc(
-        data,
-        &ipam,
-        "1.1.0",
-        json!({"cni.dev/valid-attachments": null}),
-    );
+    let o = gcnet.gc_with(json!({"cni.dev/valid-attachments": null}));
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(snapshot_dir(data), before, "a null key is no key");
 
     for v in ["1.0.0", "0.4.0"] {
-        let o = gc(data, &ipam, v, json!({"cni.dev/valid-attachments": []}));
+        let o = gcnet.with_version(v).gc(&[]);
         assert_eq!(o.err_code(), Some(1), "GC with cniVersion {v}: {o:?}");
         assert_ne!(o.code, 0);
         assert_eq!(snapshot_dir(data), before, "refused GC removes nothing");
     }
 
-    let o = gc(
-        data,
-        &ipam,
-        "1.1.0",
-        json!({"cni.dev/valid-attachments": {"x": 1}}),
-    );
+    let o = gcnet.gc_with(json!({"cni.dev/valid-attachments": {"x": 1}}));
     assert_eq!(o.err_code(), Some(7), "malformed list: {o:?}");
-    assert!(msg(&o).contains("cni.dev/valid-attachments"), "{o:?}");
-    let o = gc(
-        data,
-        &ipam,
-        "1.1.0",
-        json!({"cni.dev/valid-attachments": [{"containerID": "a"}]}),
-    );
+    assert!(o.msg().contains("cni.dev/valid-attachments"), "{o:?}");
+    let o = gcnet.gc_with(json!({"cni.dev/valid-attachments": [{"containerID": "a"}]}));
     assert_eq!(o.err_code(), Some(7), "entry without ifname: {o:?}");
-    assert!(msg(&o).contains("[0].ifname"), "{o:?}");
+    assert!(o.msg().contains("[0].ifname"), "{o:?}");
     assert_eq!(snapshot_dir(data), before, "a refused list removes nothing");
 }
 
@@ -216,10 +162,10 @@ fn gc_without_key_or_below_1_1_0_removes_nothing() {
 fn gc_keeps_going_past_errors_and_names_them_all() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
-    let ipam = ipam_two_sets();
+    let gcnet = our_net(NET, data, ipam_two_sets());
     let net = data.join(NET);
-    let keep = add_ok(data, &ipam, "ctr-keep", "eth0");
-    let drop1 = add_ok(data, &ipam, "ctr-drop", "eth0");
+    let keep = gcnet.add_ok("ctr-keep", "eth0");
+    let drop1 = gcnet.add_ok("ctr-drop", "eth0");
     // Non-empty directories where reservations should be: cannot be removed.
     std::fs::create_dir_all(net.join("10.0.0.50/inner")).unwrap();
     std::fs::write(net.join("10.0.0.51"), b"").unwrap();
@@ -232,15 +178,10 @@ fn gc_keeps_going_past_errors_and_names_them_all() {
     std::os::unix::fs::symlink(&target, net.join("10.0.0.54")).unwrap();
     std::fs::write(net.join("10.0.0.55"), b"old-legacy").unwrap();
 
-    let valid = attachments(&[("ctr-keep", "eth0")]);
-    let o = gc(
-        data,
-        &ipam,
-        "1.1.0",
-        json!({"cni.dev/valid-attachments": valid}),
-    );
+    let valid = [("ctr-keep", "eth0")];
+    let o = gcnet.gc(&valid);
     assert_eq!(o.err_code(), Some(5), "{o:?}");
-    let m = msg(&o);
+    let m = o.msg();
     assert!(
         m.contains("10.0.0.50") && m.contains("10.0.0.52"),
         "both failures named: {m}"
@@ -267,12 +208,7 @@ fn gc_keeps_going_past_errors_and_names_them_all() {
     // Once the obstacle is gone, GC finishes the job.
     std::fs::remove_dir(net.join("10.0.0.50/inner")).unwrap();
     std::fs::remove_dir(net.join("10.0.0.52/inner")).unwrap();
-    let o = gc(
-        data,
-        &ipam,
-        "1.1.0",
-        json!({"cni.dev/valid-attachments": valid}),
-    );
+    let o = gcnet.gc(&valid);
     assert_eq!(o.code, 0, "{o:?}");
     let mut want = keep.clone();
     want.extend(["last_reserved_ip.0", "last_reserved_ip.1", "lock"].map(String::from));
@@ -287,17 +223,21 @@ fn status_ok_on_free_store_and_50_when_a_set_is_exhausted() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
     // Set 1: a /29 whose exclusions leave two addresses (.3 and .6).
-    let ipam = json!({"ranges": [
-        [{"subnet": "10.1.0.0/24"}],
-        [{"subnet": "10.2.0.0/29", "exclude": ["10.2.0.2", "10.2.0.4/31"]}]
-    ]});
-    let o = status(data, &ipam);
+    let gcnet = our_net(
+        NET,
+        data,
+        json!({"ranges": [
+            [{"subnet": "10.1.0.0/24"}],
+            [{"subnet": "10.2.0.0/29", "exclude": ["10.2.0.2", "10.2.0.4/31"]}]
+        ]}),
+    );
+    let o = gcnet.status();
     assert_eq!(o.code, 0, "fresh store: {o:?}");
     assert!(o.stdout.trim().is_empty(), "{o:?}");
 
-    let first = add_ok(data, &ipam, "c1", "eth0");
-    assert_eq!(status(data, &ipam).code, 0);
-    let second = add_ok(data, &ipam, "c2", "eth0");
+    let first = gcnet.add_ok("c1", "eth0");
+    assert_eq!(gcnet.status().code, 0);
+    let second = gcnet.add_ok("c2", "eth0");
     let mut got: Vec<&String> = vec![&first[1], &second[1]];
     got.sort();
     assert_eq!(
@@ -306,41 +246,45 @@ fn status_ok_on_free_store_and_50_when_a_set_is_exhausted() {
         "only the non-excluded addresses"
     );
 
-    let o = status(data, &ipam);
+    let o = gcnet.status();
     assert_eq!(o.err_code(), Some(50), "set 1 exhausted: {o:?}");
-    let m = msg(&o);
+    let m = o.msg();
     assert!(m.contains("range set 1"), "names the exhausted set: {m}");
     assert!(!m.contains("range set 0"), "{m}");
     // ADD agrees.
-    let o = add(data, &ipam, "c3", "eth0");
+    let o = gcnet.add("c3", "eth0");
     assert_eq!(o.err_code(), Some(100), "{o:?}");
     assert!(
-        msg(&o).starts_with("failed to allocate for range 1: no IP addresses available"),
+        o.msg()
+            .starts_with("failed to allocate for range 1: no IP addresses available"),
         "{o:?}"
     );
     // STATUS is informational: it changed nothing, and DEL frees the set.
-    assert_eq!(del(data, &ipam, "c1", "eth0").code, 0);
-    assert_eq!(status(data, &ipam).code, 0);
+    assert_eq!(gcnet.del("c1", "eth0").code, 0);
+    assert_eq!(gcnet.status().code, 0);
 }
 
 #[test]
 fn status_ignores_reservations_outside_the_sets() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
-    let ipam =
-        json!({"ranges": [[{"subnet": "10.2.0.0/29", "exclude": ["10.2.0.2/31", "10.2.0.4/31"]}]]});
+    let gcnet = our_net(
+        NET,
+        data,
+        json!({"ranges": [[{"subnet": "10.2.0.0/29", "exclude": ["10.2.0.2/31", "10.2.0.4/31"]}]]}),
+    );
     // Capacity 1 (.6). Many reservations left from an older, wider config.
     let net = data.join(NET);
     std::fs::create_dir_all(&net).unwrap();
     for i in 10..20 {
         std::fs::write(net.join(format!("10.9.0.{i}")), format!("old{i}\r\neth0")).unwrap();
     }
-    let o = status(data, &ipam);
+    let o = gcnet.status();
     assert_eq!(o.code, 0, "the set's one address is free: {o:?}");
-    add_ok(data, &ipam, "c1", "eth0");
-    let o = status(data, &ipam);
+    gcnet.add_ok("c1", "eth0");
+    let o = gcnet.status();
     assert_eq!(o.err_code(), Some(50), "{o:?}");
-    assert!(msg(&o).contains("range set 0"), "{o:?}");
+    assert!(o.msg().contains("range set 0"), "{o:?}");
 }
 
 #[test]
@@ -375,23 +319,27 @@ fn status_right_at_5000_reservations() {
         n += 1;
     }
     assert_eq!(n, 5000);
-    let full = json!({"ranges": [[{"subnet": "10.20.0.0/20"}], [{"subnet": "10.30.0.0/16"}]]});
-    let o = status(data, &full);
+    let full = our_net(
+        NET,
+        data,
+        json!({"ranges": [[{"subnet": "10.20.0.0/20"}], [{"subnet": "10.30.0.0/16"}]]}),
+    );
+    let o = full.status();
     assert_eq!(o.err_code(), Some(50), "{o:?}");
-    assert!(msg(&o).contains("range set 0"), "{o:?}");
+    assert!(o.msg().contains("range set 0"), "{o:?}");
     // Twice (the second time from the index).
-    assert_eq!(status(data, &full).err_code(), Some(50));
+    assert_eq!(full.status().err_code(), Some(50));
 
-    let o = del(data, &full, "f1000", "eth0");
+    let o = full.del("f1000", "eth0");
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(status(data, &full).code, 0, "one free address is enough");
-    let ips = add_ok(data, &full, "new", "eth0");
+    assert_eq!(full.status().code, 0, "one free address is enough");
+    let ips = full.add_ok("new", "eth0");
     assert_eq!(ips[0], format!("10.20.{}.{}", 1000 >> 8, 1000 & 255));
-    assert_eq!(status(data, &full).err_code(), Some(50));
+    assert_eq!(full.status().err_code(), Some(50));
 
     // The same 5001 reservations in a roomy set: available.
-    let roomy = json!({"ranges": [[{"subnet": "10.16.0.0/12"}]]});
-    assert_eq!(status(data, &roomy).code, 0);
+    let roomy = full.with_ipam(json!({"ranges": [[{"subnet": "10.16.0.0/12"}]]}));
+    assert_eq!(roomy.status().code, 0);
 }
 
 #[test]
@@ -399,26 +347,21 @@ fn status_50_when_the_network_dir_is_a_file() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
     std::fs::write(data.join(NET), b"not a directory").unwrap();
-    let ipam = ipam_two_sets();
-    let o = status(data, &ipam);
+    let gcnet = our_net(NET, data, ipam_two_sets());
+    let o = gcnet.status();
     assert_eq!(o.err_code(), Some(50), "{o:?}");
-    assert!(msg(&o).contains(NET), "{o:?}");
-    let o = add(data, &ipam, "c1", "eth0");
+    assert!(o.msg().contains(NET), "{o:?}");
+    let o = gcnet.add("c1", "eth0");
     assert_eq!(o.err_code(), Some(5), "{o:?}");
-    assert_eq!(del(data, &ipam, "c1", "eth0").err_code(), Some(5));
-    let o = gc(
-        data,
-        &ipam,
-        "1.1.0",
-        json!({"cni.dev/valid-attachments": []}),
-    );
+    assert_eq!(gcnet.del("c1", "eth0").err_code(), Some(5));
+    let o = gcnet.gc(&[]);
     assert_eq!(o.err_code(), Some(5), "{o:?}");
     assert_eq!(std::fs::read(data.join(NET)).unwrap(), b"not a directory");
 
     // A data directory that is a file.
     let f = data.join("datafile");
     std::fs::write(&f, b"x").unwrap();
-    let o = status(&f, &ipam);
+    let o = gcnet.with_data(&f).status();
     assert_eq!(o.err_code(), Some(50), "{o:?}");
     assert_eq!(std::fs::read(&f).unwrap(), b"x");
 }
@@ -429,30 +372,31 @@ fn status_50_when_the_store_is_read_only() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let ipam = ipam_two_sets();
     // A prepared store (with reservations), and an empty one, each read-only.
     let prepared = d.path().join("prepared");
     std::fs::create_dir(&prepared).unwrap();
-    add_ok(&prepared, &ipam, "c1", "eth0");
+    let gcnet = our_net(NET, &prepared, ipam_two_sets());
+    gcnet.add_ok("c1", "eth0");
     let empty = d.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     for (src, what) in [(&prepared, "prepared"), (&empty, "empty")] {
         let mnt = d.path().join(format!("ro-{what}"));
         std::fs::create_dir(&mnt).unwrap();
         let _g = MountGuard::bind_ro(src, &mnt).unwrap();
-        let o = status(&mnt, &ipam);
+        let o = gcnet.with_data(&mnt).status();
         assert_eq!(o.err_code(), Some(50), "{what} read-only store: {o:?}");
-        assert!(msg(&o).to_lowercase().contains("read-only"), "{o:?}");
+        assert!(o.msg().to_lowercase().contains("read-only"), "{o:?}");
     }
 
     // A tmpfs remounted read-only.
     let t = d.path().join("tmpfs");
     std::fs::create_dir(&t).unwrap();
     let g = MountGuard::tmpfs(&t, "size=256k,mode=0755").unwrap();
-    add_ok(&t, &ipam, "c1", "eth0");
-    assert_eq!(status(&t, &ipam).code, 0);
+    let tmpfs = gcnet.with_data(&t);
+    tmpfs.add_ok("c1", "eth0");
+    assert_eq!(tmpfs.status().code, 0);
     g.remount_ro().unwrap();
-    let o = status(&t, &ipam);
+    let o = tmpfs.status();
     assert_eq!(o.err_code(), Some(50), "remounted ro: {o:?}");
 }
 
@@ -462,17 +406,18 @@ fn status_50_when_the_store_is_read_only() {
 fn exclude_requested_address_refused_and_allocation_skips() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path();
-    let ipam = json!({"ranges": [[
-        {"subnet": "10.5.0.0/28", "exclude": ["10.5.0.2", "10.5.0.8/30", "10.5.0.14"]}
-    ]]});
+    let gcnet = our_net(
+        NET,
+        data,
+        json!({"ranges": [[
+            {"subnet": "10.5.0.0/28", "exclude": ["10.5.0.2", "10.5.0.8/30", "10.5.0.14"]}
+        ]]}),
+    );
     let net = data.join(NET);
     // Requested through CNI_ARGS, args.cni.ips and runtimeConfig.ips.
-    let conf = net_conf("1.1.0", NET, data, ipam.clone(), json!({}));
-    let mut env = cni_env("ADD", "req", "eth0");
-    env.push(("CNI_ARGS", "IP=10.5.0.9"));
-    let o = run_plugin(&our_bin(), &env, &conf);
+    let o = gcnet.add_args("req", "eth0", "IP=10.5.0.9");
     assert_eq!(o.err_code(), Some(101), "{o:?}");
-    let m = msg(&o);
+    let m = o.msg();
     assert!(
         m.contains("10.5.0.9") && m.contains("excluded"),
         "clear message: {m}"
@@ -481,10 +426,9 @@ fn exclude_requested_address_refused_and_allocation_skips() {
         json!({"args": {"cni": {"ips": ["10.5.0.14"]}}}),
         json!({"runtimeConfig": {"ips": ["10.5.0.2/28"]}}),
     ] {
-        let conf = net_conf("1.1.0", NET, data, ipam.clone(), top.clone());
-        let o = run_plugin(&our_bin(), &cni_env("ADD", "req", "eth0"), &conf);
+        let o = gcnet.with_top(top.clone()).add("req", "eth0");
         assert_eq!(o.err_code(), Some(101), "{top}: {o:?}");
-        assert!(msg(&o).contains("excluded"), "{o:?}");
+        assert!(o.msg().contains("excluded"), "{o:?}");
     }
     let reserved: Vec<String> = dir_names(&net)
         .into_iter()
@@ -498,7 +442,7 @@ fn exclude_requested_address_refused_and_allocation_skips() {
     // Allocation: .1 gateway, .2, .8-.11, .14 excluded: 3-7, 12, 13 remain.
     let mut got = Vec::new();
     for i in 0..7 {
-        got.push(add_ok(data, &ipam, &format!("c{i}"), "eth0")[0].clone());
+        got.push(gcnet.add_ok(&format!("c{i}"), "eth0")[0].clone());
     }
     assert_eq!(
         got,
@@ -512,12 +456,10 @@ fn exclude_requested_address_refused_and_allocation_skips() {
             "10.5.0.13"
         ]
     );
-    assert_eq!(add(data, &ipam, "c8", "eth0").err_code(), Some(100));
+    assert_eq!(gcnet.add("c8", "eth0").err_code(), Some(100));
     // A non-excluded requested address still works once free.
-    assert_eq!(del(data, &ipam, "c6", "eth0").code, 0);
-    let mut env = cni_env("ADD", "req", "eth0");
-    env.push(("CNI_ARGS", "IP=10.5.0.13"));
-    let o = run_plugin(&our_bin(), &env, &conf);
+    assert_eq!(gcnet.del("c6", "eth0").code, 0);
+    let o = gcnet.add_args("req", "eth0", "IP=10.5.0.13");
     assert_eq!(o.code, 0, "{o:?}");
 }
 
@@ -531,13 +473,17 @@ fn exclude_outside_the_subnet_is_invalid_config() {
         (json!(["2001:db8::1"]), 0, "2001:db8::1"),
         (json!(["10.5.0.3", "10.5.0.4", "bogus"]), 2, "bogus"),
     ] {
-        let ipam = json!({"ranges": [[{"subnet": "10.5.0.0/28", "exclude": excl}]]});
-        let o = add(data, &ipam, "c1", "eth0");
+        let gcnet = our_net(
+            NET,
+            data,
+            json!({"ranges": [[{"subnet": "10.5.0.0/28", "exclude": excl}]]}),
+        );
+        let o = gcnet.add("c1", "eth0");
         assert_eq!(o.err_code(), Some(7), "{excl}: {o:?}");
-        let m = msg(&o);
+        let m = o.msg();
         let field = format!("ipam.ranges[0][0].exclude[{idx}]");
         assert!(m.contains(&field) && m.contains(bad), "names {field}: {m}");
-        assert_eq!(status(data, &ipam).err_code(), Some(7));
+        assert_eq!(gcnet.status().err_code(), Some(7));
     }
     assert!(
         !data.join(NET).exists(),

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::common::{cni_env, our_bin, run_plugin, Rng};
+use crate::common::{our_net, Net, Output, Rng};
 
 type Att = (String, String);
 
@@ -65,28 +65,25 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn conf(data: &Path, valid: Option<&BTreeSet<Att>>) -> Vec<u8> {
-    let mut c = json!({
-        "cniVersion": "1.1.0",
-        "name": "load",
-        "type": "host-local",
-        "ipam": {"type": "host-local", "subnet": "10.20.0.0/16", "dataDir": data},
-    });
-    if let Some(valid) = valid {
-        c["cni.dev/valid-attachments"] = valid
-            .iter()
-            .map(|(c, i)| json!({"containerID": c, "ifname": i}))
-            .collect();
-    }
-    serde_json::to_vec(&c).unwrap()
+/// The /16 network every worker runs on, its data in `data`.
+fn load_net(data: &Path) -> Net {
+    our_net("load", data, json!({"subnet": "10.20.0.0/16"}))
+}
+
+/// GC keeping exactly `valid`.
+fn gc(net: &Net, valid: &BTreeSet<Att>) -> Output {
+    let list: Vec<(&str, &str)> = valid
+        .iter()
+        .map(|(c, i)| (c.as_str(), i.as_str()))
+        .collect();
+    net.gc(&list)
 }
 
 /// Attachments per worker: two containers with two interfaces each.
 const ATTACHMENTS: [(&str, &str); 4] = [("a", "eth0"), ("a", "eth1"), ("b", "eth0"), ("b", "net1")];
 
 fn worker(w: usize, ops: usize, data: &Path, sh: &Shared) -> HashMap<Att, IpAddr> {
-    let bin = our_bin();
-    let plain = conf(data, None);
+    let net = load_net(data);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1).wrapping_mul(0x1234_5678_9abc_def1));
     let atts: Vec<Att> = ATTACHMENTS
         .iter()
@@ -115,7 +112,7 @@ fn worker(w: usize, ops: usize, data: &Path, sh: &Shared) -> HashMap<Att, IpAddr
                 let att = free[rng.below(free.len() as u64) as usize].clone();
                 let gate = sh.gc_gate.read().unwrap();
                 sh.valid.lock().unwrap().insert(att.clone());
-                let out = run_plugin(&bin, &cni_env("ADD", &att.0, &att.1), &plain);
+                let out = net.add(&att.0, &att.1);
                 drop(gate);
                 if out.code != 0 {
                     sh.fail(format!("ADD {att:?}: {}", out.stdout));
@@ -139,7 +136,7 @@ fn worker(w: usize, ops: usize, data: &Path, sh: &Shared) -> HashMap<Att, IpAddr
                 }
                 alive.insert(att.clone(), ip);
                 // No lost reservation: it is there right after.
-                let c = run_plugin(&bin, &cni_env("CHECK", &att.0, &att.1), &plain);
+                let c = net.check(&att.0, &att.1);
                 sh.count("CHECK after ADD");
                 if c.code != 0 {
                     let file = std::fs::read(data.join("load").join(ip.to_string()));
@@ -152,7 +149,7 @@ fn worker(w: usize, ops: usize, data: &Path, sh: &Shared) -> HashMap<Att, IpAddr
             }
             "CHECK" => {
                 let att = &live[rng.below(live.len() as u64) as usize];
-                let c = run_plugin(&bin, &cni_env("CHECK", &att.0, &att.1), &plain);
+                let c = net.check(&att.0, &att.1);
                 if c.code != 0 {
                     sh.fail(format!(
                         "CHECK {att:?} ({}): {}",
@@ -167,7 +164,7 @@ fn worker(w: usize, ops: usize, data: &Path, sh: &Shared) -> HashMap<Att, IpAddr
                 // Forget the owner before the file goes: no ADD can return
                 // the address while it is still reserved on disk.
                 sh.owners.lock().unwrap().remove(&ip);
-                let out = run_plugin(&bin, &cni_env("DEL", &att.0, &att.1), &plain);
+                let out = net.del(&att.0, &att.1);
                 if out.code != 0 {
                     sh.fail(format!("DEL {att:?}: {}", out.stdout));
                 }
@@ -176,12 +173,7 @@ fn worker(w: usize, ops: usize, data: &Path, sh: &Shared) -> HashMap<Att, IpAddr
             _ => {
                 let gate = sh.gc_gate.write().unwrap();
                 let valid = sh.valid.lock().unwrap().clone();
-                let gc = conf(data, Some(&valid));
-                let out = run_plugin(
-                    &bin,
-                    &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")],
-                    &gc,
-                );
+                let out = gc(&net, &valid);
                 drop(gate);
                 if out.code != 0 {
                     sh.fail(format!("GC: {}", out.stdout));
@@ -267,22 +259,17 @@ fn sustained_mixed_load() {
     );
     // And the plugin agrees: every live attachment CHECKs, a GC with the full
     // list removes nothing, one with an empty list removes everything.
-    let bin = our_bin();
-    let plain = conf(&data, None);
+    let net = load_net(&data);
     for att in expected.values().take(16) {
-        let c = run_plugin(&bin, &cni_env("CHECK", &att.0, &att.1), &plain);
+        let c = net.check(&att.0, &att.1);
         assert_eq!(c.code, 0, "final CHECK {att:?}: {}", c.stdout);
     }
     let all: BTreeSet<Att> = expected.values().cloned().collect();
-    let gc = |valid: &BTreeSet<Att>| {
-        let out = run_plugin(
-            &bin,
-            &[("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")],
-            &conf(&data, Some(valid)),
-        );
+    let gc_then_read = |valid: &BTreeSet<Att>| {
+        let out = gc(&net, valid);
         assert_eq!(out.code, 0, "GC: {}", out.stdout);
         read_store(&data.join("load")).0
     };
-    assert_eq!(gc(&all), expected);
-    assert_eq!(gc(&BTreeSet::new()), BTreeMap::new());
+    assert_eq!(gc_then_read(&all), expected);
+    assert_eq!(gc_then_read(&BTreeSet::new()), BTreeMap::new());
 }

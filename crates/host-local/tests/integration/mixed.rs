@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::common::{cni_env, our_bin, ref_bin_or_skip, reservations, run_plugin, Output};
+use super::common::{cni_env, our_bin, our_net, ref_bin_or_skip, reservations, Net, Output};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Who {
@@ -47,11 +47,10 @@ fn op_args(who: Who, cmd: &'static str, id: &'static str, args: &'static str) ->
     }
 }
 
-fn conf(dir: &Path, ipam: Value) -> Value {
-    let mut ipam = ipam;
-    ipam["type"] = json!("host-local");
-    ipam["dataDir"] = json!(dir);
-    json!({"cniVersion": "1.0.0", "name": "mnet", "type": "bridge", "ipam": ipam})
+/// Network mnet with `ipam` in `dir` (cniVersion 1.0.0), run by ours
+/// unless an `Op` says otherwise.
+fn net_in(dir: &Path, ipam: Value) -> Net {
+    our_net("mnet", dir, ipam).with_version("1.0.0")
 }
 
 fn v4_29() -> Value {
@@ -76,15 +75,15 @@ impl Ctx {
             Ours => our_bin(),
         }
     }
-    fn run(&self, o: &Op, conf: &Value) -> Output {
+    fn run(&self, o: &Op, net: &Net) -> Output {
         let mut env = cni_env(o.cmd, o.id, "eth0");
         if let Some(a) = o.args {
             env.push(("CNI_ARGS", a));
         }
-        run_plugin(&self.bin(o.who), &env, conf.to_string().as_bytes())
+        net.with_bin(self.bin(o.who)).run(&env)
     }
-    fn ok(&self, o: Op, conf: &Value) -> Value {
-        let out = self.run(&o, conf);
+    fn ok(&self, o: Op, net: &Net) -> Value {
+        let out = self.run(&o, net);
         assert_eq!(out.code, 0, "{o:?} failed: {out:?}");
         out.json()
     }
@@ -107,7 +106,7 @@ fn net_files(net: &Path) -> BTreeMap<String, String> {
 fn replay_against_reference(ctx: &Ctx, ipam: Value, ops: &[Op]) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     let (mixed, pure) = (t.path().join("mixed"), t.path().join("pure"));
-    let (cm, cp) = (conf(&mixed, ipam.clone()), conf(&pure, ipam));
+    let (cm, cp) = (net_in(&mixed, ipam.clone()), net_in(&pure, ipam));
     for (i, o) in ops.iter().enumerate() {
         let m = ctx.run(o, &cm);
         let p = ctx.run(
@@ -178,7 +177,7 @@ fn our_add_then_reference_del() {
     let net = mixed_net(&t);
     assert_eq!(reservations(&net).len(), 2, "{:?}", reservations(&net));
     // Our index must know that `a` is gone: CHECK fails (103), re-ADD works.
-    let c = conf(net.parent().unwrap(), dual());
+    let c = net_in(net.parent().unwrap(), dual());
     let out = ctx.run(&op(Ours, "CHECK", "a"), &c);
     assert_eq!(out.err_code(), Some(103), "{out:?}");
     let r = ctx.ok(op(Ours, "ADD", "a"), &c);
@@ -191,7 +190,7 @@ fn reference_add_then_our_add_is_duplicate() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let c = conf(t.path(), dual());
+    let c = net_in(t.path(), dual());
     ctx.ok(op(Ours, "ADD", "warm"), &c); // our index exists before the reference writes
     ctx.ok(op(Ref, "ADD", "a"), &c);
     let before = net_files(&t.path().join("mnet"));
@@ -271,7 +270,7 @@ fn reference_fills_network_behind_our_back() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let c = conf(t.path(), v4_29());
+    let c = net_in(t.path(), v4_29());
     ctx.ok(op(Ours, "ADD", "a"), &c);
     for id in ["b", "c", "d", "e"] {
         ctx.ok(op(Ref, "ADD", id), &c);
@@ -292,40 +291,24 @@ fn operator_deletes_reservation_by_hand() {
     let Some(_ctx) = Ctx::new("operator_deletes_reservation_by_hand") else {
         return;
     };
-    let ours = our_bin();
     let t = tempfile::tempdir().unwrap();
-    let c = conf(t.path(), v4_29());
+    let ours = net_in(t.path(), v4_29());
     let net = t.path().join("mnet");
-    let add = |id: &str, args: Option<&str>| {
-        let mut env = cni_env("ADD", id, "eth0");
-        if let Some(a) = args {
-            env.push(("CNI_ARGS", a));
-        }
-        run_plugin(&ours, &env, c.to_string().as_bytes())
-    };
     for id in ["a", "b", "c", "d", "e"] {
-        assert_eq!(add(id, None).code, 0);
+        assert_eq!(ours.add(id, "eth0").code, 0);
     }
-    assert_eq!(add("f", None).err_code(), Some(100));
+    assert_eq!(ours.add("f", "eth0").err_code(), Some(100));
     std::fs::remove_file(net.join("10.4.0.3")).unwrap(); // b's
                                                          // The freed address is handed out again (by request and by search).
-    let r = add("f", Some("IP=10.4.0.3"));
+    let r = ours.add_args("f", "eth0", "IP=10.4.0.3");
     assert_eq!(r.code, 0, "{r:?}");
     std::fs::remove_file(net.join("10.4.0.3")).unwrap();
-    let r = add("g", None).json();
+    let r = ours.add("g", "eth0").json();
     assert_eq!(r["ips"][0]["address"], json!("10.4.0.3/29"), "{r}");
     // b no longer holds anything.
-    let out = run_plugin(
-        &ours,
-        &cni_env("CHECK", "b", "eth0"),
-        c.to_string().as_bytes(),
-    );
+    let out = ours.check("b", "eth0");
     assert_eq!(out.err_code(), Some(103), "{out:?}");
-    let out = run_plugin(
-        &ours,
-        &cni_env("DEL", "b", "eth0"),
-        c.to_string().as_bytes(),
-    );
+    let out = ours.del("b", "eth0");
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         std::fs::read_to_string(net.join("10.4.0.3")).unwrap(),
@@ -334,13 +317,12 @@ fn operator_deletes_reservation_by_hand() {
     // A file written by hand is honoured too.
     std::fs::remove_file(net.join("10.4.0.2")).unwrap();
     std::fs::write(net.join("10.4.0.2"), "hand\r\neth0").unwrap();
-    assert_eq!(add("h", Some("IP=10.4.0.2")).err_code(), Some(101));
-    assert_eq!(add("hand", None).err_code(), Some(102));
-    let out = run_plugin(
-        &ours,
-        &cni_env("DEL", "hand", "eth0"),
-        c.to_string().as_bytes(),
+    assert_eq!(
+        ours.add_args("h", "eth0", "IP=10.4.0.2").err_code(),
+        Some(101)
     );
+    assert_eq!(ours.add("hand", "eth0").err_code(), Some(102));
+    let out = ours.del("hand", "eth0");
     assert_eq!(out.code, 0);
     assert!(!net.join("10.4.0.2").exists());
 }
@@ -351,7 +333,7 @@ fn legacy_file_from_reference_released_by_our_del() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let c = conf(t.path(), v4_29());
+    let c = net_in(t.path(), v4_29());
     let net = t.path().join("mnet");
     ctx.ok(op(Ours, "ADD", "a"), &c); // warm index
                                       // An old reference wrote a one-line reservation.

@@ -4,60 +4,34 @@
 //! ours and the reference racing on one directory.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::common::{our_bin, ref_bin_or_skip, reservations, Output};
+use super::common::{our_bin, our_net, ref_bin_or_skip, reservations, wait_plugin, Net, Output};
 
-fn conf(dir: &Path) -> Value {
-    json!({"cniVersion": "1.0.0", "name": "rnet", "type": "bridge",
-           "ipam": {"type": "host-local", "dataDir": dir,
-                    "ranges": [[{"subnet": "10.8.0.0/24"}], [{"subnet": "2001:db8:8::/64"}]]}})
-}
-
-fn spawn(bin: &Path, cmd: &str, id: &str, conf: &Value) -> Child {
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", "/var/run/netns/race")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/opt/cni/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-    // Writing the small config fits in the pipe buffer: no child waits on us.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    child
-}
-
-fn wait(child: Child) -> Output {
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// The dual-stack network the processes race on, its data in `dir`.
+fn rnet(dir: &Path) -> Net {
+    our_net(
+        "rnet",
+        dir,
+        json!({"ranges": [[{"subnet": "10.8.0.0/24"}], [{"subnet": "2001:db8:8::/64"}]]}),
+    )
+    .with_version("1.0.0")
 }
 
 /// Spawns every (bin, container) command at once, then waits for all.
-fn race(cmd: &str, jobs: &[(PathBuf, String)], conf: &Value) -> Vec<(String, Output)> {
+/// Each small config fits in the pipe buffer: no child waits on us.
+fn race(cmd: &str, jobs: &[(PathBuf, String)], net: &Net) -> Vec<(String, Output)> {
     let children: Vec<(String, Child)> = jobs
         .iter()
-        .map(|(bin, id)| (id.clone(), spawn(bin, cmd, id, conf)))
+        .map(|(bin, id)| (id.clone(), net.with_bin(bin).spawn(cmd, id, "eth0")))
         .collect();
-    children.into_iter().map(|(id, c)| (id, wait(c))).collect()
+    children
+        .into_iter()
+        .map(|(id, c)| (id, wait_plugin(c)))
+        .collect()
 }
 
 /// Checks the ADD results: all succeeded, no address twice, and the files
@@ -103,7 +77,7 @@ fn check_only_lock_and_cursors(net: &Path) {
 #[test]
 fn race_32_adds_then_32_dels() {
     let t = tempfile::tempdir().unwrap();
-    let c = conf(t.path());
+    let c = rnet(t.path());
     let net = t.path().join("rnet");
     for round in 0..2 {
         let jobs: Vec<(PathBuf, String)> = (0..32)
@@ -127,7 +101,7 @@ fn race_ours_and_reference_16_plus_16() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let c = conf(t.path());
+    let c = rnet(t.path());
     let net = t.path().join("rnet");
     for round in 0..2 {
         // Interleaved so both binaries start at the same moments.

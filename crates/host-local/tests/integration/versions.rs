@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::common::{cni_env, our_bin, reservations, run_plugin, Output};
+use super::common::{cni_env, our_bin, our_net, reservations, run_plugin, Net, Output};
 
 const ALL: [&str; 7] = [
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
@@ -20,18 +20,19 @@ fn dns() -> Value {
            "search": ["a.test", "b.test"], "options": ["ndots:2", "timeout:1"]})
 }
 
-/// Dual stack with routes and a resolv.conf.
-fn conf(version: &str, dir: &Path) -> Value {
-    json!({
-        "cniVersion": version, "name": "vnet", "type": "bridge",
-        "ipam": {
-            "type": "host-local",
+/// Network vnet at `version`: dual stack with routes and `<dir>/resolv.conf`,
+/// its data in `<dir>/data`.
+fn net_at(version: &str, dir: &Path) -> Net {
+    our_net(
+        "vnet",
+        &dir.join("data"),
+        json!({
             "ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "2001:db8:1::/64"}]],
             "routes": [{"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.1.0.254"}, {"dst": "::/0"}],
             "resolvConf": dir.join("resolv.conf"),
-            "dataDir": dir.join("data"),
-        }
-    })
+        }),
+    )
+    .with_version(version)
 }
 
 /// The exact ADD result of `conf` on a fresh store, per version.
@@ -72,14 +73,6 @@ fn setup() -> tempfile::TempDir {
     t
 }
 
-fn run(cmd: &str, container: &str, conf: &Value) -> Output {
-    run_plugin(
-        &our_bin(),
-        &cni_env(cmd, container, "eth0"),
-        conf.to_string().as_bytes(),
-    )
-}
-
 /// Asserts a failure with exactly this error object shape.
 fn assert_error(out: &Output, version: &str, code: u64) {
     assert_eq!(out.code, 1, "exit code: {out:?}");
@@ -104,10 +97,10 @@ fn assert_silent_success(out: &Output) {
 fn add_check_del_every_version() {
     for v in ALL {
         let t = setup();
-        let c = conf(v, t.path());
+        let vnet = net_at(v, t.path());
         let net = t.path().join("data/vnet");
 
-        let add = run("ADD", "c1", &c);
+        let add = vnet.add("c1", "eth0");
         assert_eq!(add.code, 0, "{v}: {add:?}");
         assert_eq!(add.json(), expected_add(v), "{v}: ADD result");
         assert_eq!(
@@ -127,32 +120,31 @@ fn add_check_del_every_version() {
             "2001:db8:1::2"
         );
 
-        let mut checked = c.clone();
-        checked["prevResult"] = add.json();
-        let check = run("CHECK", "c1", &checked);
+        let prev = add.json();
+        let check = vnet.check_prev("c1", "eth0", &prev);
         if v < "0.4.0" {
             assert_error(&check, v, 1);
         } else {
             assert_silent_success(&check);
             // A prevResult with another address is a mismatch (104).
-            let mut wrong = checked.clone();
-            wrong["prevResult"]["ips"][0]["address"] = json!("10.1.0.77/24");
-            assert_error(&run("CHECK", "c1", &wrong), v, 104);
-            assert_error(&run("CHECK", "other", &checked), v, 103);
+            let mut wrong = prev.clone();
+            wrong["ips"][0]["address"] = json!("10.1.0.77/24");
+            assert_error(&vnet.check_prev("c1", "eth0", &wrong), v, 104);
+            assert_error(&vnet.check_prev("other", "eth0", &prev), v, 103);
         }
 
         // A second ADD of the same attachment is a duplicate.
-        assert_error(&run("ADD", "c1", &c), v, 102);
+        assert_error(&vnet.add("c1", "eth0"), v, 102);
 
-        assert_silent_success(&run("DEL", "c1", &c));
+        assert_silent_success(&vnet.del("c1", "eth0"));
         assert!(
             reservations(&net).is_empty(),
             "{v}: DEL left {:?}",
             reservations(&net)
         );
-        assert_silent_success(&run("DEL", "c1", &c));
+        assert_silent_success(&vnet.del("c1", "eth0"));
         if v >= "0.4.0" {
-            assert_error(&run("CHECK", "c1", &checked), v, 103);
+            assert_error(&vnet.check_prev("c1", "eth0", &prev), v, 103);
         }
     }
 }
@@ -198,23 +190,17 @@ fn about_text_without_command() {
     );
 }
 
-fn gc_env() -> Vec<(&'static str, &'static str)> {
-    vec![("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")]
-}
-
 #[test]
 fn gc_1_1_0_removes_stale_attachments() {
     let t = setup();
-    let mut c = conf("1.1.0", t.path());
+    let vnet = net_at("1.1.0", t.path());
     let net = t.path().join("data/vnet");
     for id in ["keep", "stale1", "stale2"] {
-        assert_eq!(run("ADD", id, &c).code, 0);
+        assert_eq!(vnet.add(id, "eth0").code, 0);
     }
     assert_eq!(reservations(&net).len(), 6);
     std::fs::write(net.join("10.1.0.50"), "stale-legacy").unwrap();
-    c["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
-    let out = run_plugin(&our_bin(), &gc_env(), c.to_string().as_bytes());
-    assert_silent_success(&out);
+    assert_silent_success(&vnet.gc(&[("keep", "eth0")]));
     let left: Vec<String> = reservations(&net).into_keys().collect();
     assert_eq!(
         left,
@@ -222,54 +208,34 @@ fn gc_1_1_0_removes_stale_attachments() {
     );
     assert!(net.join("lock").exists() && net.join("last_reserved_ip.0").exists());
     // Without the key nothing is removed.
-    c.as_object_mut()
-        .unwrap()
-        .remove("cni.dev/valid-attachments");
-    assert_silent_success(&run_plugin(&our_bin(), &gc_env(), c.to_string().as_bytes()));
+    assert_silent_success(&vnet.gc_with(json!({})));
     assert_eq!(reservations(&net).len(), 2);
 }
 
 #[test]
 fn status_1_1_0() {
     let t = setup();
-    let c = json!({"cniVersion": "1.1.0", "name": "snet",
-                   "ipam": {"type": "host-local", "subnet": "10.5.0.0/30", "dataDir": t.path().join("data")}});
-    let status = || {
-        run_plugin(
-            &our_bin(),
-            &[("CNI_COMMAND", "STATUS")],
-            c.to_string().as_bytes(),
-        )
-    };
-    assert_silent_success(&status());
-    assert_eq!(run("ADD", "c1", &c).code, 0);
-    assert_error(&status(), "1.1.0", 50);
+    let snet = our_net(
+        "snet",
+        &t.path().join("data"),
+        json!({"subnet": "10.5.0.0/30"}),
+    );
+    assert_silent_success(&snet.status());
+    assert_eq!(snet.add("c1", "eth0").code, 0);
+    assert_error(&snet.status(), "1.1.0", 50);
     // Purely informational: DEL and ADD keep working.
-    assert_silent_success(&run("DEL", "c1", &c));
-    assert_silent_success(&status());
+    assert_silent_success(&snet.del("c1", "eth0"));
+    assert_silent_success(&snet.status());
 }
 
 #[test]
 fn gc_status_refused_below_1_1_0() {
     for v in &ALL[..6] {
         let t = setup();
-        let mut c = conf(v, t.path());
-        c["cni.dev/valid-attachments"] = json!([]);
-        assert_eq!(run("ADD", "c1", &c).code, 0);
-        assert_error(
-            &run_plugin(&our_bin(), &gc_env(), c.to_string().as_bytes()),
-            v,
-            1,
-        );
-        assert_error(
-            &run_plugin(
-                &our_bin(),
-                &[("CNI_COMMAND", "STATUS")],
-                c.to_string().as_bytes(),
-            ),
-            v,
-            1,
-        );
+        let vnet = net_at(v, t.path());
+        assert_eq!(vnet.add("c1", "eth0").code, 0);
+        assert_error(&vnet.gc(&[]), v, 1);
+        assert_error(&vnet.status(), v, 1);
         assert_eq!(
             reservations(&t.path().join("data/vnet")).len(),
             2,
@@ -282,37 +248,29 @@ fn gc_status_refused_below_1_1_0() {
 fn error_objects_every_version() {
     for v in ALL {
         let t = setup();
-        let dir = t.path().join("data");
-        let small = json!({"cniVersion": v, "name": "e", "ipam": {"type": "host-local", "subnet": "10.5.0.0/30", "dataDir": dir}});
+        let small = our_net(
+            "e",
+            &t.path().join("data"),
+            json!({"subnet": "10.5.0.0/30"}),
+        )
+        .with_version(v);
         // 7: invalid config.
-        let bad = json!({"cniVersion": v, "name": "e", "ipam": {"type": "host-local", "subnet": "10.5.0.1/30", "dataDir": dir}});
-        assert_error(&run("ADD", "c1", &bad), v, 7);
+        let bad = small.with_ipam(json!({"subnet": "10.5.0.1/30"}));
+        assert_error(&bad.add("c1", "eth0"), v, 7);
         // 4: bad CNI_ARGS.
-        let mut env = cni_env("ADD", "c1", "eth0");
-        env.push(("CNI_ARGS", "NOPE=1"));
-        assert_error(
-            &run_plugin(&our_bin(), &env, small.to_string().as_bytes()),
-            v,
-            4,
-        );
+        assert_error(&small.add_args("c1", "eth0", "NOPE=1"), v, 4);
         // 4: missing variable.
         let env: Vec<_> = cni_env("ADD", "c1", "eth0")
             .into_iter()
             .filter(|(k, _)| *k != "CNI_IFNAME")
             .collect();
-        let out = run_plugin(&our_bin(), &env, small.to_string().as_bytes());
+        let out = small.run(&env);
         assert_eq!(out.err_code(), Some(4), "{out:?}");
         // 101: requested address unavailable (the gateway).
-        let mut env = cni_env("ADD", "c1", "eth0");
-        env.push(("CNI_ARGS", "IP=10.5.0.1"));
-        assert_error(
-            &run_plugin(&our_bin(), &env, small.to_string().as_bytes()),
-            v,
-            101,
-        );
+        assert_error(&small.add_args("c1", "eth0", "IP=10.5.0.1"), v, 101);
         // 100: exhausted.
-        assert_eq!(run("ADD", "c1", &small).code, 0);
-        assert_error(&run("ADD", "c2", &small), v, 100);
+        assert_eq!(small.add("c1", "eth0").code, 0);
+        assert_error(&small.add("c2", "eth0"), v, 100);
         // 6: undecodable stdin.
         let out = run_plugin(&our_bin(), &cni_env("ADD", "c1", "eth0"), b"{nope");
         assert_eq!(out.code, 1);
@@ -320,6 +278,6 @@ fn error_objects_every_version() {
     }
     // 1: unknown version.
     let t = setup();
-    let out = run("ADD", "c1", &conf("9.9.9", t.path()));
+    let out = net_at("9.9.9", t.path()).add("c1", "eth0");
     assert_eq!(out.err_code(), Some(1), "{out:?}");
 }

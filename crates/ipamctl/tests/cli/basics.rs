@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use test_support::Net;
 
 use crate::common::*;
 
@@ -741,16 +742,10 @@ fn help_has_examples_and_completions_work() {
     }
 }
 
-fn plugin_add(
-    plugin: &Path,
-    data: &Path,
-    network: &str,
-    id: &str,
-    ifname: &str,
-) -> test_support::Output {
+/// Dual-stack `network` in `data` (cniVersion 1.0.0), run by `plugin`.
+fn plugin_net(plugin: &Path, data: &Path, network: &str) -> Net {
     let ipam = json!({"ranges": [[{"subnet": "10.5.0.0/22"}], [{"subnet": "2001:db8:5::/64"}]]});
-    let conf = test_support::net_conf("1.0.0", network, data, ipam, json!({}));
-    test_support::run_plugin(plugin, &test_support::cni_env("ADD", id, ifname), &conf)
+    Net::new(plugin, network, data, ipam).with_version("1.0.0")
 }
 
 fn conf_for(dir: &Path, network: &str, data: &Path) {
@@ -772,9 +767,9 @@ fn store_written_by_the_go_plugin() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    let gonet = plugin_net(go, &data, "gonet");
     for id in ["g1", "g2", "g3"] {
-        let out = plugin_add(go, &data, "gonet", id, "eth0");
-        assert_eq!(out.code, 0, "{out:?}");
+        gonet.add_ok(id, "eth0");
     }
     conf_for(tmp.path(), "gonet", &data);
     let before = tree(tmp.path());
@@ -843,8 +838,7 @@ fn store_written_by_the_go_plugin() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!data.join("gonet/10.5.0.3").exists());
-    let out = plugin_add(go, &data, "gonet", "g4", "eth0");
-    assert_eq!(out.code, 0, "{out:?}");
+    gonet.add_ok("g4", "eth0");
     let r = run_in(tmp.path(), &["--data-dir", d, "list", "--json"], None);
     let v = parse_json(&r.stdout);
     assert_eq!(v["networks"][0]["reservations"], 6);
@@ -865,15 +859,15 @@ fn concurrent_reads(plugin: &Path, label: &str, whole_add: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     conf_for(tmp.path(), "cc", &data);
+    let cc = plugin_net(plugin, &data, "cc");
     // The store exists before the readers start.
-    assert_eq!(plugin_add(plugin, &data, "cc", "seed", "eth0").code, 0);
+    cc.add_ok("seed", "eth0");
     const N: usize = 60;
     let writer = {
-        let (plugin, data) = (plugin.to_path_buf(), data.clone());
+        let cc = cc.clone();
         std::thread::spawn(move || {
             for i in 0..N {
-                let out = plugin_add(&plugin, &data, "cc", &format!("c{i}"), "eth0");
-                assert_eq!(out.code, 0, "ADD c{i}: {out:?}");
+                cc.add_ok(&format!("c{i}"), "eth0");
             }
         })
     };
