@@ -1,8 +1,9 @@
 //! Real etcd members for tests and the benchmark (Debian `etcd-server`,
 //! /usr/bin/etcd; health checks through `etcdctl` from `etcd-client`):
 //! a single member or a cluster of members on free loopback ports, each in
-//! its own temporary directory, killed on drop. Members can be killed and
-//! restarted; plain HTTP or TLS with client certificate authentication.
+//! its own temporary directory, killed on drop. Members can be killed,
+//! restarted, stopped (SIGSTOP: a hung member) and continued; plain HTTP or
+//! TLS with client certificate authentication.
 //!
 //! Used by the integration tests, ipamctl's tests and `ipam-bench`.
 
@@ -293,6 +294,30 @@ impl Cluster {
     pub fn is_running(&self, i: usize) -> bool {
         self.members[i].child.is_some()
     }
+
+    /// The member that is the leader now, as the running members report it
+    /// (`etcdctl endpoint status`); None while there is none. A member
+    /// whose status cannot be read (stopped) does not count.
+    pub fn leader(&self) -> Option<usize> {
+        let mut leader = None;
+        for i in (0..self.members.len()).filter(|&i| self.is_running(i)) {
+            let (ok, out) =
+                self.etcdctl_at(&self.endpoint(i), &["endpoint", "status", "-w", "json"]);
+            if !ok {
+                continue;
+            }
+            let v: serde_json::Value = match serde_json::from_str(out.trim()) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let st = &v[0]["Status"];
+            let (id, lead) = (st["header"]["member_id"].as_u64(), st["leader"].as_u64());
+            if id.is_some() && id == lead {
+                leader = Some(i);
+            }
+        }
+        leader
+    }
 }
 
 impl Drop for Cluster {
@@ -300,5 +325,90 @@ impl Drop for Cluster {
         for i in 0..self.members.len() {
             self.kill(i);
         }
+    }
+}
+
+/// What a [`Proxy`] does with its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProxyMode {
+    /// Both directions, as a plain TCP relay.
+    Forward = 0,
+    /// Requests reach the member, its answers are thrown away: a request
+    /// is applied while its client hears nothing (a lost answer).
+    DropAnswers = 1,
+    /// New connections are closed at once (existing ones keep their mode).
+    Reject = 2,
+}
+
+/// A TCP relay on a loopback port in front of one etcd member, its mode
+/// switchable at any time; its threads end with the test process.
+pub struct Proxy {
+    port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Proxy {
+    /// Relays to `target` (`http://127.0.0.1:PORT`), starting in `mode`.
+    pub fn start(target: &str, mode: ProxyMode) -> Proxy {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let to = target
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .expect("target http://127.0.0.1:PORT");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy port");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let shared = std::sync::Arc::new(AtomicU8::new(mode as u8));
+        let m = shared.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if m.load(Ordering::SeqCst) == ProxyMode::Reject as u8 {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let relay =
+                    |mut from: std::net::TcpStream,
+                     mut to: std::net::TcpStream,
+                     drop_when: Option<std::sync::Arc<AtomicU8>>| {
+                        std::thread::spawn(move || {
+                            use std::io::{Read, Write};
+                            let mut buf = [0u8; 16 * 1024];
+                            loop {
+                                let n = match from.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                };
+                                let dropped = drop_when.as_ref().is_some_and(|m| {
+                                    m.load(Ordering::SeqCst) == ProxyMode::DropAnswers as u8
+                                });
+                                if !dropped && to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        })
+                    };
+                let (c2, s2) = match (client.try_clone(), server.try_clone()) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    _ => continue,
+                };
+                relay(client, server, None);
+                relay(s2, c2, Some(m.clone()));
+            }
+        });
+        Proxy { port, mode: shared }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode
+            .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }

@@ -11,7 +11,9 @@
 //! again. The cursor is a round-robin hint and is not compared: comparing it
 //! would make every pair of concurrent ADDs on a pool conflict. A release is
 //! one transaction deleting the address key (and its index key) only while
-//! the address key still holds the bytes that were read.
+//! the address key is still the write that was read (its `mod_revision`).
+//! Both are guarded, so the client may send them again to another member
+//! when one does not answer ([`rpc`]).
 //!
 //! etcd commits through its raft log (fsynced on a quorum) before it
 //! answers, so a successful commit is already durable.
@@ -29,15 +31,16 @@ use crate::error::{Error, Failure, StoreError};
 use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Store};
 
 pub mod config;
+mod errors;
 pub mod keys;
 mod rpc;
 
 pub use config::EtcdConfig;
+pub use errors::{Attempt, EtcdError, Outcome};
 use keys::{prefix_end, Keys, Record};
 use rpc::Rpc;
 
-/// A key and its value as etcd returned them.
-type KeyValue = (Vec<u8>, Vec<u8>);
+use etcd_client::KeyValue;
 
 /// Keys fetched per range read when listing.
 const PAGE: i64 = 10_000;
@@ -131,6 +134,29 @@ fn spread_seed() -> u64 {
     x ^ (x >> 33)
 }
 
+/// An address key as this session read it: whom it names and the
+/// revisions a release compares (`mod_revision`: the very write that was
+/// read, so a delayed or repeated release cannot delete a later
+/// reservation of the same attachment, whose value is the same bytes).
+#[derive(Clone, Debug)]
+struct Held {
+    owner: Owner,
+    create_revision: i64,
+    mod_revision: i64,
+}
+
+impl Held {
+    fn of(kv: &KeyValue) -> (Held, Option<String>) {
+        let (owner, node) = Record::decode(kv.value());
+        let held = Held {
+            owner,
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+        };
+        (held, node)
+    }
+}
+
 /// One reservation as read from etcd, with the node that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeEntry {
@@ -148,8 +174,8 @@ pub struct EtcdSession<'a> {
     deadline: Instant,
     /// The snapshot: fixed by the first read.
     revision: Option<i64>,
-    /// Address -> the value bytes read (release compares against them).
-    values: HashMap<IpAddr, Vec<u8>>,
+    /// Address -> its key as read (release compares against it).
+    values: HashMap<IpAddr, Held>,
     /// Stretches of addresses whose reservations were read.
     windows: Vec<Window>,
 }
@@ -199,7 +225,7 @@ impl EtcdSession<'_> {
             let Some(last) = kvs.last() else { break };
             from = last.key().to_vec();
             from.push(0);
-            out.extend(kvs.into_iter().map(|kv| kv.into_key_value()));
+            out.extend(kvs);
             if !more {
                 break;
             }
@@ -213,38 +239,41 @@ impl EtcdSession<'_> {
         let end = prefix_end(&start);
         let kvs = self.range("list reservations", start, end, false)?;
         let mut out = Vec::with_capacity(kvs.len());
-        for (k, v) in kvs {
-            let Some(ip) = self.keys.parse_ip(&k) else {
+        for kv in kvs {
+            let Some(ip) = self.keys.parse_ip(kv.key()) else {
                 continue; // not an address key of ours (written by hand): not a reservation
             };
-            let (owner, node) = Record::decode(&v);
-            self.values.insert(ip, v);
+            let (held, node) = Held::of(&kv);
             out.push(NodeEntry {
-                entry: Entry { ip, owner },
+                entry: Entry {
+                    ip,
+                    owner: held.owner.clone(),
+                },
                 node,
             });
+            self.values.insert(ip, held);
         }
         Ok(out)
     }
 
-    /// The value of the address key now (latest revision), cached.
-    /// The value of `entry.ip`'s key while it still names `entry.owner`
-    /// (this session's read, else the latest); None once it does not.
-    fn held_value(&mut self, entry: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
+    /// `entry.ip`'s key while it still names `entry.owner` (this
+    /// session's read, else the latest); None once it does not.
+    fn held_value(&mut self, entry: &Entry) -> Result<Option<Held>, StoreError> {
         let cached = self
             .values
             .get(&entry.ip)
-            .filter(|v| Record::decode(v).0 == entry.owner)
+            .filter(|h| h.owner == entry.owner)
             .cloned();
         if cached.is_some() {
             return Ok(cached);
         }
         Ok(self
             .read_value(entry.ip, true)?
-            .filter(|v| Record::decode(v).0 == entry.owner))
+            .filter(|h| h.owner == entry.owner))
     }
 
-    fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The address key of `ip` at the snapshot (or the latest), cached.
+    fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Held>, StoreError> {
         let opts = if latest {
             GetOptions::new()
         } else {
@@ -259,16 +288,12 @@ impl EtcdSession<'_> {
         if !latest {
             self.note_revision(resp.header());
         }
-        let v = resp
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(|kv| kv.into_key_value().1);
-        match &v {
-            Some(b) => self.values.insert(ip, b.clone()),
+        let held = resp.take_kvs().first().map(|kv| Held::of(kv).0);
+        match &held {
+            Some(h) => self.values.insert(ip, h.clone()),
             None => self.values.remove(&ip),
         };
-        Ok(v)
+        Ok(held)
     }
 
     /// Whether `ip` (in the range ending at `end`) is reserved. Reads the
@@ -324,19 +349,24 @@ impl EtcdSession<'_> {
 }
 
 impl Session for EtcdSession<'_> {
+    /// The index keys' values name the owners. Nothing is cached: a
+    /// release reads the address key itself (its revision is the one to
+    /// compare, the index key's may differ).
     fn find(&mut self, att: &Attachment) -> Result<Vec<Entry>, StoreError> {
         let start = self.keys.container(att.id()).into_bytes();
         let end = prefix_end(&start);
         let kvs = self.range(&format!("find {att}"), start, end, false)?;
         let mut out = Vec::new();
-        for (k, v) in kvs {
-            let Some((_, ip)) = self.keys.parse_index(att.id(), &k) else {
+        for kv in kvs {
+            let Some((_, ip)) = self.keys.parse_index(att.id(), kv.key()) else {
                 continue; // not an index key (written by hand): names no reservation
             };
-            let (owner, _) = Record::decode(&v);
-            if owner.belongs_to(att.id(), att.ifname()) {
-                self.values.insert(ip, v);
-                out.push(Entry { ip, owner });
+            let (held, _) = Held::of(&kv);
+            if held.owner.belongs_to(att.id(), att.ifname()) {
+                out.push(Entry {
+                    ip,
+                    owner: held.owner,
+                });
             }
         }
         Ok(out)
@@ -373,7 +403,7 @@ impl Session for EtcdSession<'_> {
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Owner>, StoreError> {
-        Ok(self.read_value(ip, false)?.map(|v| Record::decode(&v).0))
+        Ok(self.read_value(ip, false)?.map(|h| h.owner))
     }
 
     fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
@@ -426,10 +456,37 @@ impl Session for EtcdSession<'_> {
         let resp = self
             .rpc
             .txn(&format!("reserve for {att}"), self.deadline, txn)?;
-        if resp.succeeded() {
+        let mine = |r: &TxnOpResponse| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().is_some_and(|kv| kv.value() == value),
+            _ => false,
+        };
+        // Sent again after an attempt that got no answer: when every address
+        // holds this attachment's record, that attempt was applied.
+        let applied_before = !resp.succeeded()
+            && self.rpc.resent()
+            && resp.op_responses().iter().filter(|r| mine(r)).count() == picks.len();
+        if resp.succeeded() || applied_before {
+            let rev = resp.header().map_or(0, |h| h.revision());
+            let revs: Vec<(i64, i64)> = resp
+                .op_responses()
+                .iter()
+                .filter_map(|r| match r {
+                    TxnOpResponse::Get(g) => g
+                        .kvs()
+                        .first()
+                        .map(|kv| (kv.create_revision(), kv.mod_revision())),
+                    _ => None,
+                })
+                .collect();
             self.wrote(resp.header());
-            for p in picks {
-                self.values.insert(p.ip, value.clone());
+            for (k, p) in picks.iter().enumerate() {
+                let (create_revision, mod_revision) = revs.get(k).copied().unwrap_or((rev, rev));
+                let held = Held {
+                    owner: att.owner(),
+                    create_revision,
+                    mod_revision,
+                };
+                self.values.insert(p.ip, held);
             }
             return Ok(Committed::durable());
         }
@@ -448,21 +505,36 @@ impl Session for EtcdSession<'_> {
         })
     }
 
+    /// Deletes the address key only while it is the very write read
+    /// (`mod_revision`), so the transaction is guarded: sent again after a
+    /// member did not answer, or applied late by that member, it deletes
+    /// nothing that was written since (a new reservation of the same
+    /// attachment holds the same bytes, not the same revision).
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
-        let Some(value) = self.held_value(entry)? else {
+        let Some(held) = self.held_value(entry)? else {
             return Ok(false);
         };
         let key = self.keys.ip(entry.ip);
         let index = self.keys.index_of(&entry.owner, entry.ip);
         let mut then = vec![TxnOp::delete(key.clone(), None)];
-        // When the address moved on, the index key still naming it is stale.
+        // When the address moved on, the index key written with the
+        // reservation read (same create_revision) is stale.
         let mut otherwise = Vec::new();
         if let Some(i) = index {
             then.push(TxnOp::delete(i.clone(), None));
-            otherwise.push(TxnOp::delete(i, None));
+            let stale = Compare::create_revision(i.clone(), CompareOp::Equal, held.create_revision);
+            otherwise.push(TxnOp::txn(
+                Txn::new()
+                    .when(vec![stale])
+                    .and_then(vec![TxnOp::delete(i, None)]),
+            ));
         }
         let txn = Txn::new()
-            .when(vec![Compare::value(key, CompareOp::Equal, value)])
+            .when(vec![Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                held.mod_revision,
+            )])
             .and_then(then)
             .or_else(otherwise);
         let resp = self
@@ -474,7 +546,7 @@ impl Session for EtcdSession<'_> {
     }
 
     /// One transaction for all of them (each address key compared with the
-    /// value this session read): etcd down or slow leaves every reservation
+    /// revision this session read): etcd down or slow leaves every reservation
     /// in place, never some. When one of them changed meanwhile, the
     /// transaction writes nothing and each is released on its own terms.
     fn release_all(&mut self, entries: &[&Entry]) -> Vec<Failure> {
@@ -491,13 +563,17 @@ impl Session for EtcdSession<'_> {
         );
         let (mut when, mut then) = (Vec::new(), Vec::new());
         for e in entries {
-            let value = match self.held_value(e) {
-                Ok(Some(v)) => v,
+            let held = match self.held_value(e) {
+                Ok(Some(h)) => h,
                 Ok(None) => continue,
                 Err(source) => return vec![Failure { what, source }],
             };
             let key = self.keys.ip(e.ip);
-            when.push(Compare::value(key.clone(), CompareOp::Equal, value));
+            when.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                held.mod_revision,
+            ));
             then.push(TxnOp::delete(key, None));
             if let Some(i) = self.keys.index_of(&e.owner, e.ip) {
                 then.push(TxnOp::delete(i, None));

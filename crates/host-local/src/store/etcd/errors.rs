@@ -1,0 +1,130 @@
+//! Why an etcd call failed, with the members involved: which one did not
+//! answer, which one refused, whether the call ran out of time or every
+//! member refused it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What one member did with one attempt of a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing came back within the time this attempt was given (a hung or
+    /// partitioned member keeps its connections open and answers nothing).
+    NoAnswer { waited: Duration },
+    /// The connection could not be made (nothing listening, unreachable).
+    Unreachable { detail: String },
+    /// The member answered that it has no leader.
+    NoLeader,
+    /// The member answered with a passing failure (leader changed, request
+    /// timed out inside etcd, too many requests, connection lost).
+    Failed { detail: String },
+    /// TLS failed, or the connection closed before any answer with TLS on.
+    Tls { detail: String },
+}
+
+/// One member's last outcome in a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub endpoint: String,
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ep = &self.endpoint;
+        match &self.outcome {
+            Outcome::NoAnswer { waited } => write!(f, "{ep} did not answer (waited {waited:.1?})"),
+            Outcome::Unreachable { detail } => write!(f, "{ep} refused the connection ({detail})"),
+            Outcome::NoLeader => write!(f, "{ep} has no leader"),
+            Outcome::Failed { detail } => write!(f, "{ep} failed: {detail}"),
+            Outcome::Tls { detail } => write!(f, "{ep}: TLS: {detail}"),
+        }
+    }
+}
+
+fn list(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why an etcd call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// The call's time ran out before any member answered it.
+    #[error("ran out of time ({timeout:?}) without an answer: {}", list(attempts))]
+    OutOfTime {
+        timeout: Duration,
+        attempts: Vec<Attempt>,
+    },
+    /// Every member refused the connection: nothing to wait for.
+    #[error("refused by every member: {}", list(attempts))]
+    Refused { attempts: Vec<Attempt> },
+    /// A member's answer: final for this call.
+    #[error("{endpoint}: {source}")]
+    Rpc {
+        endpoint: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// TLS failed on every member that could be reached: the files to check.
+    #[error("{endpoints}: TLS failed ({detail}); check {files}")]
+    Tls {
+        endpoints: String,
+        detail: String,
+        files: String,
+    },
+    /// A TLS or password file could not be used.
+    #[error("{what} {}: {reason}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot start the etcd client runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_members_and_what_happened() {
+        let attempts = vec![
+            Attempt {
+                endpoint: "http://a:1".into(),
+                outcome: Outcome::NoAnswer {
+                    waited: Duration::from_millis(4900),
+                },
+            },
+            Attempt {
+                endpoint: "http://b:2".into(),
+                outcome: Outcome::Unreachable {
+                    detail: "connection refused".into(),
+                },
+            },
+            Attempt {
+                endpoint: "http://c:3".into(),
+                outcome: Outcome::NoLeader,
+            },
+        ];
+        let t = EtcdError::OutOfTime {
+            timeout: Duration::from_secs(5),
+            attempts: attempts.clone(),
+        }
+        .to_string();
+        assert!(t.starts_with("ran out of time (5s)"), "{t}");
+        assert!(t.contains("http://a:1 did not answer (waited 4.9s)"), "{t}");
+        assert!(t.contains("http://b:2 refused the connection"), "{t}");
+        assert!(t.contains("http://c:3 has no leader"), "{t}");
+        let r = EtcdError::Refused {
+            attempts: attempts[1..2].to_vec(),
+        }
+        .to_string();
+        assert!(r.starts_with("refused by every member: http://b:2"), "{r}");
+    }
+}
