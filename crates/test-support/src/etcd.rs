@@ -3,7 +3,8 @@
 //! a single member or a cluster of members on free loopback ports, each in
 //! its own temporary directory, killed on drop. Members can be killed,
 //! restarted, stopped (SIGSTOP: a hung member) and continued; plain HTTP or
-//! TLS with client certificate authentication.
+//! TLS with client certificate authentication; extra etcd flags (e.g.
+//! `--quota-backend-bytes`).
 //!
 //! Used by the integration tests, ipamctl's tests and `ipam-bench`.
 
@@ -49,6 +50,8 @@ pub struct Cluster {
     members: Vec<Member>,
     tls: Option<ServerTls>,
     token: String,
+    /// More etcd flags for every member.
+    extra: Vec<String>,
 }
 
 /// A port nobody listens on now (the kernel's pick), with its listener kept
@@ -74,7 +77,22 @@ impl Cluster {
         Self::start_with(n, Some(tls), &std::env::temp_dir())
     }
 
+    /// `n` members over plain HTTP, each started with the etcd flags `extra`
+    /// as well (e.g. `["--quota-backend-bytes", "4194304"]`).
+    pub fn start_args(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_full(n, None, &std::env::temp_dir(), extra)
+    }
+
+    /// `n` members in a new directory under `parent`, with the etcd flags `extra`.
+    pub fn start_args_in(n: usize, parent: &Path, extra: &[&str]) -> Cluster {
+        Self::start_full(n, None, parent, extra)
+    }
+
     fn start_with(n: usize, tls: Option<ServerTls>, parent: &Path) -> Cluster {
+        Self::start_full(n, tls, parent, &[])
+    }
+
+    fn start_full(n: usize, tls: Option<ServerTls>, parent: &Path, extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("etcd-test-")
             .tempdir_in(parent)
@@ -106,6 +124,7 @@ impl Cluster {
             members,
             tls,
             token,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             c.spawn(i);
@@ -179,6 +198,7 @@ impl Cluster {
                 .arg(&t.ca)
                 .arg("--client-cert-auth");
         }
+        cmd.args(&self.extra);
         let child = cmd.spawn().expect("spawn /usr/bin/etcd");
         self.members[i].child = Some(child);
     }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::health::Alarm;
+
 /// What one member did with one attempt of a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -77,6 +79,15 @@ pub enum EtcdError {
         detail: String,
         files: String,
     },
+    /// etcd raised an alarm: it refuses writes (NOSPACE) or reads too (CORRUPT).
+    #[error("{endpoint}: etcd raised {}: {}", alarms.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "), Alarm::advice(alarms))]
+    Alarm {
+        endpoint: String,
+        alarms: Vec<Alarm>,
+    },
+    /// The member that answered has no leader (no quorum).
+    #[error("{endpoint}: etcd has no leader (no quorum: fewer than half of the members are up)")]
+    NoLeader { endpoint: String },
     /// A TLS or password file could not be used.
     #[error("{what} {}: {reason}", path.display())]
     File {

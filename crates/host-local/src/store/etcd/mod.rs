@@ -32,11 +32,13 @@ use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Sto
 
 pub mod config;
 mod errors;
+mod health;
 pub mod keys;
 mod rpc;
 
 pub use config::EtcdConfig;
 pub use errors::{Attempt, EtcdError, Outcome};
+pub use health::{Alarm, AlarmKind, Health};
 use keys::{prefix_end, Keys, Record};
 use rpc::Rpc;
 
@@ -231,6 +233,17 @@ impl EtcdSession<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The answering member's view: leader, raised alarms (cheap, local).
+    pub fn health(&mut self) -> Result<Health, StoreError> {
+        self.rpc.health(self.deadline)
+    }
+
+    /// The cluster's raised alarms, from etcd's alarm list (NOSPACE,
+    /// CORRUPT): what `ipamctl metrics` exposes.
+    pub fn alarms(&mut self) -> Result<Vec<Alarm>, StoreError> {
+        self.rpc.alarms(self.deadline)
     }
 
     /// Every reservation with the node that made it, at the snapshot.
@@ -609,6 +622,12 @@ impl Session for EtcdSession<'_> {
 
     fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
         Ok(self.list_nodes()?.into_iter().map(|n| n.entry).collect())
+    }
+
+    /// etcd has a leader and raised no alarm (NOSPACE: every write fails;
+    /// CORRUPT), from the answering member's status.
+    fn writable(&mut self) -> Result<(), StoreError> {
+        self.rpc.writable(self.deadline)
     }
 
     /// Only what this node reserved: other nodes' runtimes own theirs.

@@ -32,13 +32,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions, Txn,
-    TxnResponse,
+    AlarmAction, AlarmType, Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity,
+    TlsOptions, Txn, TxnResponse,
 };
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::config::{EtcdConfig, TlsFiles};
 use super::errors::{Attempt, EtcdError, Outcome};
+use super::health::{Alarm, Health};
 use crate::error::StoreError;
 
 /// Longest a read waits on the members already asked before it asks the
@@ -663,6 +664,57 @@ impl Rpc {
     /// that came).
     pub fn resent(&self) -> bool {
         self.resent
+    }
+
+    /// A member's view of the cluster (Maintenance.Status: answered locally,
+    /// no raft round): whether it has a leader, the raised alarms.
+    pub fn health(&mut self, deadline: Instant) -> Result<Health, StoreError> {
+        let (leader, errors) = self.call("check health", deadline, Kind::Read, |c| {
+            let mut m = c.maintenance_client();
+            async move {
+                let s = m.status().await?;
+                Ok((s.leader(), s.errors().to_vec()))
+            }
+        })?;
+        // The member that answered is the current one now.
+        let endpoint = self.endpoints[self.current].clone();
+        Ok(Health::from_status(&endpoint, leader, &errors))
+    }
+
+    /// Fails unless the cluster can take a write now: a leader, no alarm.
+    pub fn writable(&mut self, deadline: Instant) -> Result<(), StoreError> {
+        let h = self.health(deadline)?;
+        if !h.alarms.is_empty() {
+            return Err(backend(
+                "check health",
+                EtcdError::Alarm {
+                    endpoint: h.endpoint,
+                    alarms: h.alarms,
+                },
+                false,
+            ));
+        }
+        if !h.has_leader {
+            return Err(backend(
+                "check health",
+                EtcdError::NoLeader {
+                    endpoint: h.endpoint,
+                },
+                true,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cluster's raised alarms (Maintenance.AlarmList).
+    pub fn alarms(&mut self, deadline: Instant) -> Result<Vec<Alarm>, StoreError> {
+        self.call("list alarms", deadline, Kind::Read, |c| {
+            let mut m = c.maintenance_client();
+            async move {
+                let r = m.alarm(AlarmAction::Get, AlarmType::None, None).await?;
+                Ok(r.alarms().iter().filter_map(Alarm::from_member).collect())
+            }
+        })
     }
 
     /// The configured bound of one session.
