@@ -72,6 +72,13 @@ pub enum EtcdError {
         #[source]
         source: etcd_client::Error,
     },
+    /// The answer would exceed the client's message limit even for one key.
+    #[error("{endpoint}: the answer exceeds the client's {limit} byte message limit ({detail})")]
+    TooLarge {
+        endpoint: String,
+        limit: usize,
+        detail: String,
+    },
     /// TLS failed on every member that could be reached: the files to check.
     #[error("{endpoints}: TLS failed ({detail}); check {files}")]
     Tls {

@@ -34,18 +34,16 @@ pub mod config;
 mod errors;
 mod health;
 pub mod keys;
+mod page;
 mod rpc;
 
 pub use config::EtcdConfig;
 pub use errors::{Attempt, EtcdError, Outcome};
 pub use health::{Alarm, AlarmKind, Health};
 use keys::{prefix_end, Keys, Record};
+use page::Kv;
 use rpc::Rpc;
 
-use etcd_client::KeyValue;
-
-/// Keys fetched per range read when listing.
-const PAGE: i64 = 10_000;
 /// Keys fetched per read when looking for free addresses.
 const WINDOW: i64 = 256;
 
@@ -148,12 +146,20 @@ struct Held {
 }
 
 impl Held {
-    fn of(kv: &KeyValue) -> (Held, Option<String>) {
-        let (owner, node) = Record::decode(kv.value());
+    fn of(kv: &Kv) -> (Held, Option<String>) {
+        let (owner, node) = match &kv.value {
+            Ok(v) => Record::decode(v),
+            Err(big) => (
+                Owner::Damaged {
+                    reason: big.to_string(),
+                },
+                None,
+            ),
+        };
         let held = Held {
             owner,
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
         };
         (held, node)
     }
@@ -205,34 +211,23 @@ impl EtcdSession<'_> {
         self.windows.clear();
     }
 
-    /// Every key-value in `[start, end)` at the snapshot, page by page.
+    /// Every key-value in `[start, end)` at the snapshot, in pages that
+    /// stay under the client's message limit (values too large for it come
+    /// back as [`page::Oversized`]).
     fn range(
         &mut self,
         op: &str,
         start: Vec<u8>,
         end: Vec<u8>,
         keys_only: bool,
-    ) -> Result<Vec<KeyValue>, StoreError> {
-        let mut out = Vec::new();
-        let mut from = start;
-        loop {
-            let mut o = self.opts().with_range(end.clone()).with_limit(PAGE);
-            if keys_only {
-                o = o.with_keys_only();
-            }
-            let mut resp = self.rpc.get(op, self.deadline, from.clone(), o)?;
-            self.note_revision(resp.header());
-            let more = resp.more();
-            let kvs = resp.take_kvs();
-            let Some(last) = kvs.last() else { break };
-            from = last.key().to_vec();
-            from.push(0);
-            out.extend(kvs);
-            if !more {
-                break;
-            }
+    ) -> Result<Vec<Kv>, StoreError> {
+        let p = self
+            .rpc
+            .range(op, self.deadline, start, end, self.revision, keys_only)?;
+        if self.revision.is_none() {
+            self.revision = p.revision;
         }
-        Ok(out)
+        Ok(p.kvs)
     }
 
     /// The answering member's view: leader, raised alarms (cheap, local).
@@ -253,7 +248,7 @@ impl EtcdSession<'_> {
         let kvs = self.range("list reservations", start, end, false)?;
         let mut out = Vec::with_capacity(kvs.len());
         for kv in kvs {
-            let Some(ip) = self.keys.parse_ip(kv.key()) else {
+            let Some(ip) = self.keys.parse_ip(&kv.key) else {
                 continue; // not an address key of ours (written by hand): not a reservation
             };
             let (held, node) = Held::of(&kv);
@@ -287,21 +282,17 @@ impl EtcdSession<'_> {
 
     /// The address key of `ip` at the snapshot (or the latest), cached.
     fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Held>, StoreError> {
-        let opts = if latest {
-            GetOptions::new()
-        } else {
-            self.opts()
-        };
-        let mut resp = self.rpc.get(
+        let revision = if latest { None } else { self.revision };
+        let (kv, rev) = self.rpc.get_one(
             &format!("read {ip}"),
             self.deadline,
             self.keys.ip(ip).into_bytes(),
-            opts,
+            revision,
         )?;
-        if !latest {
-            self.note_revision(resp.header());
+        if !latest && self.revision.is_none() {
+            self.revision = rev;
         }
-        let held = resp.take_kvs().first().map(|kv| Held::of(kv).0);
+        let held = kv.map(|kv| Held::of(&kv).0);
         match &held {
             Some(h) => self.values.insert(ip, h.clone()),
             None => self.values.remove(&ip),
@@ -371,7 +362,7 @@ impl Session for EtcdSession<'_> {
         let kvs = self.range(&format!("find {att}"), start, end, false)?;
         let mut out = Vec::new();
         for kv in kvs {
-            let Some((_, ip)) = self.keys.parse_index(att.id(), kv.key()) else {
+            let Some((_, ip)) = self.keys.parse_index(att.id(), &kv.key) else {
                 continue; // not an index key (written by hand): names no reservation
             };
             let (held, _) = Held::of(&kv);
@@ -420,18 +411,23 @@ impl Session for EtcdSession<'_> {
     }
 
     fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
-        let o = self.opts();
-        let mut resp = self.rpc.get(
+        let (kv, rev) = self.rpc.get_one(
             &format!("read cursor {set_index}"),
             self.deadline,
             self.keys.cursor(set_index).into_bytes(),
-            o,
+            self.revision,
         )?;
-        self.note_revision(resp.header());
-        Ok(resp
-            .take_kvs()
-            .first()
-            .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.trim().parse().ok()))
+        if self.revision.is_none() {
+            self.revision = rev;
+        }
+        // An unreadable (or oversized) cursor is no cursor: a hint only.
+        Ok(kv.and_then(|kv| {
+            std::str::from_utf8(kv.value.ok()?.as_slice())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        }))
     }
 
     fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError> {

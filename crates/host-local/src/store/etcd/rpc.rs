@@ -107,6 +107,8 @@ enum Class {
     /// answer with TLS on (a server refusing the client certificate after
     /// a TLS 1.3 handshake just hangs up).
     Tls,
+    /// The answer exceeds the client's message limit.
+    TooLarge,
     /// Anything else: the member's final answer.
     Final,
 }
@@ -118,6 +120,9 @@ fn classify(e: &etcd_client::Error, tls: bool, answered: bool) -> Class {
         etcd_client::Error::GRpcStatus(s) => Some(s.code() as i32),
         _ => None,
     };
+    if code == Some(11) && text.contains("message length too large") {
+        return Class::TooLarge;
+    }
     if tls
         && has(&[
             "certificate",
@@ -219,6 +224,17 @@ fn backend(op: &str, e: EtcdError, retryable: bool) -> StoreError {
         op: op.to_string(),
         source: Box::new(e),
         retryable,
+    }
+}
+
+/// Whether `e` says an answer would not fit the client's message limit.
+pub(super) fn is_too_large(e: &StoreError) -> bool {
+    match e {
+        StoreError::Backend { source, .. } => matches!(
+            source.downcast_ref::<EtcdError>(),
+            Some(EtcdError::TooLarge { .. })
+        ),
+        _ => false,
     }
 }
 
@@ -561,6 +577,17 @@ impl Rpc {
                     last[i] = Some(Outcome::Tls { detail });
                     out[i] = true;
                 }
+                Class::TooLarge => {
+                    return Err(backend(
+                        op,
+                        EtcdError::TooLarge {
+                            endpoint,
+                            limit: super::page::MESSAGE_LIMIT,
+                            detail,
+                        },
+                        false,
+                    ))
+                }
                 Class::Final => {
                     let retryable = match &e {
                         etcd_client::Error::GRpcStatus(s) => {
@@ -738,6 +765,13 @@ mod tests {
             (status(14, "etcdserver: leader changed"), Class::Passing),
             (status(14, "etcdserver: request timed out"), Class::Passing),
             (
+                status(
+                    11,
+                    "Error, decoded message length too large: found 5600000 bytes, the limit is: 4194304 bytes",
+                ),
+                Class::TooLarge,
+            ),
+            (
                 status(11, "etcdserver: mvcc: required revision has been compacted"),
                 Class::Final,
             ),
@@ -746,10 +780,7 @@ mod tests {
                 Class::Final,
             ),
             (
-                status(
-                    14,
-                    "error trying to connect: tcp connect error: Connection refused",
-                ),
+                status(14, "error trying to connect: tcp connect error: Connection refused"),
                 Class::Unreachable,
             ),
         ];
