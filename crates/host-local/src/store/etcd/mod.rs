@@ -353,19 +353,26 @@ impl EtcdSession<'_> {
 }
 
 impl Session for EtcdSession<'_> {
-    /// The index keys' values name the owners. Nothing is cached: a
-    /// release reads the address key itself (its revision is the one to
-    /// compare, the index key's may differ).
+    /// The attachment's index keys name the candidates; each counts only
+    /// when its address key (read at the snapshot) exists and names the
+    /// attachment too: an index key without its address key, or naming
+    /// another container's address (stale, or forged), reserves nothing for
+    /// it, so CHECK does not pass on it and DEL does not touch that address.
     fn find(&mut self, att: &Attachment) -> Result<Vec<Entry>, StoreError> {
         let start = self.keys.container(att.id()).into_bytes();
         let end = prefix_end(&start);
-        let kvs = self.range(&format!("find {att}"), start, end, false)?;
+        let kvs = self.range(&format!("find {att}"), start, end, true)?;
         let mut out = Vec::new();
         for kv in kvs {
             let Some((_, ip)) = self.keys.parse_index(att.id(), &kv.key) else {
                 continue; // not an index key (written by hand): names no reservation
             };
-            let (held, _) = Held::of(&kv);
+            if out.iter().any(|e: &Entry| e.ip == ip) {
+                continue; // legacy and current index keys of one address
+            }
+            let Some(held) = self.read_value(ip, false)? else {
+                continue; // no address key: the index key reserves nothing
+            };
             if held.owner.belongs_to(att.id(), att.ifname()) {
                 out.push(Entry {
                     ip,
