@@ -4,7 +4,7 @@
 //! its own temporary directory, killed on drop. Members can be killed,
 //! restarted, stopped (SIGSTOP: a hung member) and continued; plain HTTP or
 //! TLS with client certificate authentication; extra etcd flags (e.g.
-//! `--quota-backend-bytes`).
+//! `--quota-backend-bytes`); etcd's own authentication (users and roles).
 //!
 //! Used by the integration tests, ipamctl's tests and `ipam-bench`.
 
@@ -52,6 +52,8 @@ pub struct Cluster {
     token: String,
     /// More etcd flags for every member.
     extra: Vec<String>,
+    /// root's password once authentication is enabled (etcdctl then uses it).
+    root_password: Option<String>,
 }
 
 /// A port nobody listens on now (the kernel's pick), with its listener kept
@@ -125,6 +127,7 @@ impl Cluster {
             tls,
             token,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            root_password: None,
         };
         for i in 0..n {
             c.spawn(i);
@@ -251,6 +254,9 @@ impl Cluster {
                 .arg("--key")
                 .arg(&t.client_key);
         }
+        if let Some(pw) = &self.root_password {
+            cmd.arg("--user").arg(format!("root:{pw}"));
+        }
         let out = cmd.args(args).output().expect("run etcdctl");
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -337,6 +343,44 @@ impl Cluster {
             }
         }
         leader
+    }
+
+    /// Enables etcd's authentication: user `root` (with the root role and
+    /// `password`, which etcdctl uses from now on), then `auth enable`.
+    pub fn enable_auth(&mut self, password: &str) {
+        for args in [
+            vec!["user", "add", "root", "--new-user-password", password],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["auth", "enable"],
+        ] {
+            let (ok, out) = self.etcdctl(&args);
+            assert!(ok, "etcdctl {args:?}: {out}");
+        }
+        self.root_password = Some(password.to_string());
+    }
+
+    /// Adds user `name` with `password` and a role of the same name that may
+    /// read and write every key under `prefix` (nothing when None).
+    pub fn add_user(&self, name: &str, password: &str, prefix: Option<&str>) {
+        let mut cmds = vec![
+            vec!["user", "add", name, "--new-user-password", password],
+            vec!["role", "add", name],
+        ];
+        if let Some(p) = prefix {
+            cmds.push(vec![
+                "role",
+                "grant-permission",
+                name,
+                "--prefix=true",
+                "readwrite",
+                p,
+            ]);
+        }
+        cmds.push(vec!["user", "grant-role", name, name]);
+        for args in cmds {
+            let (ok, out) = self.etcdctl(&args);
+            assert!(ok, "etcdctl {args:?}: {out}");
+        }
     }
 }
 

@@ -159,6 +159,7 @@ fn a_transaction_whose_answer_was_lost_is_sent_again_safely() {
         timeout: Duration::from_secs(3),
         node: "node-a".into(),
         tls: None,
+        auth: None,
     };
     let att = Attachment::parse("lost", "eth0").unwrap();
     let pick = Pick {

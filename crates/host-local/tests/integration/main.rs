@@ -15,6 +15,7 @@ mod cri_cleanup;
 mod cri_world;
 mod differential; // reference vs ours, step by step
 mod etcd; // the etcd store against real etcd members
+mod etcd_auth; // username/password, roles limited to the prefix, refusals: one code
 mod etcd_cluster; // several nodes, member and quorum loss, TLS
 mod etcd_forged; // CHECK and DEL verify the address key behind an index key
 mod etcd_handoff; // host-local hands etcd-store calls to host-local-etcd

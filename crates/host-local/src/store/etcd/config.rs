@@ -2,8 +2,13 @@
 //!
 //! ```json
 //! {"type": "etcd", "endpoints": ["https://etcd-1:2379"], "prefix": "/cni/ipam",
-//!  "timeout": "5s", "node": "worker-3", "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"}}
+//!  "timeout": "5s", "node": "worker-3", "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"},
+//!  "auth": {"username": "cni", "passwordFile": "/etc/cni/etcd/password"}}
 //! ```
+//!
+//! The password is never in the configuration itself, only the path of a
+//! file holding it (read, and its permissions checked, when the client is
+//! created).
 //!
 //! Decoded key by key (each one typed through serde), then validated as a
 //! separate pass; every error is code 7 naming `ipam.store.<key>`.
@@ -33,6 +38,14 @@ pub struct TlsFiles {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
+/// Username/password authentication against etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub username: String,
+    /// A file holding the password (one line); readable by its owner only.
+    pub password_file: PathBuf,
+}
+
 /// The validated etcd store configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdConfig {
@@ -44,6 +57,7 @@ pub struct EtcdConfig {
     /// This node's name, recorded in each reservation it makes (GC scope).
     pub node: String,
     pub tls: Option<TlsFiles>,
+    pub auth: Option<AuthConfig>,
 }
 
 /// The keys as written, typed, before validation.
@@ -54,6 +68,7 @@ struct Raw {
     timeout: Option<String>,
     node: Option<String>,
     tls: Option<Map<String, Value>>,
+    auth: Option<Map<String, Value>>,
 }
 
 fn field<T: DeserializeOwned>(key: &str, v: &Value, expected: &str) -> Result<T, Error> {
@@ -84,11 +99,14 @@ impl EtcdConfig {
                 "timeout" => raw.timeout = Some(field(k, v, "expected a duration like \"5s\"")?),
                 "node" => raw.node = Some(field(k, v, "expected a string")?),
                 "tls" => raw.tls = Some(field(k, v, "expected an object {ca, cert, key}")?),
+                "auth" => {
+                    raw.auth = Some(field(k, v, "expected an object {username, passwordFile}")?)
+                }
                 _ => {
                     return Err(invalid(
                         k,
                         v.to_string(),
-                        "unknown key for the etcd store (known: type, endpoints, prefix, timeout, node, tls)",
+                        "unknown key for the etcd store (known: type, endpoints, prefix, timeout, node, tls, auth)",
                     ))
                 }
             }
@@ -101,6 +119,10 @@ impl Raw {
     fn validate(self, hostname: &dyn Fn() -> Option<String>) -> Result<EtcdConfig, Error> {
         let tls = match &self.tls {
             Some(t) => Some(tls_files(t)?),
+            None => None,
+        };
+        let auth = match &self.auth {
+            Some(a) => Some(auth_config(a)?),
             None => None,
         };
         let endpoints = self
@@ -197,8 +219,56 @@ impl Raw {
             timeout,
             node,
             tls,
+            auth,
         })
     }
+}
+
+fn auth_config(a: &Map<String, Value>) -> Result<AuthConfig, Error> {
+    if let Some(k) = a
+        .keys()
+        .find(|k| !["username", "passwordFile"].contains(&k.as_str()))
+    {
+        let reason = if k.eq_ignore_ascii_case("password") {
+            "the password is never written in the configuration: put it in a file readable by root only and name that file in ipam.store.auth.passwordFile"
+        } else {
+            "unknown key (known: username, passwordFile)"
+        };
+        // The value is not echoed: it may be a password.
+        return Err(invalid(&format!("auth.{k}"), "", reason));
+    }
+    let text = |k: &str, what: &str| -> Result<String, Error> {
+        let key = format!("auth.{k}");
+        match a.get(k).filter(|v| !v.is_null()) {
+            None => Err(invalid(&key, "", format!("missing: {what}"))),
+            Some(v) => field(&key, v, "expected a string"),
+        }
+    };
+    let username = text("username", "the etcd user")?;
+    if username.is_empty()
+        || username.len() > 256
+        || username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(
+            "auth.username",
+            &username,
+            "expected 1 to 256 characters, no spaces or control characters",
+        ));
+    }
+    let file = text("passwordFile", "the path of the file holding the password")?;
+    if !file.starts_with('/') || file.contains('\0') {
+        return Err(invalid(
+            "auth.passwordFile",
+            &file,
+            "expected an absolute file path",
+        ));
+    }
+    Ok(AuthConfig {
+        username,
+        password_file: PathBuf::from(file),
+    })
 }
 
 fn tls_files(t: &Map<String, Value>) -> Result<TlsFiles, Error> {
@@ -306,6 +376,7 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.node, "host-a");
         assert_eq!(c.tls, None);
+        assert_eq!(c.auth, None);
     }
 
     #[test]
@@ -313,7 +384,8 @@ mod tests {
         let c = parse(
             json!({"type": "etcd", "endpoints": ["https://e1:2379", "https://[::1]:2379/"],
             "prefix": "/x/y", "timeout": "1m30s", "node": "worker-3",
-            "tls": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}}),
+            "tls": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"},
+            "auth": {"username": "cni", "passwordFile": "/etc/cni/etcd/pw"}}),
         )
         .unwrap();
         assert_eq!(c.endpoints.len(), 2);
@@ -325,6 +397,13 @@ mod tests {
         assert_eq!(
             tls.identity,
             Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(
+            c.auth,
+            Some(AuthConfig {
+                username: "cni".into(),
+                password_file: PathBuf::from("/etc/cni/etcd/pw")
+            })
         );
     }
 
@@ -370,6 +449,32 @@ mod tests {
                 "ipam.store.tls.pass",
             ),
             (json!({"user": "root"}), "ipam.store.user"),
+            (json!({"auth": "cni"}), "ipam.store.auth"),
+            (json!({"auth": {}}), "ipam.store.auth.username"),
+            (
+                json!({"auth": {"username": "cni"}}),
+                "ipam.store.auth.passwordFile",
+            ),
+            (
+                json!({"auth": {"username": "", "passwordFile": "/p"}}),
+                "ipam.store.auth.username",
+            ),
+            (
+                json!({"auth": {"username": "a b", "passwordFile": "/p"}}),
+                "ipam.store.auth.username",
+            ),
+            (
+                json!({"auth": {"username": "cni", "passwordFile": "pw"}}),
+                "ipam.store.auth.passwordFile",
+            ),
+            (
+                json!({"auth": {"username": "cni", "passwordFile": 1}}),
+                "ipam.store.auth.passwordFile",
+            ),
+            (
+                json!({"auth": {"username": "cni", "password": "hunter2"}}),
+                "ipam.store.auth.password",
+            ),
         ];
         for (patch, want) in cases {
             let mut v = base.clone();
@@ -381,6 +486,17 @@ mod tests {
                 .unwrap_or_else(|| panic!("{v} accepted"));
             assert_eq!(field_of(e), want, "{v}");
         }
+    }
+
+    #[test]
+    fn a_password_in_the_configuration_is_refused_without_echoing_it() {
+        let v = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:2379"],
+            "auth": {"username": "cni", "Password": "hunter2", "passwordFile": "/p"}});
+        let e = parse(v).unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("passwordFile"), "{msg}");
+        assert_eq!(field_of(e), "ipam.store.auth.Password");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Why an etcd call failed, with the members involved: which one did not
 //! answer, which one refused, whether the call ran out of time or every
-//! member refused it.
+//! member refused it, and what etcd said when it refused our credentials.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -53,6 +53,27 @@ fn list(attempts: &[Attempt]) -> String {
         .join("; ")
 }
 
+/// What refused access: the setting an operator has to look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// `ipam.store.auth`: username and password.
+    Auth,
+    /// `ipam.store.tls`: certificates.
+    Tls,
+    /// Neither is configured.
+    None,
+}
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Credential::Auth => "ipam.store.auth",
+            Credential::Tls => "ipam.store.tls",
+            Credential::None => "ipam.store.auth / ipam.store.tls (neither is set)",
+        })
+    }
+}
+
 /// Why an etcd call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -79,12 +100,18 @@ pub enum EtcdError {
         limit: usize,
         detail: String,
     },
-    /// TLS failed on every member that could be reached: the files to check.
-    #[error("{endpoints}: TLS failed ({detail}); check {files}")]
-    Tls {
-        endpoints: String,
+    /// etcd refused our credentials or their permissions, or TLS failed on
+    /// every member: an operator has to fix `setting` or etcd's access rules.
+    #[error("{endpoint}: access to prefix {prefix} refused ({setting}{}): {detail}{}",
+        user.as_ref().map(|u| format!(", user {u:?}")).unwrap_or_default(),
+        if hint.is_empty() { String::new() } else { format!("; {hint}") })]
+    Access {
+        endpoint: String,
+        setting: Credential,
+        user: Option<String>,
+        prefix: String,
         detail: String,
-        files: String,
+        hint: String,
     },
     /// etcd raised an alarm: it refuses writes (NOSPACE) or reads too (CORRUPT).
     #[error("{endpoint}: etcd raised {}: {}", alarms.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "), Alarm::advice(alarms))]
@@ -144,5 +171,19 @@ mod tests {
         }
         .to_string();
         assert!(r.starts_with("refused by every member: http://b:2"), "{r}");
+        let a = EtcdError::Access {
+            endpoint: "http://a:1".into(),
+            setting: Credential::Auth,
+            user: Some("cni".into()),
+            prefix: "/cni/ipam/net/".into(),
+            detail: "etcdserver: permission denied".into(),
+            hint: "grant it".into(),
+        }
+        .to_string();
+        assert_eq!(
+            a,
+            "http://a:1: access to prefix /cni/ipam/net/ refused (ipam.store.auth, user \"cni\"): \
+             etcdserver: permission denied; grant it"
+        );
     }
 }

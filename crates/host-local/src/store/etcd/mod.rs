@@ -37,8 +37,8 @@ pub mod keys;
 mod page;
 mod rpc;
 
-pub use config::EtcdConfig;
-pub use errors::{Attempt, EtcdError, Outcome};
+pub use config::{AuthConfig, EtcdConfig};
+pub use errors::{Attempt, Credential, EtcdError, Outcome};
 pub use health::{Alarm, AlarmKind, Health};
 use keys::{prefix_end, Keys, Record};
 use page::Kv;
@@ -86,7 +86,7 @@ impl EtcdStore {
     /// tests act for several nodes).
     pub fn etcd_session(&mut self) -> Result<EtcdSession<'_>, StoreError> {
         if self.rpc.is_none() {
-            self.rpc = Some(Rpc::new(&self.cfg)?);
+            self.rpc = Some(Rpc::new(&self.cfg, self.keys.base())?);
         }
         let EtcdStore {
             cfg,

@@ -24,9 +24,13 @@
 //! A call that gives up names every member and what it did: did not
 //! answer (and how long it was waited for), refused the connection, had no
 //! leader, failed; and whether the call ran out of time or every member
-//! refused it. TLS failing on every member is one error naming the files.
+//! refused it. Refused credentials, permissions or TLS are one kind of
+//! error ([`StoreError::Access`]) naming `ipam.store.auth` or
+//! `ipam.store.tls` and the prefix.
 
 use std::future::Future;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +41,8 @@ use etcd_client::{
 };
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::config::{EtcdConfig, TlsFiles};
-use super::errors::{Attempt, EtcdError, Outcome};
+use super::config::{AuthConfig, EtcdConfig, TlsFiles};
+use super::errors::{Attempt, Credential, EtcdError, Outcome};
 use super::health::{Alarm, Health};
 use crate::error::StoreError;
 
@@ -49,6 +53,8 @@ const HEDGE_MAX: Duration = Duration::from_millis(150);
 const WRITE_ATTEMPT_MAX: Duration = Duration::from_secs(1);
 /// Before asking again a member that answered a passing failure.
 const PAUSE: Duration = Duration::from_millis(50);
+/// Largest password file read.
+const MAX_PASSWORD: u64 = 4096;
 
 /// The whole text of an error and its sources.
 pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -107,6 +113,8 @@ enum Class {
     /// answer with TLS on (a server refusing the client certificate after
     /// a TLS 1.3 handshake just hangs up).
     Tls,
+    /// Credentials or permissions refused.
+    Access,
     /// The answer exceeds the client's message limit.
     TooLarge,
     /// Anything else: the member's final answer.
@@ -122,6 +130,17 @@ fn classify(e: &etcd_client::Error, tls: bool, answered: bool) -> Class {
     };
     if code == Some(11) && text.contains("message length too large") {
         return Class::TooLarge;
+    }
+    if matches!(code, Some(7 | 16))
+        || has(&[
+            "authentication failed",
+            "invalid user id or password",
+            "user name is empty",
+            "user name not found",
+            "permission denied",
+        ])
+    {
+        return Class::Access;
     }
     if tls
         && has(&[
@@ -188,6 +207,12 @@ fn classify(e: &etcd_client::Error, tls: bool, answered: bool) -> Class {
     Class::Final
 }
 
+/// etcd answered an authentication request saying it has authentication
+/// disabled: the credentials are not needed (yet).
+fn auth_not_enabled(e: &etcd_client::Error) -> bool {
+    chain(e).contains("authentication is not enabled")
+}
+
 /// How a request may be repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -201,13 +226,21 @@ enum Kind {
 pub struct Rpc {
     rt: tokio::runtime::Runtime,
     endpoints: Vec<String>,
+    /// A connection's options, with the credentials when `auth` is set.
     opts: ConnectOptions,
+    /// The same without credentials.
+    anonymous: ConnectOptions,
     clients: Vec<Option<Client>>,
     /// The endpoint tried first: the one that answered last.
     current: usize,
     /// Members that did not answer in time during this process: tried last.
     slow: Vec<bool>,
     tls: Option<TlsFiles>,
+    auth: Option<AuthConfig>,
+    /// etcd said it has authentication disabled: connect without credentials.
+    auth_disabled: bool,
+    /// Keys of the network (`P/N/`), named when access is refused.
+    prefix: String,
     timeout: Duration,
     /// Whether some call got an answer (TLS then works).
     answered: bool,
@@ -224,6 +257,14 @@ fn backend(op: &str, e: EtcdError, retryable: bool) -> StoreError {
         op: op.to_string(),
         source: Box::new(e),
         retryable,
+    }
+}
+
+fn access(op: &str, e: EtcdError) -> StoreError {
+    StoreError::Access {
+        backend: "etcd",
+        op: op.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -254,14 +295,62 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, EtcdError> {
     Ok(data)
 }
 
+/// Why a password file may not be used: readable or writable by anyone
+/// but its owner, or not a regular file. The `Err` of the outer result is
+/// an I/O failure reading it.
+fn read_password(path: &Path) -> Result<Result<String, String>, EtcdError> {
+    const WHAT: &str = "ipam.store.auth.passwordFile";
+    let io = |e: std::io::Error| EtcdError::File {
+        what: WHAT,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Ok(Err("not a regular file".into()));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Ok(Err(format!(
+            "group or others may access it (mode {mode:04o}, owner uid {}): it holds a password; chmod 600 {}",
+            meta.uid(),
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    f.take(MAX_PASSWORD + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_PASSWORD {
+        return Ok(Err(format!("longer than {MAX_PASSWORD} bytes")));
+    }
+    let pw = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if pw.is_empty() {
+        return Ok(Err("empty".into()));
+    }
+    Ok(Ok(pw.to_string()))
+}
+
 /// What one attempt hands back: the member, the attempt's number, a client
-/// created for it, and the answer.
-type Answer<T> = (usize, u64, Option<Client>, Result<T, etcd_client::Error>);
+/// created for it, whether etcd said authentication is disabled, and the
+/// answer.
+type Answer<T> = (
+    usize,
+    u64,
+    Option<Client>,
+    bool,
+    Result<T, etcd_client::Error>,
+);
 
 impl Rpc {
     /// Creates the runtime and the connection options (no network traffic
-    /// yet: a client connects on its first call).
-    pub fn new(cfg: &EtcdConfig) -> Result<Self, StoreError> {
+    /// yet: a client connects on its first call). `prefix` is the network's
+    /// key prefix, named when etcd refuses access.
+    pub fn new(cfg: &EtcdConfig, prefix: &str) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -293,21 +382,90 @@ impl Rpc {
             }
             opts = opts.with_tls(tls);
         }
+        let anonymous = opts.clone();
+        if let Some(a) = &cfg.auth {
+            let password = read_password(&a.password_file)
+                .map_err(|e| backend("read the password file", e, false))?
+                .map_err(|reason| {
+                    access(
+                        "read the password file",
+                        EtcdError::File {
+                            what: "ipam.store.auth.passwordFile",
+                            path: a.password_file.clone(),
+                            reason,
+                        },
+                    )
+                })?;
+            opts = opts.with_user(a.username.clone(), password);
+        }
         // Spread the nodes' first choice over the members.
         let first = std::process::id() as usize % cfg.endpoints.len();
         Ok(Rpc {
             rt,
             endpoints: cfg.endpoints.clone(),
             opts,
+            anonymous,
             clients: cfg.endpoints.iter().map(|_| None).collect(),
             current: first,
             slow: vec![false; cfg.endpoints.len()],
             tls: cfg.tls.clone(),
+            auth: cfg.auth.clone(),
+            auth_disabled: false,
+            prefix: prefix.to_string(),
             timeout: cfg.timeout,
             answered: false,
             resent: false,
             _sigpipe: sigpipe,
         })
+    }
+
+    /// The credential etcd judged: the password when one is used, else the
+    /// client certificate, else none.
+    fn credential(&self) -> (Credential, Option<String>) {
+        match (&self.auth, &self.tls) {
+            (Some(a), _) if !self.auth_disabled => (Credential::Auth, Some(a.username.clone())),
+            (_, Some(t)) if t.identity.is_some() => (Credential::Tls, None),
+            _ => (Credential::None, None),
+        }
+    }
+
+    /// etcd refused our credentials or their permissions.
+    fn access_error(&self, op: &str, endpoint: &str, e: &etcd_client::Error) -> StoreError {
+        let detail = detail(e);
+        let lower = detail.to_ascii_lowercase();
+        let (setting, user) = self.credential();
+        let prefix = self.prefix.clone();
+        let hint = if lower.contains("user name is empty") {
+            "etcd has authentication enabled: set ipam.store.auth {\"username\", \"passwordFile\"}, \
+             or a client certificate (ipam.store.tls.cert, ipam.store.tls.key) whose common name is an etcd user"
+                .to_string()
+        } else if lower.contains("authentication failed") || lower.contains("user name not found") {
+            match &self.auth {
+                Some(a) => format!(
+                    "check ipam.store.auth.username and the password in {}",
+                    a.password_file.display()
+                ),
+                None => "check the etcd user".into(),
+            }
+        } else if lower.contains("permission denied") {
+            format!(
+                "grant the user a role with readwrite on the prefix: \
+                 etcdctl role grant-permission ROLE --prefix=true readwrite {prefix}"
+            )
+        } else {
+            String::new()
+        };
+        access(
+            op,
+            EtcdError::Access {
+                endpoint: endpoint.to_string(),
+                setting,
+                user,
+                prefix,
+                detail,
+                hint,
+            },
+        )
     }
 
     /// TLS failed on every member that could be reached.
@@ -326,27 +484,37 @@ impl Rpc {
             .next()
             .unwrap_or_default()
             .to_string();
-        let mut files = String::new();
-        if let Some(t) = &self.tls {
-            files = format!("ipam.store.tls.ca {}", t.ca.display());
-            match &t.identity {
-                Some((c, k)) => files.push_str(&format!(
-                    ", ipam.store.tls.cert {}, ipam.store.tls.key {}",
-                    c.display(),
-                    k.display()
-                )),
-                None => files
-                    .push_str(" (no client certificate: ipam.store.tls.cert, ipam.store.tls.key)"),
+        let hint = match &self.tls {
+            Some(t) => {
+                let mut h = format!(
+                    "check ipam.store.tls: tls.ca {} must be the CA of the servers' certificates",
+                    t.ca.display()
+                );
+                match &t.identity {
+                    Some((c, k)) => h.push_str(&format!(
+                        "; the servers must trust tls.cert {} (key tls.key {})",
+                        c.display(),
+                        k.display()
+                    )),
+                    None => h.push_str(
+                        "; no client certificate is configured (ipam.store.tls.cert, ipam.store.tls.key): \
+                         servers with --client-cert-auth hang up without one",
+                    ),
+                }
+                h
             }
-        }
-        backend(
+            None => String::new(),
+        };
+        access(
             op,
-            EtcdError::Tls {
-                endpoints: endpoint,
+            EtcdError::Access {
+                endpoint,
+                setting: Credential::Tls,
+                user: None,
+                prefix: self.prefix.clone(),
                 detail,
-                files,
+                hint,
             },
-            false,
         )
     }
 
@@ -361,7 +529,7 @@ impl Rpc {
     }
 
     /// Starts attempt `serial` of `f` on member `i`, connecting first when
-    /// it has no client yet.
+    /// it has no client yet (with credentials: one authentication).
     fn spawn<T, F, G>(
         &self,
         set: &mut JoinSet<Answer<T>>,
@@ -376,19 +544,31 @@ impl Rpc {
     {
         let ep = self.endpoints[i].clone();
         let cached = self.clients[i].clone();
-        let opts = self.opts.clone();
+        let with_auth = self.auth.is_some() && !self.auth_disabled;
+        let opts = if with_auth {
+            self.opts.clone()
+        } else {
+            self.anonymous.clone()
+        };
+        let anonymous = self.anonymous.clone();
         let f = Arc::clone(f);
         set.spawn_on(
             async move {
-                let (client, new) = match cached {
-                    Some(c) => (c, None),
+                let (client, new, disabled) = match cached {
+                    Some(c) => (c, None, false),
                     None => match Client::connect([ep.as_str()], Some(opts)).await {
-                        Ok(c) => (c.clone(), Some(c)),
-                        Err(e) => return (i, serial, None, Err(e)),
+                        Ok(c) => (c.clone(), Some(c), false),
+                        Err(e) if with_auth && auth_not_enabled(&e) => {
+                            match Client::connect([ep.as_str()], Some(anonymous)).await {
+                                Ok(c) => (c.clone(), Some(c), true),
+                                Err(e) => return (i, serial, None, true, Err(e)),
+                            }
+                        }
+                        Err(e) => return (i, serial, None, false, Err(e)),
                     },
                 };
                 let r = f(client).await;
-                (i, serial, new, r)
+                (i, serial, new, disabled, r)
             },
             self.rt.handle(),
         )
@@ -528,7 +708,7 @@ impl Rpc {
                 }
             });
             let Some(joined) = got else { continue };
-            let (i, s, client, result) = match joined {
+            let (i, s, client, disabled, result) = match joined {
                 Ok(a) => a,
                 Err(e) if e.is_cancelled() => continue,
                 Err(e) => {
@@ -541,6 +721,9 @@ impl Rpc {
             };
             if let Some(c) = client {
                 self.clients[i] = Some(c);
+            }
+            if disabled {
+                self.auth_disabled = true;
             }
             let now = Instant::now();
             let current = flying[i].as_ref().is_some_and(|(x, _, _)| *x == s);
@@ -577,6 +760,7 @@ impl Rpc {
                     last[i] = Some(Outcome::Tls { detail });
                     out[i] = true;
                 }
+                Class::Access => return Err(self.access_error(op, &endpoint, &e)),
                 Class::TooLarge => {
                     return Err(backend(
                         op,
@@ -764,6 +948,12 @@ mod tests {
             (status(14, "etcdserver: no leader"), Class::NoLeader),
             (status(14, "etcdserver: leader changed"), Class::Passing),
             (status(14, "etcdserver: request timed out"), Class::Passing),
+            (status(7, "etcdserver: permission denied"), Class::Access),
+            (
+                status(3, "etcdserver: authentication failed, invalid user ID or password"),
+                Class::Access,
+            ),
+            (status(3, "etcdserver: user name is empty"), Class::Access),
             (
                 status(
                     11,
@@ -798,5 +988,25 @@ mod tests {
             "error trying to connect: received fatal alert: CertificateRequired",
         );
         assert_eq!(classify(&alert, true, false), Class::Tls);
+    }
+
+    #[test]
+    fn password_files_must_be_private() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pw");
+        std::fs::write(&p, "s3cret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password(&p).unwrap(), Ok("s3cret".to_string()));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = read_password(&p).unwrap().unwrap_err();
+        assert!(e.contains("mode 0640"), "{e}");
+        std::fs::write(&p, "\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(read_password(&p).unwrap(), Err("empty".to_string()));
+        assert!(read_password(&d.path().join("missing")).is_err());
+        assert_eq!(
+            read_password(d.path()).unwrap(),
+            Err("not a regular file".to_string())
+        );
     }
 }
