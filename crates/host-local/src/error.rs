@@ -52,6 +52,17 @@ pub enum StoreError {
     /// found no store: the network has none yet, or `path` is not one.
     #[error("{}: {}", path.display(), missing.text())]
     NoStore { path: PathBuf, missing: Missing },
+    /// The backend refused our credentials or their permissions (password,
+    /// client certificate, TLS), or they cannot be used: an operator has to
+    /// fix the configuration or the backend's access rules; trying again
+    /// does not help. The message names the setting.
+    #[error("{backend} store: {op}: {source}")]
+    Access {
+        backend: &'static str,
+        op: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The lock stayed held longer than the caller would wait.
     #[error("timed out waiting for lock {path}{}", holder_pid.map(|p| format!(" (held by PID {p})")).unwrap_or_default())]
     LockTimeout {
@@ -111,8 +122,14 @@ impl StoreError {
             StoreError::Io { .. }
             | StoreError::Unsafe { .. }
             | StoreError::Undo { .. }
-            | StoreError::NoStore { .. } => false,
+            | StoreError::NoStore { .. }
+            | StoreError::Access { .. } => false,
         }
+    }
+
+    /// Whether access was refused (see [`StoreError::Access`]).
+    pub fn access_refused(&self) -> bool {
+        matches!(self, StoreError::Access { .. })
     }
 }
 
@@ -353,6 +370,14 @@ impl Error {
             Error::Duplicate { .. } => own_code::DUPLICATE_ALLOCATION,
             Error::NotReserved { .. } => own_code::NOT_RESERVED,
             Error::Mismatch { .. } => own_code::RESULT_MISMATCH,
+            // One code for every refused credential or permission, whichever
+            // call and step met it: the configuration is what is wrong.
+            Error::Store { source, .. } if source.access_refused() => code::INVALID_CONFIG,
+            Error::Teardown { failures, .. }
+                if failures.iter().any(|f| f.source.access_refused()) =>
+            {
+                code::INVALID_CONFIG
+            }
             Error::Store { source, .. } if source.retryable() => code::TRY_AGAIN_LATER,
             Error::Store { .. } => code::IO,
             Error::Contended { .. } => code::TRY_AGAIN_LATER,

@@ -1,8 +1,11 @@
 //! Our plugin's ADD and DEL on each store backend, side by side: the disk
-//! store, the etcd store on a local single-member etcd, and on a local
-//! three-member cluster (members started by the bench on loopback ports,
-//! data under the data root, stopped at the end). Calls alternate between
-//! the backends, one new container per cycle, added then deleted.
+//! store, the etcd store on a local single-member etcd, on a local
+//! three-member cluster, and on a three-member cluster with one member
+//! stopped (SIGSTOP: it accepts connections and answers nothing, as a hung
+//! member does; a third of the calls start at it) (members started by the
+//! bench on loopback ports, data under the data root, stopped at the end).
+//! Calls alternate between the backends, one new container per cycle,
+//! added then deleted.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -80,9 +83,26 @@ pub fn measure(plugin: &Path, root: &Path, cycles: usize) -> Result<Result<Table
         .prefix("ipam-bench-backends-")
         .tempdir_in(root)
         .with_context(|| format!("tempdir in {}", root.display()))?;
-    eprintln!("store backends: starting etcd (1 member, then 3), then {cycles} ADD/DEL cycles");
+    eprintln!(
+        "store backends: starting etcd (1 member, 3, 3 with one stopped), then {cycles} ADD/DEL cycles"
+    );
     let one = etcd_util::Cluster::start_in(1, root);
     let three = etcd_util::Cluster::start_in(3, root);
+    let mut hung = etcd_util::Cluster::start_in(3, root);
+    // A follower: stopping the leader would measure an election as well.
+    let leader = (0..50)
+        .find_map(|_| {
+            let l = hung.leader();
+            if l.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            l
+        })
+        .context("the three-member cluster elected no leader in 5 s")?;
+    let stopped = (0..hung.members())
+        .find(|&i| i != leader)
+        .expect("three members");
+    hung.pause(stopped, true);
     let etcd = |c: &etcd_util::Cluster| {
         Some(
             json!({"type": "etcd", "endpoints": c.endpoints(), "prefix": "/ipam-bench",
@@ -101,6 +121,10 @@ pub fn measure(plugin: &Path, root: &Path, cycles: usize) -> Result<Result<Table
         Backend {
             label: "etcd, 3 members".into(),
             store: etcd(&three),
+        },
+        Backend {
+            label: "etcd, 3 members, 1 stopped".into(),
+            store: etcd(&hung),
         },
     ];
     let confs: Vec<Vec<u8>> = backends

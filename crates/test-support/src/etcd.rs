@@ -1,8 +1,10 @@
 //! Real etcd members for tests and the benchmark (Debian `etcd-server`,
 //! /usr/bin/etcd; health checks through `etcdctl` from `etcd-client`):
 //! a single member or a cluster of members on free loopback ports, each in
-//! its own temporary directory, killed on drop. Members can be killed and
-//! restarted; plain HTTP or TLS with client certificate authentication.
+//! its own temporary directory, killed on drop. Members can be killed,
+//! restarted, stopped (SIGSTOP: a hung member) and continued; plain HTTP or
+//! TLS with client certificate authentication; extra etcd flags (e.g.
+//! `--quota-backend-bytes`); etcd's own authentication (users and roles).
 //!
 //! Used by the integration tests, ipamctl's tests and `ipam-bench`.
 
@@ -48,6 +50,10 @@ pub struct Cluster {
     members: Vec<Member>,
     tls: Option<ServerTls>,
     token: String,
+    /// More etcd flags for every member.
+    extra: Vec<String>,
+    /// root's password once authentication is enabled (etcdctl then uses it).
+    root_password: Option<String>,
 }
 
 /// A port nobody listens on now (the kernel's pick), with its listener kept
@@ -73,7 +79,22 @@ impl Cluster {
         Self::start_with(n, Some(tls), &std::env::temp_dir())
     }
 
+    /// `n` members over plain HTTP, each started with the etcd flags `extra`
+    /// as well (e.g. `["--quota-backend-bytes", "4194304"]`).
+    pub fn start_args(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_full(n, None, &std::env::temp_dir(), extra)
+    }
+
+    /// `n` members in a new directory under `parent`, with the etcd flags `extra`.
+    pub fn start_args_in(n: usize, parent: &Path, extra: &[&str]) -> Cluster {
+        Self::start_full(n, None, parent, extra)
+    }
+
     fn start_with(n: usize, tls: Option<ServerTls>, parent: &Path) -> Cluster {
+        Self::start_full(n, tls, parent, &[])
+    }
+
+    fn start_full(n: usize, tls: Option<ServerTls>, parent: &Path, extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("etcd-test-")
             .tempdir_in(parent)
@@ -105,6 +126,8 @@ impl Cluster {
             members,
             tls,
             token,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            root_password: None,
         };
         for i in 0..n {
             c.spawn(i);
@@ -178,6 +201,7 @@ impl Cluster {
                 .arg(&t.ca)
                 .arg("--client-cert-auth");
         }
+        cmd.args(&self.extra);
         let child = cmd.spawn().expect("spawn /usr/bin/etcd");
         self.members[i].child = Some(child);
     }
@@ -229,6 +253,9 @@ impl Cluster {
                 .arg(&t.client_cert)
                 .arg("--key")
                 .arg(&t.client_key);
+        }
+        if let Some(pw) = &self.root_password {
+            cmd.arg("--user").arg(format!("root:{pw}"));
         }
         let out = cmd.args(args).output().expect("run etcdctl");
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -293,6 +320,68 @@ impl Cluster {
     pub fn is_running(&self, i: usize) -> bool {
         self.members[i].child.is_some()
     }
+
+    /// The member that is the leader now, as the running members report it
+    /// (`etcdctl endpoint status`); None while there is none. A member
+    /// whose status cannot be read (stopped) does not count.
+    pub fn leader(&self) -> Option<usize> {
+        let mut leader = None;
+        for i in (0..self.members.len()).filter(|&i| self.is_running(i)) {
+            let (ok, out) =
+                self.etcdctl_at(&self.endpoint(i), &["endpoint", "status", "-w", "json"]);
+            if !ok {
+                continue;
+            }
+            let v: serde_json::Value = match serde_json::from_str(out.trim()) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let st = &v[0]["Status"];
+            let (id, lead) = (st["header"]["member_id"].as_u64(), st["leader"].as_u64());
+            if id.is_some() && id == lead {
+                leader = Some(i);
+            }
+        }
+        leader
+    }
+
+    /// Enables etcd's authentication: user `root` (with the root role and
+    /// `password`, which etcdctl uses from now on), then `auth enable`.
+    pub fn enable_auth(&mut self, password: &str) {
+        for args in [
+            vec!["user", "add", "root", "--new-user-password", password],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["auth", "enable"],
+        ] {
+            let (ok, out) = self.etcdctl(&args);
+            assert!(ok, "etcdctl {args:?}: {out}");
+        }
+        self.root_password = Some(password.to_string());
+    }
+
+    /// Adds user `name` with `password` and a role of the same name that may
+    /// read and write every key under `prefix` (nothing when None).
+    pub fn add_user(&self, name: &str, password: &str, prefix: Option<&str>) {
+        let mut cmds = vec![
+            vec!["user", "add", name, "--new-user-password", password],
+            vec!["role", "add", name],
+        ];
+        if let Some(p) = prefix {
+            cmds.push(vec![
+                "role",
+                "grant-permission",
+                name,
+                "--prefix=true",
+                "readwrite",
+                p,
+            ]);
+        }
+        cmds.push(vec!["user", "grant-role", name, name]);
+        for args in cmds {
+            let (ok, out) = self.etcdctl(&args);
+            assert!(ok, "etcdctl {args:?}: {out}");
+        }
+    }
 }
 
 impl Drop for Cluster {
@@ -300,5 +389,90 @@ impl Drop for Cluster {
         for i in 0..self.members.len() {
             self.kill(i);
         }
+    }
+}
+
+/// What a [`Proxy`] does with its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProxyMode {
+    /// Both directions, as a plain TCP relay.
+    Forward = 0,
+    /// Requests reach the member, its answers are thrown away: a request
+    /// is applied while its client hears nothing (a lost answer).
+    DropAnswers = 1,
+    /// New connections are closed at once (existing ones keep their mode).
+    Reject = 2,
+}
+
+/// A TCP relay on a loopback port in front of one etcd member, its mode
+/// switchable at any time; its threads end with the test process.
+pub struct Proxy {
+    port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Proxy {
+    /// Relays to `target` (`http://127.0.0.1:PORT`), starting in `mode`.
+    pub fn start(target: &str, mode: ProxyMode) -> Proxy {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let to = target
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .expect("target http://127.0.0.1:PORT");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy port");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let shared = std::sync::Arc::new(AtomicU8::new(mode as u8));
+        let m = shared.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if m.load(Ordering::SeqCst) == ProxyMode::Reject as u8 {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let relay =
+                    |mut from: std::net::TcpStream,
+                     mut to: std::net::TcpStream,
+                     drop_when: Option<std::sync::Arc<AtomicU8>>| {
+                        std::thread::spawn(move || {
+                            use std::io::{Read, Write};
+                            let mut buf = [0u8; 16 * 1024];
+                            loop {
+                                let n = match from.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                };
+                                let dropped = drop_when.as_ref().is_some_and(|m| {
+                                    m.load(Ordering::SeqCst) == ProxyMode::DropAnswers as u8
+                                });
+                                if !dropped && to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        })
+                    };
+                let (c2, s2) = match (client.try_clone(), server.try_clone()) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    _ => continue,
+                };
+                relay(client, server, None);
+                relay(s2, c2, Some(m.clone()));
+            }
+        });
+        Proxy { port, mode: shared }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode
+            .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }

@@ -3,8 +3,13 @@
 //! ```json
 //! absent, null, or {"type": "disk"}: the disk store in `dataDir`
 //! {"type": "etcd", "endpoints": ["https://etcd-1:2379"], "prefix": "/cni/ipam",
-//!  "timeout": "5s", "node": "worker-3", "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"}}
+//!  "timeout": "5s", "node": "worker-3", "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"},
+//!  "auth": {"username": "cni", "passwordFile": "/etc/cni/etcd/password"}}
 //! ```
+//!
+//! The password is never in the configuration itself, only the path of a
+//! file holding it (read, and its permissions checked, when the client is
+//! created).
 //!
 //! Decoded under Go's rules like the rest of the `ipam` section ([`cni_proto::gojson`]: a key
 //! matches its field case-insensitively when no exact match exists, the last of repeated keys
@@ -18,8 +23,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cni_proto::gojson::{self, field as f, find_field, Doc, Field, Kind};
-use serde::Deserialize;
+use cni_proto::go_struct;
+use cni_proto::gojson::{self, find_field, Doc, Field, Kind};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -60,6 +65,14 @@ pub struct TlsFiles {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
+/// Username/password authentication against etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub username: String,
+    /// A file holding the password (one line); readable by its owner only.
+    pub password_file: PathBuf,
+}
+
 /// The validated etcd store configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdConfig {
@@ -71,52 +84,61 @@ pub struct EtcdConfig {
     /// This node's name, recorded in each reservation it makes (GC scope).
     pub node: String,
     pub tls: Option<TlsFiles>,
-}
-
-/// The `tls` object as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawTls {
-    ca: Option<String>,
-    cert: Option<String>,
-    key: Option<String>,
-}
-
-/// The `store` object as written, typed, before validation.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawStore {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    endpoints: Option<Vec<String>>,
-    prefix: Option<String>,
-    timeout: Option<String>,
-    node: Option<String>,
-    tls: Option<RawTls>,
+    pub auth: Option<AuthConfig>,
 }
 
 static SCALAR: Kind = Kind::Scalar;
-static TLS_FIELDS: [Field; 3] = [
-    f("ca", Kind::Scalar),
-    f("cert", Kind::Scalar),
-    f("key", Kind::Scalar),
-];
-static STORE_FIELDS: [Field; 6] = [
-    f("type", Kind::Scalar),
-    f("endpoints", Kind::List(&SCALAR)),
-    f("prefix", Kind::Scalar),
-    f("timeout", Kind::Scalar),
-    f("node", Kind::Scalar),
-    f(
-        "tls",
-        Kind::Struct {
-            fields: &TLS_FIELDS,
-            nullable: true,
-        },
-    ),
-];
+
+go_struct! {
+    /// The `tls` object as written.
+    #[derive(Debug, Default)]
+    #[serde(default)]
+    struct RawTls {
+        #[go("ca", Kind::Scalar)]
+        ca: Option<String>,
+        #[go("cert", Kind::Scalar)]
+        cert: Option<String>,
+        #[go("key", Kind::Scalar)]
+        key: Option<String>,
+    }
+}
+
+go_struct! {
+    /// The `auth` object as written.
+    #[derive(Debug, Default)]
+    #[serde(default)]
+    struct RawAuth {
+        #[go("username", Kind::Scalar)]
+        username: Option<String>,
+        #[go("passwordFile", Kind::Scalar)]
+        password_file: Option<String>,
+    }
+}
+
+go_struct! {
+    /// The `store` object as written, typed, before validation.
+    #[derive(Debug, Default)]
+    #[serde(default)]
+    struct RawStore {
+        #[go("type", Kind::Scalar)]
+        kind: Option<String>,
+        #[go("endpoints", Kind::List(&SCALAR))]
+        endpoints: Option<Vec<String>>,
+        #[go("prefix", Kind::Scalar)]
+        prefix: Option<String>,
+        #[go("timeout", Kind::Scalar)]
+        timeout: Option<String>,
+        #[go("node", Kind::Scalar)]
+        node: Option<String>,
+        #[go("tls", Kind::Struct { fields: RawTls::GO_FIELDS, nullable: true })]
+        tls: Option<RawTls>,
+        #[go("auth", Kind::Struct { fields: RawAuth::GO_FIELDS, nullable: true })]
+        auth: Option<RawAuth>,
+    }
+}
+
 static STORE: Kind = Kind::Struct {
-    fields: &STORE_FIELDS,
+    fields: RawStore::GO_FIELDS,
     nullable: true,
 };
 
@@ -128,6 +150,8 @@ fn expected(key: &str) -> &'static str {
         "timeout" => "expected a duration like \"5s\"",
         "tls" => "expected an object {ca, cert, key}",
         k if k.starts_with("tls.") => "expected a file path",
+        "auth" => "expected an object {username, passwordFile}",
+        k if k.starts_with("auth.") => "expected a string",
         _ => "invalid value",
     }
 }
@@ -169,9 +193,14 @@ impl StoreConfig {
                 .path
                 .split(['.', '['])
                 .try_fold(v, |v, seg| v.get(seg.trim_end_matches(']')));
+            // Nothing under `auth` is echoed: it may be a misplaced password.
+            let shown = match e.path.starts_with("auth") {
+                true => String::new(),
+                false => value.map(Value::to_string).unwrap_or_default(),
+            };
             invalid(
                 &e.path,
-                value.map(Value::to_string).unwrap_or_default(),
+                shown,
                 expected(e.path.split('[').next().unwrap_or_default()),
             )
         })?;
@@ -188,23 +217,34 @@ impl StoreConfig {
                 Ok(StoreConfig::Disk { data_dir })
             }
             Some("etcd") => {
-                if let Some((k, x)) = unknown_key(obj, &STORE_FIELDS) {
+                if let Some((k, x)) = unknown_key(obj, RawStore::GO_FIELDS) {
                     return Err(invalid(
                         k,
                         x.to_value().to_string(),
                         format!(
                             "unknown key for the etcd store (known: {})",
-                            known(&STORE_FIELDS)
+                            known(RawStore::GO_FIELDS)
                         ),
                     ));
                 }
                 if let Some(Doc::Object(t)) = doc.field("tls", Kind::Whole) {
-                    if let Some((k, x)) = unknown_key(t, &TLS_FIELDS) {
+                    if let Some((k, x)) = unknown_key(t, RawTls::GO_FIELDS) {
                         return Err(invalid(
                             &format!("tls.{k}"),
                             x.to_value().to_string(),
-                            format!("unknown key (known: {})", known(&TLS_FIELDS)),
+                            format!("unknown key (known: {})", known(RawTls::GO_FIELDS)),
                         ));
+                    }
+                }
+                if let Some(Doc::Object(a)) = doc.field("auth", Kind::Whole) {
+                    if let Some((k, _)) = unknown_key(a, RawAuth::GO_FIELDS) {
+                        let reason = if k.eq_ignore_ascii_case("password") {
+                            "the password is never written in the configuration: put it in a file readable by root only and name that file in ipam.store.auth.passwordFile".to_string()
+                        } else {
+                            format!("unknown key (known: {})", known(RawAuth::GO_FIELDS))
+                        };
+                        // The value is not echoed: it may be a password.
+                        return Err(invalid(&format!("auth.{k}"), "", reason));
                     }
                 }
                 raw.validate_etcd(hostname).map(StoreConfig::Etcd)
@@ -222,6 +262,10 @@ impl RawStore {
     fn validate_etcd(self, hostname: &dyn Fn() -> Option<String>) -> Result<EtcdConfig> {
         let tls = match self.tls {
             Some(t) => Some(tls_files(t)?),
+            None => None,
+        };
+        let auth = match self.auth {
+            Some(a) => Some(auth_config(a)?),
             None => None,
         };
         let endpoints = self
@@ -286,8 +330,44 @@ impl RawStore {
             timeout,
             node,
             tls,
+            auth,
         })
     }
+}
+
+fn auth_config(a: RawAuth) -> Result<AuthConfig> {
+    let text = |k: &str, v: Option<String>, what: &str| -> Result<String> {
+        v.ok_or_else(|| invalid(&format!("auth.{k}"), "", format!("missing: {what}")))
+    };
+    let username = text("username", a.username, "the etcd user")?;
+    if username.is_empty()
+        || username.len() > 256
+        || username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(
+            "auth.username",
+            &username,
+            "expected 1 to 256 characters, no spaces or control characters",
+        ));
+    }
+    let file = text(
+        "passwordFile",
+        a.password_file,
+        "the path of the file holding the password",
+    )?;
+    if !file.starts_with('/') || file.contains('\0') {
+        return Err(invalid(
+            "auth.passwordFile",
+            &file,
+            "expected an absolute file path",
+        ));
+    }
+    Ok(AuthConfig {
+        username,
+        password_file: PathBuf::from(file),
+    })
 }
 
 /// One `endpoints` entry: `http://HOST:PORT`, or `https://` when TLS is configured.
@@ -473,6 +553,7 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.node, "host-a");
         assert_eq!(c.tls, None);
+        assert_eq!(c.auth, None);
     }
 
     #[test]
@@ -480,7 +561,8 @@ mod tests {
         let c = parse(
             json!({"type": "etcd", "endpoints": ["https://e1:2379", "https://[::1]:2379/"],
             "prefix": "/x/y", "timeout": "1m30s", "node": "worker-3",
-            "tls": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}}),
+            "tls": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"},
+            "auth": {"username": "cni", "passwordFile": "/etc/cni/etcd/pw"}}),
         )
         .unwrap();
         assert_eq!(c.endpoints.len(), 2);
@@ -492,6 +574,13 @@ mod tests {
         assert_eq!(
             tls.identity,
             Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(
+            c.auth,
+            Some(AuthConfig {
+                username: "cni".into(),
+                password_file: PathBuf::from("/etc/cni/etcd/pw")
+            })
         );
     }
 
@@ -537,6 +626,32 @@ mod tests {
                 "ipam.store.tls.pass",
             ),
             (json!({"user": "root"}), "ipam.store.user"),
+            (json!({"auth": "cni"}), "ipam.store.auth"),
+            (json!({"auth": {}}), "ipam.store.auth.username"),
+            (
+                json!({"auth": {"username": "cni"}}),
+                "ipam.store.auth.passwordFile",
+            ),
+            (
+                json!({"auth": {"username": "", "passwordFile": "/p"}}),
+                "ipam.store.auth.username",
+            ),
+            (
+                json!({"auth": {"username": "a b", "passwordFile": "/p"}}),
+                "ipam.store.auth.username",
+            ),
+            (
+                json!({"auth": {"username": "cni", "passwordFile": "pw"}}),
+                "ipam.store.auth.passwordFile",
+            ),
+            (
+                json!({"auth": {"username": "cni", "passwordFile": 1}}),
+                "ipam.store.auth.passwordFile",
+            ),
+            (
+                json!({"auth": {"username": "cni", "password": "hunter2"}}),
+                "ipam.store.auth.password",
+            ),
         ];
         for (patch, want) in cases {
             let mut v = base.clone();
@@ -548,6 +663,22 @@ mod tests {
                 .unwrap_or_else(|| panic!("{v} accepted"));
             assert_eq!(field_of(e), want, "{v}");
         }
+    }
+
+    #[test]
+    fn a_password_in_the_configuration_is_refused_without_echoing_it() {
+        let v = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:2379"],
+            "auth": {"username": "cni", "Password": "hunter2", "passwordFile": "/p"}});
+        let e = parse(v).unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("passwordFile"), "{msg}");
+        assert_eq!(field_of(e), "ipam.store.auth.Password");
+        // A password where a string is expected is not echoed either.
+        let v = json!({"type": "etcd", "endpoints": ["http://127.0.0.1:2379"],
+            "auth": {"username": ["hunter2"], "passwordFile": "/p"}});
+        let msg = parse(v).unwrap_err().to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 
     #[test]

@@ -196,6 +196,7 @@ pub fn etcd_config(c: &Cluster, node: &str) -> EtcdConfig {
         timeout: Duration::from_secs(5),
         node: node.into(),
         tls: None,
+        auth: None,
     }
 }
 

@@ -15,8 +15,13 @@ mod cri_cleanup;
 mod cri_world;
 mod differential; // reference vs ours, step by step
 mod etcd; // the etcd store against real etcd members
+mod etcd_auth; // username/password, roles limited to the prefix, refusals: one code
 mod etcd_cluster; // several nodes, member and quorum loss, TLS
+mod etcd_forged; // CHECK and DEL verify the address key behind an index key
 mod etcd_handoff; // host-local hands etcd-store calls to host-local-etcd
+mod etcd_health; // STATUS 50 under NOSPACE, CORRUPT, without a leader
+mod etcd_pages; // big values and long node names: reads in pages under 4 MiB
+mod etcd_slow; // a stopped (hung) follower, and leader, during sequential ADDs
 mod etcd_tls; // certificates made by the tests
 mod faults; // SIGKILL fault injection under concurrent ADD/DEL
 mod gc_status; // GC, STATUS, exclude

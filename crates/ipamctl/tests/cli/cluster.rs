@@ -26,6 +26,7 @@ fn reserve_in(network: &str, endpoints: &[String], node: &str, id: &str, ip: &st
         timeout: Duration::from_secs(5),
         node: node.into(),
         tls: None,
+        auth: None,
     };
     let mut store = EtcdStore::new(cfg, network);
     let mut s = store.session().unwrap();

@@ -11,7 +11,9 @@
 //! again. The cursor is a round-robin hint and is not compared: comparing it
 //! would make every pair of concurrent ADDs on a pool conflict. A release is
 //! one transaction deleting the address key (and its index key) only while
-//! the address key still holds the bytes that were read.
+//! the address key is still the write that was read (its `mod_revision`).
+//! Both are guarded, so the client may send them again to another member
+//! when one does not answer ([`rpc`]).
 //!
 //! etcd commits through its raft log (fsynced on a quorum) before it
 //! answers, so a successful commit is already durable.
@@ -25,19 +27,21 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use crate::addr;
 pub use crate::config::EtcdConfig;
 use crate::error::{Failure, StoreError};
-use crate::store::{self, Attachment, Committed, Entry, Pick, Session, Store};
+use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Store};
 
+mod errors;
+mod health;
 pub mod keys;
+mod page;
 mod rpc;
 
+pub use crate::config::AuthConfig;
+pub use errors::{Attempt, Credential, EtcdError, Outcome};
+pub use health::{Alarm, AlarmKind, Health};
 use keys::{prefix_end, Keys, Record};
+use page::Kv;
 use rpc::Rpc;
 
-/// A key and its value as etcd returned them.
-type KeyValue = (Vec<u8>, Vec<u8>);
-
-/// Keys fetched per range read when listing.
-const PAGE: i64 = 10_000;
 /// Addresses whose keys one read covers when looking for free addresses:
 /// the span read is bounded, not only the answer (etcd 3.4 walks every key
 /// in a range to count it, so reading to a range's end would cost as much
@@ -74,7 +78,7 @@ impl EtcdStore {
     /// tests act for several nodes).
     pub fn etcd_session(&mut self) -> Result<EtcdSession<'_>, StoreError> {
         if self.rpc.is_none() {
-            self.rpc = Some(Rpc::new(&self.cfg)?);
+            self.rpc = Some(Rpc::new(&self.cfg, self.keys.base())?);
         }
         let EtcdStore { cfg, keys, rpc } = self;
         let rpc = rpc.as_mut().expect("set above");
@@ -110,6 +114,48 @@ struct Window {
     taken: BTreeSet<u128>,
 }
 
+/// An address key as this session read it: whom it names and the
+/// revisions a release compares (`mod_revision`: the very write that was
+/// read, so a delayed or repeated release cannot delete a later
+/// reservation of the same attachment, whose value is the same bytes).
+#[derive(Clone, Debug)]
+struct Held {
+    owner: Owner,
+    /// Why the value names no attachment (unreadable, too large).
+    damage: Option<String>,
+    node: Option<String>,
+    create_revision: i64,
+    mod_revision: i64,
+}
+
+impl Held {
+    fn of(kv: &Kv) -> Held {
+        let (owner, node) = match &kv.value {
+            Ok(v) => Record::decode(v),
+            Err(big) => (Err(big.to_string()), None),
+        };
+        let (owner, damage) = match owner {
+            Ok(o) => (o, None),
+            Err(why) => (Owner::Damaged, Some(why)),
+        };
+        Held {
+            owner,
+            damage,
+            node,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+        }
+    }
+
+    /// The reservation of `ip` this key records.
+    fn entry(&self, ip: IpAddr) -> Entry {
+        Entry {
+            damage: self.damage.clone(),
+            ..Entry::new(ip, self.owner.clone()).on_node(self.node.clone())
+        }
+    }
+}
+
 /// Reads from one revision and at most one commit; every call ends by the
 /// session's deadline (the configured timeout from its start).
 pub struct EtcdSession<'a> {
@@ -119,8 +165,8 @@ pub struct EtcdSession<'a> {
     deadline: Instant,
     /// The snapshot: fixed by the first read.
     revision: Option<i64>,
-    /// Address -> the value bytes read (release compares against them).
-    values: HashMap<IpAddr, Vec<u8>>,
+    /// Address -> its key as read (release compares against it).
+    values: HashMap<IpAddr, Held>,
     /// Stretches of addresses whose reservations were read.
     windows: Vec<Window>,
 }
@@ -148,34 +194,34 @@ impl EtcdSession<'_> {
         self.windows.clear();
     }
 
-    /// Every key-value in `[start, end)` at the snapshot, page by page.
+    /// Every key-value in `[start, end)` at the snapshot, in pages that
+    /// stay under the client's message limit (values too large for it come
+    /// back as [`page::Oversized`]).
     fn range(
         &mut self,
         op: &str,
         start: Vec<u8>,
         end: Vec<u8>,
         keys_only: bool,
-    ) -> Result<Vec<KeyValue>, StoreError> {
-        let mut out = Vec::new();
-        let mut from = start;
-        loop {
-            let mut o = self.opts().with_range(end.clone()).with_limit(PAGE);
-            if keys_only {
-                o = o.with_keys_only();
-            }
-            let mut resp = self.rpc.get(op, self.deadline, from.clone(), o)?;
-            self.note_revision(resp.header());
-            let more = resp.more();
-            let kvs = resp.take_kvs();
-            let Some(last) = kvs.last() else { break };
-            from = last.key().to_vec();
-            from.push(0);
-            out.extend(kvs.into_iter().map(|kv| kv.into_key_value()));
-            if !more {
-                break;
-            }
+    ) -> Result<Vec<Kv>, StoreError> {
+        let p = self
+            .rpc
+            .range(op, self.deadline, start, end, self.revision, keys_only)?;
+        if self.revision.is_none() {
+            self.revision = p.revision;
         }
-        Ok(out)
+        Ok(p.kvs)
+    }
+
+    /// The answering member's view: leader, raised alarms (cheap, local).
+    pub fn health(&mut self) -> Result<Health, StoreError> {
+        self.rpc.health(self.deadline)
+    }
+
+    /// The cluster's raised alarms, from etcd's alarm list (NOSPACE,
+    /// CORRUPT): what `ipamctl metrics` exposes.
+    pub fn alarms(&mut self) -> Result<Vec<Alarm>, StoreError> {
+        self.rpc.alarms(self.deadline)
     }
 
     /// Every reservation with the node that made it, at the snapshot.
@@ -184,58 +230,51 @@ impl EtcdSession<'_> {
         let end = prefix_end(&start);
         let kvs = self.range("list reservations", start, end, false)?;
         let mut out = Vec::with_capacity(kvs.len());
-        for (k, v) in kvs {
-            let Some(ip) = self.keys.parse_ip(&k) else {
+        for kv in kvs {
+            let Some(ip) = self.keys.parse_ip(&kv.key) else {
                 continue; // not an address key of ours (written by hand): not a reservation
             };
-            let (owner, node) = Record::decode(&v);
-            self.values.insert(ip, v);
-            out.push(Entry::recorded(ip, owner).on_node(node));
+            let held = Held::of(&kv);
+            out.push(held.entry(ip));
+            self.values.insert(ip, held);
         }
         Ok(out)
     }
 
-    /// The value of `entry.ip`'s key while it still names `entry.owner`
-    /// (this session's read, else the latest); None once it does not.
-    fn held_value(&mut self, entry: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
+    /// `entry.ip`'s key while it still names `entry.owner` (this
+    /// session's read, else the latest); None once it does not.
+    fn held_value(&mut self, entry: &Entry) -> Result<Option<Held>, StoreError> {
         let cached = self
             .values
             .get(&entry.ip)
-            .filter(|v| Record::owner(v) == entry.owner)
+            .filter(|h| h.owner == entry.owner)
             .cloned();
         if cached.is_some() {
             return Ok(cached);
         }
         Ok(self
             .read_value(entry.ip, true)?
-            .filter(|v| Record::owner(v) == entry.owner))
+            .filter(|h| h.owner == entry.owner))
     }
 
-    fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Vec<u8>>, StoreError> {
-        let opts = if latest {
-            GetOptions::new()
-        } else {
-            self.opts()
-        };
-        let mut resp = self.rpc.get(
+    /// The address key of `ip` at the snapshot (or the latest), cached.
+    fn read_value(&mut self, ip: IpAddr, latest: bool) -> Result<Option<Held>, StoreError> {
+        let revision = if latest { None } else { self.revision };
+        let (kv, rev) = self.rpc.get_one(
             &format!("read {ip}"),
             self.deadline,
             self.keys.ip(ip).into_bytes(),
-            opts,
+            revision,
         )?;
-        if !latest {
-            self.note_revision(resp.header());
+        if !latest && self.revision.is_none() {
+            self.revision = rev;
         }
-        let v = resp
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(|kv| kv.into_key_value().1);
-        match &v {
-            Some(b) => self.values.insert(ip, b.clone()),
+        let held = kv.map(|kv| Held::of(&kv));
+        match &held {
+            Some(h) => self.values.insert(ip, h.clone()),
             None => self.values.remove(&ip),
         };
-        Ok(v)
+        Ok(held)
     }
 
     /// Whether `ip` is reserved. Reads the keys of the [`WINDOW`] addresses
@@ -281,23 +320,28 @@ impl EtcdSession<'_> {
 }
 
 impl Session for EtcdSession<'_> {
+    /// The attachment's index keys name the candidates; each counts only
+    /// when its address key (read at the snapshot) exists and names the
+    /// attachment too: an index key without its address key, or naming
+    /// another container's address (stale, or forged), reserves nothing for
+    /// it, so CHECK does not pass on it and DEL does not touch that address.
     fn find(&mut self, att: &Attachment) -> Result<Vec<Entry>, StoreError> {
         let start = self.keys.container(att.id()).into_bytes();
         let end = prefix_end(&start);
-        let kvs = self.range(&format!("find {att}"), start, end, false)?;
+        let kvs = self.range(&format!("find {att}"), start, end, true)?;
         let mut out = Vec::new();
-        for (k, v) in kvs {
-            let Some((_, ip)) = self.keys.parse_index(att.id(), &k) else {
+        for kv in kvs {
+            let Some((_, ip)) = self.keys.parse_index(att.id(), &kv.key) else {
                 continue; // not an index key (written by hand): names no reservation
             };
-            let (owner, node) = Record::decode(&v);
-            match owner {
-                Ok(owner) if owner.belongs_to(att.id(), att.ifname()) => {
-                    self.values.insert(ip, v);
-                    out.push(Entry::new(ip, owner).on_node(node));
-                }
-                // Another ifname's, or a damaged value: not this attachment's.
-                _ => {}
+            if out.iter().any(|e: &Entry| e.ip == ip) {
+                continue; // legacy and current index keys of one address
+            }
+            let Some(held) = self.read_value(ip, false)? else {
+                continue; // no address key: the index key reserves nothing
+            };
+            if held.owner.belongs_to(att.id(), att.ifname()) {
+                out.push(held.entry(ip));
             }
         }
         Ok(out)
@@ -314,25 +358,27 @@ impl Session for EtcdSession<'_> {
     }
 
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Entry>, StoreError> {
-        Ok(self.read_value(ip, false)?.map(|v| {
-            let (owner, node) = Record::decode(&v);
-            Entry::recorded(ip, owner).on_node(node)
-        }))
+        Ok(self.read_value(ip, false)?.map(|h| h.entry(ip)))
     }
 
     fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
-        let o = self.opts();
-        let mut resp = self.rpc.get(
+        let (kv, rev) = self.rpc.get_one(
             &format!("read cursor {set_index}"),
             self.deadline,
             self.keys.cursor(set_index).into_bytes(),
-            o,
+            self.revision,
         )?;
-        self.note_revision(resp.header());
-        Ok(resp
-            .take_kvs()
-            .first()
-            .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.trim().parse().ok()))
+        if self.revision.is_none() {
+            self.revision = rev;
+        }
+        // An unreadable (or oversized) cursor is no cursor: a hint only.
+        Ok(kv.and_then(|kv| {
+            std::str::from_utf8(kv.value.ok()?.as_slice())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        }))
     }
 
     fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError> {
@@ -370,10 +416,39 @@ impl Session for EtcdSession<'_> {
         let resp = self
             .rpc
             .txn(&format!("reserve for {att}"), self.deadline, txn)?;
-        if resp.succeeded() {
+        let mine = |r: &TxnOpResponse| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().is_some_and(|kv| kv.value() == value),
+            _ => false,
+        };
+        // Sent again after an attempt that got no answer: when every address
+        // holds this attachment's record, that attempt was applied.
+        let applied_before = !resp.succeeded()
+            && self.rpc.resent()
+            && resp.op_responses().iter().filter(|r| mine(r)).count() == picks.len();
+        if resp.succeeded() || applied_before {
+            let rev = resp.header().map_or(0, |h| h.revision());
+            let revs: Vec<(i64, i64)> = resp
+                .op_responses()
+                .iter()
+                .filter_map(|r| match r {
+                    TxnOpResponse::Get(g) => g
+                        .kvs()
+                        .first()
+                        .map(|kv| (kv.create_revision(), kv.mod_revision())),
+                    _ => None,
+                })
+                .collect();
             self.wrote(resp.header());
-            for p in picks {
-                self.values.insert(p.ip, value.clone());
+            for (k, p) in picks.iter().enumerate() {
+                let (create_revision, mod_revision) = revs.get(k).copied().unwrap_or((rev, rev));
+                let held = Held {
+                    owner: att.owner(),
+                    damage: None,
+                    node: Some(self.node.to_string()),
+                    create_revision,
+                    mod_revision,
+                };
+                self.values.insert(p.ip, held);
             }
             return Ok(Committed::durable());
         }
@@ -391,21 +466,36 @@ impl Session for EtcdSession<'_> {
         })
     }
 
+    /// Deletes the address key only while it is the very write read
+    /// (`mod_revision`), so the transaction is guarded: sent again after a
+    /// member did not answer, or applied late by that member, it deletes
+    /// nothing that was written since (a new reservation of the same
+    /// attachment holds the same bytes, not the same revision).
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
-        let Some(value) = self.held_value(entry)? else {
+        let Some(held) = self.held_value(entry)? else {
             return Ok(false);
         };
         let key = self.keys.ip(entry.ip);
         let index = self.keys.index_of(&entry.owner, entry.ip);
         let mut then = vec![TxnOp::delete(key.clone(), None)];
-        // When the address moved on, the index key still naming it is stale.
+        // When the address moved on, the index key written with the
+        // reservation read (same create_revision) is stale.
         let mut otherwise = Vec::new();
         if let Some(i) = index {
             then.push(TxnOp::delete(i.clone(), None));
-            otherwise.push(TxnOp::delete(i, None));
+            let stale = Compare::create_revision(i.clone(), CompareOp::Equal, held.create_revision);
+            otherwise.push(TxnOp::txn(
+                Txn::new()
+                    .when(vec![stale])
+                    .and_then(vec![TxnOp::delete(i, None)]),
+            ));
         }
         let txn = Txn::new()
-            .when(vec![Compare::value(key, CompareOp::Equal, value)])
+            .when(vec![Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                held.mod_revision,
+            )])
             .and_then(then)
             .or_else(otherwise);
         let resp = self
@@ -417,7 +507,7 @@ impl Session for EtcdSession<'_> {
     }
 
     /// One transaction for all of them (each address key compared with the
-    /// value this session read): etcd down or slow leaves every reservation
+    /// revision this session read): etcd down or slow leaves every reservation
     /// in place, never some. When one of them changed meanwhile, the
     /// transaction writes nothing and each is released on its own terms.
     fn release_all(&mut self, entries: &[&Entry]) -> Vec<Failure> {
@@ -434,13 +524,17 @@ impl Session for EtcdSession<'_> {
         );
         let (mut when, mut then) = (Vec::new(), Vec::new());
         for e in entries {
-            let value = match self.held_value(e) {
-                Ok(Some(v)) => v,
+            let held = match self.held_value(e) {
+                Ok(Some(h)) => h,
                 Ok(None) => continue,
                 Err(source) => return vec![Failure { what, source }],
             };
             let key = self.keys.ip(e.ip);
-            when.push(Compare::value(key.clone(), CompareOp::Equal, value));
+            when.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                held.mod_revision,
+            ));
             then.push(TxnOp::delete(key, None));
             if let Some(i) = self.keys.index_of(&e.owner, e.ip) {
                 then.push(TxnOp::delete(i, None));
@@ -476,6 +570,12 @@ impl Session for EtcdSession<'_> {
 
     fn list(&mut self) -> Result<Vec<Entry>, StoreError> {
         self.list_all()
+    }
+
+    /// etcd has a leader and raised no alarm (NOSPACE: every write fails;
+    /// CORRUPT), from the answering member's status.
+    fn writable(&mut self) -> Result<(), StoreError> {
+        self.rpc.writable(self.deadline)
     }
 
     /// Only what this node reserved: other nodes' runtimes own theirs.
