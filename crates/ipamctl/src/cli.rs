@@ -1,6 +1,5 @@
 //! The command line: every subcommand, its options, help and examples.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,13 +71,7 @@ pub enum Cmd {
         Examples:\n  ipamctl list\n  ipamctl list --config /etc/cni/net.d\n  \
         ipamctl --data-dir /srv/cni/networks list --json | jq '.networks[].name'"
     )]
-    List {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// JSON output (schema in SCHEMA.md).
-        #[arg(long)]
-        json: bool,
-    },
+    List(crate::cmd::list::Args),
     /// Every reservation of a network: address, container, pod, ifname, age and problems.
     #[command(
         after_help = "Problems: damaged (empty or unparseable file), and with --config: \
@@ -106,19 +99,7 @@ pub enum Cmd {
         ipamctl leaks mynet --valid valid.txt\n  ipamctl leaks mynet            # heuristic: /var/lib/cni/results\n  \
         ipamctl leaks mynet --valid - --json < valid.json"
     )]
-    Leaks {
-        /// The network name (a directory of the data directory).
-        network: String,
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        valid: ValidArg,
-        #[command(flatten)]
-        results: ResultsArg,
-        /// JSON output (schema in SCHEMA.md).
-        #[arg(long)]
-        json: bool,
-    },
+    Leaks(crate::cmd::leaks::Args),
     /// Releases the reservations of one attachment or address.
     #[command(
         group(clap::ArgGroup::new("what").required(true).args(["container", "ip"])),
@@ -130,26 +111,7 @@ pub enum Cmd {
         Examples:\n  ipamctl release mynet --container 3f2a9c41 --dry-run\n  \
         ipamctl release mynet --container 3f2a9c41 --ifname eth1 --yes\n  ipamctl release mynet --ip 10.22.0.17"
     )]
-    Release {
-        /// The network name (a directory of the data directory).
-        network: String,
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Every reservation of this container (legacy ID-only files included); a unique ID
-        /// prefix of 8 or more characters is accepted.
-        #[arg(long, value_name = "ID")]
-        container: Option<String>,
-        /// Only this interface's reservations (and legacy ID-only files of the container).
-        #[arg(long, value_name = "IF", requires = "container")]
-        ifname: Option<String>,
-        /// The reservation of this address, whoever holds it (damaged files too).
-        #[arg(long, value_name = "ADDR", conflicts_with = "container")]
-        ip: Option<IpAddr>,
-        #[command(flatten)]
-        results: ResultsArg,
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Release(crate::cmd::release::Args),
     /// Removes every reservation whose attachment is not valid (and every damaged file).
     #[command(
         after_help = "The plugin's CNI GC rules: an attachment must be listed (an ID-only line \
@@ -163,25 +125,7 @@ pub enum Cmd {
         Examples:\n  ipamctl gc mynet --valid valid.txt --dry-run\n  ipamctl gc mynet --valid valid.txt --yes\n  \
         ipamctl gc mynet --valid gc-config.json --json --yes"
     )]
-    Gc {
-        /// The network name (a directory of the data directory).
-        network: String,
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        valid: ValidRequired,
-        /// Override the guards: a list matching nothing, another network's GC configuration,
-        /// removing every reservation.
-        #[arg(long, alias = "allow-empty")]
-        force: bool,
-        /// Never remove a reservation younger than this.
-        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-        min_age: Duration,
-        #[command(flatten)]
-        results: ResultsArg,
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Gc(crate::cmd::gc::Args),
     /// The reverse of leaks: attachments the runtime cached whose reservation is missing or
     /// held by another container, and addresses reserved outside the configured ranges.
     #[command(
@@ -191,17 +135,7 @@ pub enum Cmd {
         Examples:\n  ipamctl check mynet --config /etc/cni/net.d\n  \
         ipamctl check mynet --results-dir /var/lib/cni/results --json"
     )]
-    Check {
-        /// The network name (a directory of the data directory).
-        network: String,
-        #[command(flatten)]
-        config: ConfigArg,
-        #[command(flatten)]
-        results: ResultsArg,
-        /// JSON output (schema in SCHEMA.md).
-        #[arg(long)]
-        json: bool,
-    },
+    Check(crate::cmd::check::Args),
     /// Prometheus metrics: reservations, capacity, free, usage and exhaustion per range set,
     /// problems per kind, the oldest reservation's age.
     #[command(
@@ -210,23 +144,17 @@ pub enum Cmd {
         With --output the file is replaced atomically (temporary file in the same directory, then \
         rename). Exit status 2 if a network could not be read (its ipamctl_network_up is 0)."
     )]
-    Metrics {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Write to this file atomically instead of stdout.
-        #[arg(long, value_name = "PATH")]
-        output: Option<PathBuf>,
-    },
+    Metrics(crate::cmd::metrics::Args),
     /// Reservations per node of a network kept in etcd (cluster mode), and
     /// nodes that hold reservations but are not in --live-nodes.
     #[command(after_help = crate::cluster::AFTER_HELP)]
-    Cluster(crate::cluster::ClusterArgs),
+    Cluster(crate::cluster::Args),
     /// Prints a shell completion script.
     #[command(
         after_help = "Examples:\n  ipamctl completions bash > /etc/bash_completion.d/ipamctl\n  \
         ipamctl completions zsh > \"${fpath[1]}/_ipamctl\""
     )]
-    Completions { shell: clap_complete::Shell },
+    Completions(crate::cmd::completions::Args),
     /// Prints the man page ipamctl(1) (roff).
     #[command(after_help = "Example:\n  ipamctl man | man -l -")]
     Man,

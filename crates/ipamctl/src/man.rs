@@ -5,6 +5,17 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use clap::CommandFactory;
+
+use crate::cmd::{Ctx, OK};
+
+/// `ipamctl man`: prints the page.
+pub fn run(_ctx: &Ctx) -> Result<u8> {
+    let mut buf = Vec::new();
+    write_man(crate::cli::Cli::command(), &mut buf)?;
+    crate::out::print(&String::from_utf8_lossy(&buf))?;
+    Ok(OK)
+}
 
 /// Writes ipamctl(1) to `out`: the main page (options, subcommand list, exit
 /// status, examples), then one section per subcommand with its synopsis,
@@ -56,7 +67,7 @@ pub fn write_man(cmd: clap::Command, out: &mut impl Write) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use super::*;
 
     #[test]
     fn man_page_documents_every_subcommand_and_its_options() {

@@ -13,7 +13,7 @@ use host_local::store::Owner;
 use serde::Serialize;
 
 use super::{load_configs, plural, results_cache, Ctx, FOUND, OK};
-use crate::cli::ConfigArg;
+use crate::cli::{ConfigArg, ResultsArg};
 use crate::inspect::ProblemKind;
 use crate::out;
 use crate::render::{colored, Table, BOLD, DIM, RED};
@@ -66,17 +66,25 @@ pub struct CheckReport {
     pub findings: Vec<Finding>,
 }
 
-pub fn run(
-    ctx: &Ctx,
-    network: &str,
-    cfg_arg: &ConfigArg,
-    results_dir: Option<PathBuf>,
-    json: bool,
-) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The network name (a directory of the data directory).
+    pub network: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub results: ResultsArg,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let network = a.network.as_str();
     super::check_network_name(network)?;
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("check", network, &cfgs)?;
-    let Some(cache) = results_cache(results_dir.as_deref(), network)? else {
+    let Some(cache) = results_cache(a.results.results_dir.as_deref(), network)? else {
         bail!(
             "check needs libcni's result cache: {} does not exist (give --results-dir)",
             super::DEFAULT_RESULTS_DIR
@@ -141,7 +149,7 @@ pub fn run(
         ranges_checked: view.config.is_some(),
         findings,
     };
-    if json {
+    if a.json {
         out::json("check", &report)?;
     } else {
         out::print(&render(ctx, &report))?;

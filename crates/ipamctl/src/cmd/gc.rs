@@ -9,26 +9,39 @@ use host_local::store::Owner;
 use super::change::{apply, plan, Skipped};
 use super::{load_configs, Ctx, OK};
 use crate::attach;
-use crate::cli::{ChangeArgs, ConfigArg};
+use crate::cli::{ChangeArgs, ConfigArg, ResultsArg, ValidRequired};
 use crate::duration;
 use crate::inspect::now_secs;
 use crate::render;
 
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The network name (a directory of the data directory).
     pub network: String,
+    #[command(flatten)]
     pub config: ConfigArg,
-    pub valid: String,
+    #[command(flatten)]
+    pub valid: ValidRequired,
+    /// Override the guards: a list matching nothing, another network's GC configuration,
+    /// removing every reservation.
+    #[arg(long, alias = "allow-empty")]
     pub force: bool,
+    /// Never remove a reservation younger than this.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse_duration)]
     pub min_age: Duration,
-    pub results_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub results: ResultsArg,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }
 
-pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let change = &a.change;
     let network = a.network.as_str();
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("gc", network, &cfgs)?;
-    let valid = attach::load_valid(&a.valid)?;
+    let valid = attach::load_valid(&a.valid.valid)?;
     if let Some(other) = valid.network.as_deref().filter(|n| *n != network) {
         if !a.force {
             bail!(
@@ -69,7 +82,7 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
         );
     }
     let now = now_secs();
-    let pods = super::change::pod_names(a.results_dir.as_deref(), network)?;
+    let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
     let min_age = a.min_age.as_secs() as i64;
     let mut planned = Vec::new();
     let mut kept = Vec::new();

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach;
-use crate::cli::ConfigArg;
+use crate::cli::{ConfigArg, ResultsArg, ValidArg};
 use crate::inspect::now_secs;
 use crate::out;
 use crate::render::{colored, Table, BOLD, DIM, RED, YELLOW};
@@ -70,18 +70,33 @@ pub struct LeaksReport {
     path: PathBuf,
 }
 
-pub fn run(
-    ctx: &Ctx,
-    network: &str,
-    cfg_arg: &ConfigArg,
-    valid_arg: Option<&str>,
-    results_dir: Option<PathBuf>,
-    json: bool,
-) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The network name (a directory of the data directory).
+    pub network: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub valid: ValidArg,
+    #[command(flatten)]
+    pub results: ResultsArg,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let network = a.network.as_str();
+    let results_dir = &a.results.results_dir;
     super::check_network_name(network)?;
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("leaks", network, &cfgs)?;
-    let valid = valid_arg.map(attach::load_valid).transpose()?;
+    let valid = a
+        .valid
+        .valid
+        .as_deref()
+        .map(attach::load_valid)
+        .transpose()?;
     let cache = results_cache(results_dir.as_deref(), network)?;
     // An empty cache for this network says the runtime does not keep one:
     // every reservation would look leaked.
@@ -148,7 +163,7 @@ pub fn run(
         leaks,
         path: view.path.clone(),
     };
-    if json {
+    if a.json {
         out::json("leaks", &report)?;
     } else {
         out::print(&render(ctx, &report))?;

@@ -13,6 +13,15 @@ use crate::out;
 use crate::render::{colored, percent, Cell, Table, DIM, RED, YELLOW};
 use crate::report::NetworkReport;
 
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListReport {
@@ -36,22 +45,22 @@ impl ListReport {
     }
 }
 
-pub fn run(ctx: &Ctx, cfg_arg: &ConfigArg, json: bool) -> Result<u8> {
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let cfgs = load_configs(a.config.config.as_deref())?;
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let report = ListReport {
         data_dir: ctx.base_data_dir(&cfgs),
         config: cfgs.path.clone(),
         networks: views.iter().map(|v| NetworkReport::new(v, now)).collect(),
-        with_config: cfg_arg.config.is_some(),
+        with_config: a.config.config.is_some(),
     };
     for n in &report.networks {
         if let Some(e) = &n.error {
             out::warn(format_args!("{}: {e}", n.name));
         }
     }
-    if json {
+    if a.json {
         out::json("list", &report)?;
     } else {
         out::print(&render(ctx, &report))?;

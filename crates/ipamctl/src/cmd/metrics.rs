@@ -13,14 +13,23 @@ use crate::inspect::{now_secs, ProblemKind};
 use crate::out;
 use crate::report::{NetworkReport, RangeSetReport};
 
-pub fn run(ctx: &Ctx, cfg_arg: &ConfigArg, output: Option<std::path::PathBuf>) -> Result<u8> {
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write to this file atomically instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let cfgs = load_configs(a.config.config.as_deref())?;
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let reports: Vec<NetworkReport> = views.iter().map(|v| NetworkReport::new(v, now)).collect();
     let text = render(&reports, now);
-    match output {
-        Some(p) => write_atomic(&p, &text)?,
+    match &a.output {
+        Some(p) => write_atomic(p, &text)?,
         None => out::print(&text)?,
     }
     let mut code = OK;

@@ -5,6 +5,7 @@
 
 pub mod change;
 pub mod check;
+pub mod completions;
 pub mod gc;
 pub mod leaks;
 pub mod list;
@@ -16,9 +17,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
-use clap::CommandFactory;
-
 use crate::attach::ResultsCache;
 use crate::cli::{Cli, Cmd};
 use crate::configs::{self, Configs, NetConfig};
@@ -26,6 +24,7 @@ use crate::inspect::{self, NetworkView, StoreKind};
 use crate::out;
 use crate::render::{age, colored, Cell, Style, DIM};
 use crate::report::ReservationReport;
+use anyhow::{anyhow, Result};
 
 pub const DEFAULT_DATA_DIR: &str = host_local::config::DEFAULT_DATA_DIR;
 pub const DEFAULT_RESULTS_DIR: &str = "/var/lib/cni/results";
@@ -54,79 +53,17 @@ pub fn run(cli: Cli) -> Result<u8> {
         style: Style::detect(),
         trunc: !cli.no_trunc && std::io::stdout().is_terminal(),
     };
-    match cli.cmd {
-        Cmd::List { config, json } => list::run(&ctx, &config, json),
-        Cmd::Show(args) => show::run(&ctx, &args),
-        Cmd::Leaks {
-            network,
-            config,
-            valid,
-            results,
-            json,
-        } => leaks::run(
-            &ctx,
-            &network,
-            &config,
-            valid.valid.as_deref(),
-            results.results_dir,
-            json,
-        ),
-        Cmd::Release {
-            network,
-            config,
-            container,
-            ifname,
-            ip,
-            results,
-            change,
-        } => {
-            let sel = match (container, ip) {
-                (Some(id), None) => release::Selector::Container { id, ifname },
-                (None, Some(ip)) => release::Selector::Ip(ip),
-                _ => return Err(anyhow!("give --container ID [--ifname IF] or --ip ADDR")),
-            };
-            release::run(&ctx, &network, &config, sel, results.results_dir, &change)
-        }
-        Cmd::Gc {
-            network,
-            config,
-            valid,
-            force,
-            min_age,
-            results,
-            change,
-        } => gc::run(
-            &ctx,
-            &gc::Args {
-                network,
-                config,
-                valid: valid.valid,
-                force,
-                min_age,
-                results_dir: results.results_dir,
-            },
-            &change,
-        ),
-        Cmd::Check {
-            network,
-            config,
-            results,
-            json,
-        } => check::run(&ctx, &network, &config, results.results_dir, json),
-        Cmd::Metrics { config, output } => metrics::run(&ctx, &config, output),
-        Cmd::Completions { shell } => {
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "ipamctl", &mut buf);
-            out::print(&String::from_utf8_lossy(&buf))?;
-            Ok(OK)
-        }
-        Cmd::Cluster(a) => crate::cluster::run(&a),
-        Cmd::Man => {
-            let mut buf = Vec::new();
-            crate::man::write_man(Cli::command(), &mut buf)?;
-            out::print(&String::from_utf8_lossy(&buf))?;
-            Ok(OK)
-        }
+    match &cli.cmd {
+        Cmd::List(a) => list::run(&ctx, a),
+        Cmd::Show(a) => show::run(&ctx, a),
+        Cmd::Leaks(a) => leaks::run(&ctx, a),
+        Cmd::Release(a) => release::run(&ctx, a),
+        Cmd::Gc(a) => gc::run(&ctx, a),
+        Cmd::Check(a) => check::run(&ctx, a),
+        Cmd::Metrics(a) => metrics::run(&ctx, a),
+        Cmd::Cluster(a) => crate::cluster::run(&ctx, a),
+        Cmd::Completions(a) => completions::run(&ctx, a),
+        Cmd::Man => crate::man::run(&ctx),
     }
 }
 

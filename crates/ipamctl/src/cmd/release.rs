@@ -9,7 +9,7 @@ use host_local::store::Owner;
 
 use super::change::{apply, plan};
 use super::{load_configs, Ctx, FOUND};
-use crate::cli::{ChangeArgs, ConfigArg};
+use crate::cli::{ChangeArgs, ConfigArg, ResultsArg};
 use crate::inspect::{now_secs, Reservation};
 
 /// The shortest container ID prefix accepted (as podman and crictl print them).
@@ -71,14 +71,44 @@ fn resolve_id(given: &str, reservations: &[Reservation]) -> Result<Option<String
     }
 }
 
-pub fn run(
-    ctx: &Ctx,
-    network: &str,
-    cfg_arg: &ConfigArg,
-    sel: Selector,
-    results_dir: Option<std::path::PathBuf>,
-    change: &ChangeArgs,
-) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The network name (a directory of the data directory).
+    pub network: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Every reservation of this container (legacy ID-only files included); a unique ID
+    /// prefix of 8 or more characters is accepted.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Only this interface's reservations (and legacy ID-only files of the container).
+    #[arg(long, value_name = "IF", requires = "container")]
+    pub ifname: Option<String>,
+    /// The reservation of this address, whoever holds it (damaged files too).
+    #[arg(long, value_name = "ADDR", conflicts_with = "container")]
+    pub ip: Option<IpAddr>,
+    #[command(flatten)]
+    pub results: ResultsArg,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+impl Args {
+    fn selector(&self) -> Result<Selector> {
+        match (&self.container, self.ip) {
+            (Some(id), None) => Ok(Selector::Container {
+                id: id.clone(),
+                ifname: self.ifname.clone(),
+            }),
+            (None, Some(ip)) => Ok(Selector::Ip(ip)),
+            _ => bail!("give --container ID [--ifname IF] or --ip ADDR"),
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let network = a.network.as_str();
+    let sel = a.selector()?;
     super::check_network_name(network)?;
     if let Selector::Container { id, ifname } = &sel {
         cni_proto::ContainerId::new(id).map_err(|e| anyhow!("--container: {e}"))?;
@@ -86,7 +116,7 @@ pub fn run(
             cni_proto::IfName::new(f).map_err(|e| anyhow!("--ifname: {e}"))?;
         }
     }
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("release", network, &cfgs)?;
     let view = ctx.read_one(network, &cfgs)?;
     let (sel, what) = match sel {
@@ -103,7 +133,7 @@ pub fn run(
         }
     };
     let now = now_secs();
-    let pods = super::change::pod_names(results_dir.as_deref(), network)?;
+    let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
     let planned = view
         .reservations
         .iter()
@@ -117,7 +147,7 @@ pub fn run(
         &view,
         planned,
         Vec::new(),
-        change,
+        &a.change,
         (&nothing, FOUND),
     )
 }
