@@ -131,14 +131,7 @@ pub fn apply(
     change: &ChangeArgs,
     nothing: (&str, u8),
 ) -> Result<u8> {
-    // Commands refuse etcd networks before planning; never remove from a
-    // directory that is not the network's store.
-    if view.store != crate::inspect::StoreKind::Disk {
-        anyhow::bail!(
-            "network {}: kept in etcd; {command} changes disk stores only",
-            view.name
-        );
-    }
+    refuse_non_disk(command, view)?;
     let mut report = ChangeReport {
         data_dir: view.data_dir.clone(),
         network: view.name.clone(),
@@ -148,63 +141,98 @@ pub fn apply(
         skipped: Vec::new(),
         kept,
     };
-    let n = report.planned.len();
-    let name = &view.name;
-    let kept_text = |r: &ChangeReport| -> String {
-        let mut o = String::new();
-        for k in &r.kept {
-            let _ = writeln!(o, "kept {}: {}", k.address, k.reason);
-        }
-        o
-    };
-    if n == 0 {
-        if change.json {
-            out::json(command, &report)?;
-        } else {
-            out::print(&format!("{}{}\n", kept_text(&report), nothing.0))?;
-        }
+    if report.planned.is_empty() {
+        emit(command, change, &report, || {
+            format!("{}{}\n", kept_text(&report), nothing.0)
+        })?;
         return Ok(nothing.1);
     }
     if change.dry_run {
-        if change.json {
-            out::json(command, &report)?;
-        } else {
-            out::print(&format!(
-                "{}{}",
-                plan_table(
-                    ctx,
-                    &format!(
-                        "would remove {n} reservation{} of network {name} (dry run: nothing changed)",
-                        plural(n)
-                    ),
-                    &report.planned
-                ),
-                kept_text(&report)
-            ))?;
-        }
+        emit(command, change, &report, || {
+            plan_text(ctx, &report, "would remove", " (dry run: nothing changed)")
+        })?;
         return Ok(OK);
     }
     if !change.json {
-        out::print(&format!(
-            "{}{}",
-            plan_table(
-                ctx,
-                &format!("{n} reservation{} of network {name} to remove:", plural(n)),
-                &report.planned
-            ),
-            kept_text(&report)
-        ))?;
+        out::print(&plan_text(ctx, &report, "", " to remove:"))?;
     }
-    if !confirm(
-        &format!("remove {n} reservation{} of network {name}?", plural(n)),
-        change.yes,
-    )? {
+    let n = report.planned.len();
+    let question = format!(
+        "remove {n} reservation{} of network {}?",
+        plural(n),
+        view.name
+    );
+    if !confirm(&question, change.yes)? {
         out::warn("declined; nothing changed");
         return Ok(FOUND);
     }
-    // The plugin's own session: its lock, its index kept right. Each removal
-    // happens only if the file still names the owner listed above.
-    let mut store = DiskStore::new(&view.data_dir, name).with_lock_timeout(ctx.lock_timeout);
+    let errors = remove(ctx, view, &mut report)?;
+    emit(command, change, &report, || outcome_text(ctx, &report))?;
+    Ok(if errors {
+        FAILED
+    } else if report.skipped.is_empty() {
+        OK
+    } else {
+        FOUND
+    })
+}
+
+/// Commands refuse etcd networks before planning; never remove from a
+/// directory that is not the network's store.
+fn refuse_non_disk(command: &str, view: &NetworkView) -> Result<()> {
+    if view.store != crate::inspect::StoreKind::Disk {
+        bail!(
+            "network {}: kept in etcd; {command} changes disk stores only",
+            view.name
+        );
+    }
+    Ok(())
+}
+
+/// Prints the report as JSON, or `text()` for humans.
+fn emit(
+    command: &str,
+    change: &ChangeArgs,
+    report: &ChangeReport,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    if change.json {
+        out::json(command, report)
+    } else {
+        out::print(&text())
+    }
+}
+
+fn kept_text(r: &ChangeReport) -> String {
+    let mut o = String::new();
+    for k in &r.kept {
+        let _ = writeln!(o, "kept {}: {}", k.address, k.reason);
+    }
+    o
+}
+
+/// The plan's table under a title `<verb> N reservations of network NET<tail>`,
+/// then what is kept.
+fn plan_text(ctx: &Ctx, r: &ChangeReport, verb: &str, tail: &str) -> String {
+    let n = r.planned.len();
+    let verb = if verb.is_empty() {
+        String::new()
+    } else {
+        format!("{verb} ")
+    };
+    let title = format!(
+        "{verb}{n} reservation{} of network {}{tail}",
+        plural(n),
+        r.network
+    );
+    format!("{}{}", plan_table(ctx, &title, &r.planned), kept_text(r))
+}
+
+/// Removes each planned reservation through the plugin's own session (its
+/// lock, its index kept right), only if its file still names the owner
+/// listed; the others are skipped. Returns whether an error occurred.
+fn remove(ctx: &Ctx, view: &NetworkView, report: &mut ChangeReport) -> Result<bool> {
+    let mut store = DiskStore::new(&view.data_dir, &view.name).with_lock_timeout(ctx.lock_timeout);
     let mut session = store.session().map_err(|e| anyhow!("{e}"))?;
     let mut errors = false;
     for p in &report.planned {
@@ -227,36 +255,30 @@ pub fn apply(
             }
         }
     }
-    drop(session);
-    if change.json {
-        out::json(command, &report)?;
-    } else {
-        let mut o = String::new();
-        for ip in &report.removed {
-            let _ = writeln!(o, "removed {ip}");
-        }
-        for s in &report.skipped {
-            let _ = writeln!(
-                o,
-                "{} {}: {}",
-                ctx.style.paint("skipped", YELLOW),
-                s.address,
-                s.reason
-            );
-        }
+    Ok(errors)
+}
+
+fn outcome_text(ctx: &Ctx, r: &ChangeReport) -> String {
+    let mut o = String::new();
+    for ip in &r.removed {
+        let _ = writeln!(o, "removed {ip}");
+    }
+    for s in &r.skipped {
         let _ = writeln!(
             o,
-            "{} of {n} reservation{} removed from network {name}",
-            report.removed.len(),
-            plural(n)
+            "{} {}: {}",
+            ctx.style.paint("skipped", YELLOW),
+            s.address,
+            s.reason
         );
-        out::print(&o)?;
     }
-    Ok(if errors {
-        FAILED
-    } else if report.skipped.is_empty() {
-        OK
-    } else {
-        FOUND
-    })
+    let n = r.planned.len();
+    let _ = writeln!(
+        o,
+        "{} of {n} reservation{} removed from network {}",
+        r.removed.len(),
+        plural(n),
+        r.network
+    );
+    o
 }
