@@ -158,6 +158,34 @@ pub struct NetworkView {
 }
 
 impl NetworkView {
+    /// A network with nothing read yet: no reservations, no usage, no error.
+    pub fn new(
+        name: &str,
+        store: StoreKind,
+        data_dir: &Path,
+        path: PathBuf,
+        config: Option<&NetConfig>,
+    ) -> NetworkView {
+        NetworkView {
+            name: name.to_string(),
+            store,
+            data_dir: data_dir.to_path_buf(),
+            path,
+            exists: true,
+            reservations: Vec::new(),
+            config: config.cloned(),
+            sets: Vec::new(),
+            error: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A network that could not be read, and why.
+    pub fn failed(mut self, error: String) -> NetworkView {
+        self.error = Some(error);
+        self
+    }
+
     pub fn problem_counts(&self) -> BTreeMap<ProblemKind, u64> {
         let mut m: BTreeMap<ProblemKind, u64> = ProblemKind::ALL.iter().map(|k| (*k, 0)).collect();
         for r in &self.reservations {
@@ -217,18 +245,7 @@ pub fn read_network(
 ) -> Result<NetworkView> {
     let store = DiskStore::new(data_dir, name).with_lock_timeout(lock_timeout);
     let path = store.network_dir();
-    let mut view = NetworkView {
-        name: name.to_string(),
-        store: StoreKind::Disk,
-        data_dir: data_dir.to_path_buf(),
-        path: path.clone(),
-        exists: true,
-        reservations: Vec::new(),
-        config: config.cloned(),
-        sets: Vec::new(),
-        error: None,
-        notes: Vec::new(),
-    };
+    let mut view = NetworkView::new(name, StoreKind::Disk, data_dir, path.clone(), config);
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if allow_missing {
@@ -302,20 +319,15 @@ pub fn etcd_config(cfg: &NetConfig, timeout: Option<Duration>) -> Result<EtcdCon
 /// no modification time), each reservation carries its node. An etcd that
 /// cannot be read (or a bad `store` object) is the view's `error`.
 pub fn read_etcd_network(cfg: &NetConfig, timeout: Duration) -> NetworkView {
-    let mut view = NetworkView {
-        name: cfg.network.clone(),
-        store: StoreKind::Etcd {
+    let mut view = NetworkView::new(
+        &cfg.network,
+        StoreKind::Etcd {
             endpoints: Vec::new(),
         },
-        data_dir: cfg.ipam.data_dir.clone(),
-        path: PathBuf::new(),
-        exists: true,
-        reservations: Vec::new(),
-        config: Some(cfg.clone()),
-        sets: Vec::new(),
-        error: None,
-        notes: Vec::new(),
-    };
+        &cfg.ipam.data_dir,
+        PathBuf::new(),
+        Some(cfg),
+    );
     let ecfg = match etcd_config(cfg, Some(timeout)) {
         Ok(c) => c,
         Err(e) => {

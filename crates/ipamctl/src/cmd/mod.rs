@@ -206,18 +206,8 @@ impl Ctx {
     ) -> NetworkView {
         let mut v = match inspect::read_network(dir, name, cfg, cfg.is_some(), self.lock_timeout) {
             Ok(v) => v,
-            Err(e) => NetworkView {
-                name: name.to_string(),
-                store: StoreKind::Disk,
-                data_dir: dir.to_path_buf(),
-                path: dir.join(name),
-                exists: true,
-                reservations: Vec::new(),
-                config: cfg.cloned(),
-                sets: Vec::new(),
-                error: Some(format!("{e:#}")),
-                notes: Vec::new(),
-            },
+            Err(e) => NetworkView::new(name, StoreKind::Disk, dir, dir.join(name), cfg)
+                .failed(format!("{e:#}")),
         };
         v.notes.extend(note);
         v
