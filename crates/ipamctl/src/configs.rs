@@ -54,17 +54,6 @@ impl Configs {
     pub fn get(&self, network: &str) -> Option<&NetConfig> {
         self.networks.get(network)
     }
-
-    /// The data directory named explicitly by the configurations, when they all agree.
-    pub fn single_data_dir(&self) -> Option<PathBuf> {
-        let mut dirs = self
-            .networks
-            .values()
-            .filter(|c| c.data_dir_explicit)
-            .map(|c| &c.ipam.data_dir);
-        let first = dirs.next()?;
-        dirs.all(|d| d == first).then(|| first.clone())
-    }
 }
 
 fn is_config_file(p: &Path) -> bool {

@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let report = ListReport {
-        data_dir: ctx.base_data_dir(&cfgs),
+        data_dir: ctx.base_data_dir(),
         config: cfgs.path.clone(),
         networks: views.iter().map(|v| NetworkReport::new(v, now)).collect(),
         with_config: a.config.config.is_some(),

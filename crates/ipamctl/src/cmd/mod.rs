@@ -84,23 +84,33 @@ pub fn check_network_name(network: &str) -> Result<()> {
         .map_err(|e| anyhow!("network {network:?}: {e}"))
 }
 
+/// The network directories of `data_dir`, warning about names that are no
+/// valid network name.
+fn scan_data_dir(data_dir: &Path) -> Result<Vec<String>> {
+    let (names, skipped) = inspect::network_names(data_dir)?;
+    for s in skipped {
+        out::warn(format_args!(
+            "warning: {}: not a valid network name; skipped",
+            data_dir.join(s).display()
+        ));
+    }
+    Ok(names)
+}
+
 impl Ctx {
-    /// The directory for networks without a configured dataDir.
-    pub fn base_data_dir(&self, cfgs: &Configs) -> PathBuf {
+    /// The directory for networks without a configured dataDir: `--data-dir`,
+    /// else the plugin's default. Never another configuration's dataDir: the
+    /// plugin itself falls back to the default.
+    pub fn base_data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
-            .or_else(|| cfgs.single_data_dir())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 
     /// Where `network`'s store is: its configuration's explicit dataDir
     /// (the plugin's), else the base directory; and a note when --data-dir
     /// disagrees with the configuration.
-    pub fn data_dir_for(
-        &self,
-        cfgs: &Configs,
-        cfg: Option<&NetConfig>,
-    ) -> (PathBuf, Option<String>) {
+    pub fn data_dir_for(&self, cfg: Option<&NetConfig>) -> (PathBuf, Option<String>) {
         match (cfg.filter(|c| c.data_dir_explicit), &self.data_dir) {
             (Some(c), Some(given)) if &c.ipam.data_dir != given => (
                 c.ipam.data_dir.clone(),
@@ -112,7 +122,7 @@ impl Ctx {
                 )),
             ),
             (Some(c), _) => (c.ipam.data_dir.clone(), None),
-            (None, _) => (self.base_data_dir(cfgs), None),
+            (None, _) => (self.base_data_dir(), None),
         }
     }
 
@@ -128,7 +138,7 @@ impl Ctx {
             };
         }
         let cfg = cfgs.get(network);
-        let (dir, note) = self.data_dir_for(cfgs, cfg);
+        let (dir, note) = self.data_dir_for(cfg);
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
@@ -138,28 +148,39 @@ impl Ctx {
     }
 
     /// Every network: the configured ones, each from its own dataDir, and
-    /// the directories of the base data directory that no configuration
-    /// names. Unreadable ones carry their error.
+    /// the directories that no configuration names in the base data
+    /// directory and in every configured dataDir. Unreadable ones carry
+    /// their error.
     pub fn read_all(&self, cfgs: &Configs) -> Result<Vec<NetworkView>> {
-        let base = self.base_data_dir(cfgs);
+        let base = self.base_data_dir();
         // Without --data-dir, a missing default directory just holds no
         // networks when configurations say where theirs are.
         let scan = self.data_dir.is_some() || cfgs.networks.is_empty() || base.is_dir();
         let mut found = Vec::new();
         if scan {
-            let (names, skipped) = inspect::network_names(&base)?;
-            for s in skipped {
-                out::warn(format_args!(
-                    "warning: {}: not a valid network name; skipped",
-                    base.join(s).display()
-                ));
-            }
-            found = names;
+            found = scan_data_dir(&base)?;
         }
         let mut views = Vec::new();
         for n in &found {
             if cfgs.get(n).is_none() {
                 views.push(self.read_or_error(&base, n, None, None));
+            }
+        }
+        // Unconfigured networks beside configured ones in their own dataDirs.
+        let mut dirs: Vec<PathBuf> = cfgs
+            .networks
+            .values()
+            .filter(|c| c.etcd_store().is_none())
+            .map(|c| self.data_dir_for(Some(c)).0)
+            .filter(|d| *d != base && d.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            for n in scan_data_dir(d)? {
+                if cfgs.get(&n).is_none() {
+                    views.push(self.read_or_error(d, &n, None, None));
+                }
             }
         }
         for (n, c) in &cfgs.networks {
@@ -179,7 +200,7 @@ impl Ctx {
                 views.push(v);
                 continue;
             }
-            let (dir, mut note) = self.data_dir_for(cfgs, Some(c));
+            let (dir, mut note) = self.data_dir_for(Some(c));
             if note.is_none() && dir != base && found.contains(n) {
                 note = Some(format!(
                     "{} exists, but the configuration {} names dataDir {}; read from there",
@@ -193,7 +214,7 @@ impl Ctx {
             }
             views.push(self.read_or_error(&dir, n, Some(c), note));
         }
-        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views.sort_by(|a, b| (&a.name, &a.data_dir).cmp(&(&b.name, &b.data_dir)));
         Ok(views)
     }
 

@@ -13,30 +13,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-/// A store directory in the reference layout holding `files`, aged.
-fn store(dir: &Path, files: &[(&str, &str)]) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("lock"), "").unwrap();
-    for (name, content) in files {
-        write_aged(&dir.join(name), content.as_bytes());
-    }
-}
-
-fn conf(path: &Path, network: &str, data_dir: Option<&Path>, ranges: Value) {
-    let mut ipam = json!({"type": "host-local", "ranges": ranges});
-    if let Some(d) = data_dir {
-        ipam["dataDir"] = json!(d);
-    }
-    let c = json!({"cniVersion": "1.0.0", "name": network,
-                   "plugins": [{"type": "bridge", "ipam": ipam}]});
-    std::fs::write(path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
-}
-
-/// Replaces the temporary root in output with `<root>`.
-fn rooted(text: &str, root: &Path) -> String {
-    text.replace(root.to_str().unwrap(), "<root>")
-}
-
 /// net.d names two networks with different dataDirs: `full` (a /29, every
 /// address taken) in `<root>/dataA`, `half` in `<root>/dataB`; the
 /// fixture's `data` directory holds neither.
@@ -521,34 +497,6 @@ ADDRESS   CONTAINER             IFNAME   AGE  WHY
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!f.data().join("pfx/10.6.0.2").exists());
     assert!(f.data().join("pfx/10.6.0.3").exists());
-}
-
-/// libcni's cache file for an attachment, with the pod in its CNI args.
-fn cache_entry(
-    dir: &Path,
-    net: &str,
-    id: &str,
-    ifname: &str,
-    pod: Option<(&str, &str)>,
-    ips: &[&str],
-) {
-    let mut args = vec![json!(["IgnoreUnknown", "1"])];
-    if let Some((ns, name)) = pod {
-        args.push(json!(["K8S_POD_NAMESPACE", ns]));
-        args.push(json!(["K8S_POD_NAME", name]));
-        args.push(json!(["K8S_POD_INFRA_CONTAINER_ID", id]));
-    }
-    let ips: Vec<Value> = ips
-        .iter()
-        .map(|a| json!({"address": a, "gateway": "10.1.0.1"}))
-        .collect();
-    let v = json!({
-        "kind": "cniCacheV1", "containerId": id, "ifName": ifname, "networkName": net,
-        "config": "e30=", "cniArgs": args,
-        "result": {"cniVersion": "1.0.0", "interfaces": [{"name": ifname}], "ips": ips}
-    });
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join(format!("{net}-{id}-{ifname}")), v.to_string()).unwrap();
 }
 
 /// The fixture's net1 with pods for c1 and c2 in a result cache.

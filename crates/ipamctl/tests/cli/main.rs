@@ -5,3 +5,4 @@ mod basics;
 mod cluster;
 mod common;
 mod guards;
+mod reads;
