@@ -90,7 +90,8 @@ pub enum Cmd {
         after_help = "Sources: --valid lists the attachments the runtime still has \
         (authoritative). Without it, libcni's result cache (--results-dir) is used as a heuristic: \
         a reservation without a cached result is only suspected, because not every runtime keeps \
-        that cache. Damaged files are always reported: they name no attachment.\n\
+        that cache. Damaged files are always reported: they name no attachment. Leaks younger than \
+        --min-age are marked: gc (with the same --min-age) keeps them for now.\n\
         Exit status 1 when anything is found.\n\n\
         --valid formats: lines holding a container ID alone (keeps every interface of that \
         container: recommended) or `containerID ifname`; a JSON list [{\"containerID\",\"ifname\"}]; \

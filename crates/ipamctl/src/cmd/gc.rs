@@ -7,12 +7,12 @@ use anyhow::{bail, Result};
 use host_local::store::Owner;
 
 use super::change::{apply, plan, Skipped};
+use super::keep::KeepRule;
 use super::{load_configs, Ctx, OK};
 use crate::attach;
 use crate::cli::{ChangeArgs, ConfigArg, ResultsArg, ValidRequired};
 use crate::duration;
 use crate::inspect::now_secs;
-use crate::render;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -83,19 +83,14 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     }
     let now = now_secs();
     let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
-    let min_age = a.min_age.as_secs() as i64;
+    let rule = KeepRule { min_age: a.min_age };
     let mut planned = Vec::new();
     let mut kept = Vec::new();
     for r in view.reservations.iter().filter(|r| !valid.keeps(&r.owner)) {
-        let age = r.mtime.map(|m| now - m);
-        if age.is_none_or(|s| s < min_age) {
+        if let Some(reason) = rule.reason(r, now) {
             kept.push(Skipped {
                 address: r.ip,
-                reason: format!(
-                    "younger than --min-age {} ({}); the container may have started after the list was made",
-                    duration::show(a.min_age),
-                    age.map_or_else(|| "age unknown".to_string(), |s| format!("{} old", render::age(s)))
-                ),
+                reason,
             });
             continue;
         }

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use host_local::store::Owner;
 use serde::Serialize;
 
+use super::keep::KeepRule;
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach;
 use crate::cli::{ConfigArg, ResultsArg, ValidArg};
@@ -54,6 +55,8 @@ pub struct Leak {
     pub reason: Reason,
     pub heuristic: bool,
     pub cached_result: Option<bool>,
+    /// Why `gc` (same --min-age) keeps it for now; null: gc removes it.
+    pub gc_keeps: Option<String>,
     #[serde(skip)]
     damage: Option<String>,
 }
@@ -68,6 +71,8 @@ pub struct LeaksReport {
     pub leaks: Vec<Leak>,
     #[serde(skip)]
     path: PathBuf,
+    #[serde(skip)]
+    min_age: std::time::Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,6 +85,9 @@ pub struct Args {
     pub valid: ValidArg,
     #[command(flatten)]
     pub results: ResultsArg,
+    /// Mark the leaks younger than this: `gc` with the same --min-age keeps them.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse_duration)]
+    pub min_age: std::time::Duration,
     /// JSON output (schema in SCHEMA.md).
     #[arg(long)]
     pub json: bool,
@@ -118,6 +126,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     }
     let view = ctx.read_one(network, &cfgs)?;
     let now = now_secs();
+    let rule = KeepRule { min_age: a.min_age };
     let mut leaks = Vec::new();
     for r in &view.reservations {
         let cached = cache.as_ref().map(|c| c.knows(network, &r.owner));
@@ -138,6 +147,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             reason,
             heuristic: reason == Reason::NoCachedResult,
             cached_result: cached,
+            gc_keeps: rule.reason(r, now),
             damage: match &r.owner {
                 Owner::Damaged { reason } => Some(reason.clone()),
                 _ => None,
@@ -162,6 +172,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         reservations: view.reservations.len(),
         leaks,
         path: view.path.clone(),
+        min_age: a.min_age,
     };
     if a.json {
         out::json("leaks", &report)?;
@@ -233,6 +244,13 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
             Reason::NotValid => colored("not a valid attachment", RED),
             Reason::NoCachedResult => colored("no cached result (heuristic)", YELLOW),
         };
+        let why = match &l.gc_keeps {
+            Some(_) => colored(
+                format!("{}; gc keeps it for now (--min-age)", why.text),
+                YELLOW,
+            ),
+            None => why,
+        };
         let mut row = vec![x.address.to_string().into(), c, i];
         if with_pods {
             row.push(pod_cell(x));
@@ -249,15 +267,29 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
     }
     o.push_str(&t.render(style));
     let heur = r.leaks.iter().filter(|l| l.heuristic).count();
+    let young = r.leaks.iter().filter(|l| l.gc_keeps.is_some()).count();
+    let mut notes = Vec::new();
+    if heur > 0 {
+        notes.push(format!(
+            "{heur} only suspected: heuristic, verify before releasing"
+        ));
+    }
+    if young > 0 {
+        notes.push(format!(
+            "{young} younger than --min-age {}: gc keeps {} for now",
+            crate::duration::show(r.min_age),
+            if young == 1 { "it" } else { "them" }
+        ));
+    }
     let _ = writeln!(
         o,
         "{} of {} reservations leaked{}",
         r.leaks.len(),
         r.reservations,
-        if heur > 0 {
-            format!(" ({heur} only suspected: heuristic, verify before releasing)")
-        } else {
+        if notes.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
         }
     );
     o

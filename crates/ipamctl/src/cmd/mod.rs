@@ -7,6 +7,7 @@ pub mod change;
 pub mod check;
 pub mod completions;
 pub mod gc;
+pub mod keep;
 pub mod leaks;
 pub mod list;
 pub mod metrics;
@@ -126,8 +127,9 @@ impl Ctx {
         }
     }
 
-    /// Reads one network (it must exist), from the right data directory, or
-    /// from etcd when its configuration keeps it there.
+    /// Reads one network, from the right data directory, or from etcd when
+    /// its configuration keeps it there. Its directory must exist unless the
+    /// network is configured (then it has no store yet: nothing reserved).
     pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
         check_network_name(network)?;
         if let Some(c) = cfgs.etcd(network) {
@@ -142,7 +144,7 @@ impl Ctx {
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
-        let mut v = inspect::read_network(&dir, network, cfg, false, self.lock_timeout)?;
+        let mut v = inspect::read_network(&dir, network, cfg, cfg.is_some(), self.lock_timeout)?;
         v.notes.extend(note);
         Ok(v)
     }

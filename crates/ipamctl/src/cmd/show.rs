@@ -322,6 +322,13 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
     for note in &n.notes {
         let _ = writeln!(o, "note    {note}");
     }
+    if !n.exists {
+        let _ = writeln!(
+            o,
+            "no store yet: {} does not exist (no ADD on this network so far)",
+            n.path.display()
+        );
+    }
     match &n.config {
         Some(c) => {
             let _ = writeln!(o, "config  {}", c.source.display());

@@ -90,3 +90,93 @@ fn a_network_without_data_dir_is_read_from_the_default_not_from_another_configs(
     assert!(both.contains(&default_path), "{both}");
     assert!(!both.contains("10.31.0.2"), "{both}");
 }
+
+/// Item 10: a configured network whose directory does not exist yet is no
+/// error for `show` (as `list` says: no store yet), and `leaks` marks the
+/// leaks `gc --dry-run` keeps because of `--min-age`, so the counts agree.
+#[test]
+fn a_configured_network_without_a_store_shows_empty_and_leaks_mark_what_gc_keeps() {
+    let f = fixture();
+    let d = f.root().join("net.d");
+    std::fs::create_dir_all(&d).unwrap();
+    conf(
+        &d.join("10-fresh.conflist"),
+        "fresh",
+        None,
+        json!([[{"subnet": "10.33.0.0/29"}]]),
+    );
+    let r = f.run(&["show", "fresh", "--config", "net.d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_text(
+        &r.stdout,
+        "\
+network fresh  (data/fresh)
+no store yet: data/fresh does not exist (no ADD on this network so far)
+config  net.d/10-fresh.conflist
+SET  RANGES               GATEWAY    CAPACITY  RESERVED  FREE  USAGE  LAST RESERVED
+  0  10.33.0.1-10.33.0.6  10.33.0.1         5         0     5   0.0%  -
+
+no reservations
+0 reservations, 0 with problems
+",
+    );
+    let r = f.run(&["show", "fresh", "--config", "net.d", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(parse_json(&r.stdout)["network"]["exists"], false);
+    // Without a configuration a missing directory is still an error.
+    let r = f.run(&["show", "fresh"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+
+    // Two leaks, one of them made a minute ago.
+    store(
+        &f.data().join("mixed"),
+        &[
+            ("10.34.0.2", "live\r\neth0"),
+            ("10.34.0.3", "gone1\r\neth0"),
+        ],
+    );
+    let young = f.data().join("mixed/10.34.0.4");
+    std::fs::write(&young, "gone2\r\neth0").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&young)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        .unwrap();
+    std::fs::write(f.root().join("valid.txt"), "live\n").unwrap();
+    let r = f.run(&["leaks", "mixed", "--valid", "valid.txt"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_text(
+        r.stdout.split_once("\n\n").unwrap().1,
+        "\
+ADDRESS    CONTAINER  IFNAME   AGE  WHY
+10.34.0.3  gone1      eth0    3h0m  not a valid attachment
+10.34.0.4  gone2      eth0      1m  not a valid attachment; gc keeps it for now (--min-age)
+2 of 3 reservations leaked (1 younger than --min-age 5m: gc keeps it for now)
+",
+    );
+    let r = f.run(&["leaks", "mixed", "--valid", "valid.txt", "--json"]);
+    let v = parse_json(&r.stdout);
+    assert_eq!(v["leaks"][0]["gcKeeps"], Value::Null);
+    assert!(v["leaks"][1]["gcKeeps"]
+        .as_str()
+        .unwrap()
+        .starts_with("younger than --min-age 5m"));
+    let gc = parse_json(
+        &f.run(&["gc", "mixed", "--valid", "valid.txt", "--dry-run", "--json"])
+            .stdout,
+    );
+    assert_eq!(gc["planned"].as_array().unwrap().len(), 1);
+    assert_eq!(gc["kept"][0]["address"], "10.34.0.4");
+    // The same --min-age on both: nothing kept, nothing marked.
+    let r = f.run(&[
+        "leaks",
+        "mixed",
+        "--valid",
+        "valid.txt",
+        "--min-age",
+        "30s",
+        "--json",
+    ]);
+    assert_eq!(parse_json(&r.stdout)["leaks"][1]["gcKeeps"], Value::Null);
+}
