@@ -23,6 +23,9 @@ pub struct ValidSet {
     pub count: usize,
     /// The `name` of a GC network configuration given as the list.
     pub network: Option<String>,
+    /// When the list was made, seconds since the epoch (with their
+    /// fraction): a file's modification time; stdin: when it was read.
+    pub made: f64,
 }
 
 impl ValidSet {
@@ -40,6 +43,19 @@ impl ValidSet {
     /// never valid.
     pub fn keeps(&self, owner: &Owner) -> bool {
         self.set.holds(owner)
+    }
+
+    /// A listed container ID equal to `id` but for ASCII case (a list that
+    /// was upper-cased on its way).
+    pub fn differs_in_case(&self, id: &str) -> bool {
+        self.set
+            .container_ids()
+            .any(|v| v != id && v.eq_ignore_ascii_case(id))
+    }
+
+    /// What the list is, for messages: `the valid list valid.txt`.
+    pub fn label(&self) -> String {
+        format!("the valid list {}", self.source)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -63,9 +79,23 @@ impl ValidSet {
 pub fn load_valid(arg: &str) -> Result<ValidSet> {
     let text = crate::cli::read_file_arg(arg, "valid attachments")?;
     let label = if arg == "-" { "stdin" } else { arg };
+    let made = if arg == "-" {
+        None
+    } else {
+        std::fs::metadata(arg)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    };
     parse_valid(&text)
         .map(|mut v| {
             v.source = label.to_string();
+            v.made = made.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            });
             v
         })
         .with_context(|| format!("valid attachments {label}"))

@@ -91,7 +91,9 @@ pub enum Cmd {
         (authoritative). Without it, libcni's result cache (--results-dir) is used as a heuristic: \
         a reservation without a cached result is only suspected, because not every runtime keeps \
         that cache. Damaged files are always reported: they name no attachment. Leaks younger than \
-        --min-age are marked: gc (with the same --min-age) keeps them for now.\n\
+        --min-age or made after the list are marked: gc (with the same --min-age) keeps them for \
+        now. A list that keeps none of the network's reservations is refused, as by gc \
+        (--force).\n\
         Exit status 1 when anything is found.\n\n\
         --valid formats: lines holding a container ID alone (keeps every interface of that \
         container: recommended) or `containerID ifname`; a JSON list [{\"containerID\",\"ifname\"}]; \
@@ -121,8 +123,8 @@ pub enum Cmd {
         Guards (each overridden by --force): a list that keeps none of the network's \
         reservations (IDs from another runtime, or truncated) is refused; a GC configuration for \
         another network (its \"name\") is refused; removing every reservation is refused. \
-        Reservations younger than --min-age are never removed: the container may have started \
-        after the list was made.\n\n\
+        Reservations younger than --min-age, or made after the list file was written (less \
+        --min-age), are never removed: their container may have started after the list was made.\n\n\
         Examples:\n  ipamctl gc mynet --valid valid.txt --dry-run\n  ipamctl gc mynet --valid valid.txt --yes\n  \
         ipamctl gc mynet --valid gc-config.json --json --yes"
     )]

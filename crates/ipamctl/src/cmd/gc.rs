@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use host_local::store::Owner;
 
 use super::change::{apply, plan, Skipped};
-use super::keep::KeepRule;
+use super::valid::{guard_list, KeepRule};
 use super::{load_configs, Ctx, OK};
 use crate::attach;
 use crate::cli::{ChangeArgs, ConfigArg, ResultsArg, ValidRequired};
@@ -42,15 +42,6 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("gc", network, &cfgs)?;
     let valid = attach::load_valid(&a.valid.valid)?;
-    if let Some(other) = valid.network.as_deref().filter(|n| *n != network) {
-        if !a.force {
-            bail!(
-                "valid attachments {}: a GC configuration for network {other:?}, not {network:?}; \
-                 refusing (use --force if that is meant)",
-                valid.source
-            );
-        }
-    }
     if valid.is_empty() && !a.force {
         bail!(
             "valid attachments {}: empty; this would remove every reservation (use --force if that is meant)",
@@ -58,32 +49,13 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         );
     }
     let view = ctx.read_one(network, &cfgs)?;
-    let named: Vec<_> = view
-        .reservations
-        .iter()
-        .filter(|r| !matches!(r.owner, Owner::Damaged { .. }))
-        .collect();
-    if !named.is_empty() && !named.iter().any(|r| valid.keeps(&r.owner)) && !a.force {
-        let truncated = named
-            .iter()
-            .filter_map(|r| r.owner.container_id())
-            .any(|id| valid.truncates(id));
-        bail!(
-            "valid attachments {}: the list keeps none of the {} reservations of network {network}, \
-             so every one would be removed; it is probably from another runtime or network{}. \
-             Refusing (use --force if every container of this network is really gone)",
-            valid.source,
-            named.len(),
-            if truncated {
-                ", or its IDs are truncated (use full IDs, e.g. `podman ps -q --no-trunc`, `crictl pods -q --no-trunc`)"
-            } else {
-                ""
-            }
-        );
-    }
+    guard_list(&valid, &view, a.force, "removed")?;
     let now = now_secs();
     let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
-    let rule = KeepRule { min_age: a.min_age };
+    let rule = KeepRule {
+        min_age: a.min_age,
+        list: Some((valid.made, valid.label())),
+    };
     let mut planned = Vec::new();
     let mut kept = Vec::new();
     for r in view.reservations.iter().filter(|r| !valid.keeps(&r.owner)) {

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use host_local::store::Owner;
 use serde::Serialize;
 
-use super::keep::KeepRule;
+use super::valid::{guard_list, KeepRule};
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach;
 use crate::cli::{ConfigArg, ResultsArg, ValidArg};
@@ -21,6 +21,9 @@ use crate::report::ReservationReport;
 pub struct ValidSource {
     pub path: String,
     pub attachments: usize,
+    /// When the list was made (its file's modification time; stdin: when
+    /// read), whole seconds since the epoch.
+    pub mtime: i64,
 }
 
 #[derive(Serialize)]
@@ -85,6 +88,9 @@ pub struct Args {
     pub valid: ValidArg,
     #[command(flatten)]
     pub results: ResultsArg,
+    /// Report every reservation although the list keeps none of them (see gc's guards).
+    #[arg(long)]
+    pub force: bool,
     /// Mark the leaks younger than this: `gc` with the same --min-age keeps them.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse_duration)]
     pub min_age: std::time::Duration,
@@ -126,7 +132,13 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     }
     let view = ctx.read_one(network, &cfgs)?;
     let now = now_secs();
-    let rule = KeepRule { min_age: a.min_age };
+    if let Some(v) = &valid {
+        guard_list(v, &view, a.force, "reported as leaked")?;
+    }
+    let rule = KeepRule {
+        min_age: a.min_age,
+        list: valid.as_ref().map(|v| (v.made, v.label())),
+    };
     let mut leaks = Vec::new();
     for r in &view.reservations {
         let cached = cache.as_ref().map(|c| c.knows(network, &r.owner));
@@ -161,6 +173,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             valid: valid.as_ref().map(|v| ValidSource {
                 path: v.source.clone(),
                 attachments: v.count,
+                mtime: v.made as i64,
             }),
             results_cache: cache.as_ref().map(|c| CacheSource {
                 path: c.dir.clone(),
@@ -245,6 +258,10 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
             Reason::NoCachedResult => colored("no cached result (heuristic)", YELLOW),
         };
         let why = match &l.gc_keeps {
+            Some(k) if k.starts_with("made after") => colored(
+                format!("{}; gc keeps it: made after the list", why.text),
+                YELLOW,
+            ),
             Some(_) => colored(
                 format!("{}; gc keeps it for now (--min-age)", why.text),
                 YELLOW,
@@ -274,11 +291,27 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
             "{heur} only suspected: heuristic, verify before releasing"
         ));
     }
-    if young > 0 {
+    let after = r
+        .leaks
+        .iter()
+        .filter(|l| {
+            l.gc_keeps
+                .as_deref()
+                .is_some_and(|k| k.starts_with("made after"))
+        })
+        .count();
+    if young > after {
         notes.push(format!(
-            "{young} younger than --min-age {}: gc keeps {} for now",
+            "{} younger than --min-age {}: gc keeps {} for now",
+            young - after,
             crate::duration::show(r.min_age),
-            if young == 1 { "it" } else { "them" }
+            if young - after == 1 { "it" } else { "them" }
+        ));
+    }
+    if after > 0 {
+        notes.push(format!(
+            "{after} made after the list was: gc keeps {}; make the list again",
+            if after == 1 { "it" } else { "them" }
         ));
     }
     let _ = writeln!(

@@ -7,12 +7,12 @@ pub mod change;
 pub mod check;
 pub mod completions;
 pub mod gc;
-pub mod keep;
 pub mod leaks;
 pub mod list;
 pub mod metrics;
 pub mod release;
 pub mod show;
+pub mod valid;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -5,4 +5,5 @@ mod basics;
 mod cluster;
 mod common;
 mod guards;
+mod lists;
 mod reads;

@@ -1,0 +1,136 @@
+//! The third round (issue 23), the list of live attachments: a list that
+//! matches nothing is refused by `leaks` as by `gc`; a stale list removes
+//! nothing made after it; `check` and `release` take the list into account.
+//! One test per item, through the real binary.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// Sets `path`'s modification time to `ago` before now.
+fn age_file(path: &Path, ago: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// Item 3: a list of truncated or upper-cased IDs matches nothing; `leaks`
+/// refuses it (as `gc` does) instead of calling every reservation leaked,
+/// and says why.
+#[test]
+fn leaks_refuses_a_list_that_matches_nothing() {
+    let f = fixture();
+    let ids: Vec<String> = ["3fa", "b07", "c9e"]
+        .iter()
+        .map(|p| format!("{p}{}", "d".repeat(61)))
+        .collect();
+    store(
+        &f.data().join("pods"),
+        &[
+            ("10.3.0.2", &format!("{}\r\neth0", ids[0])),
+            ("10.3.0.3", &format!("{}\r\neth0", ids[1])),
+            ("10.3.0.4", &format!("{}\r\neth0", ids[2])),
+        ],
+    );
+    let short: String = ids.iter().map(|i| format!("{}\n", &i[..12])).collect();
+    std::fs::write(f.root().join("short.txt"), short).unwrap();
+    let upper: String = ids
+        .iter()
+        .map(|i| format!("{}\n", i.to_uppercase()))
+        .collect();
+    std::fs::write(f.root().join("upper.txt"), upper).unwrap();
+    for (list, why) in [("short.txt", "truncated"), ("upper.txt", "differ in case")] {
+        for cmd in ["leaks", "gc"] {
+            let mut args = vec![cmd, "pods", "--valid", list];
+            if cmd == "gc" {
+                args.push("--dry-run");
+            }
+            let r = f.run(&args);
+            assert_eq!(r.code, 2, "{cmd} {list}: {}", r.stdout);
+            assert!(
+                r.stderr
+                    .contains("keeps none of the 3 reservations of network pods")
+                    && r.stderr.contains(why),
+                "{cmd} {list}: {}",
+                r.stderr
+            );
+            assert_eq!(r.stdout, "", "{cmd} {list}");
+        }
+    }
+    // A list that keeps one of them is taken: the others are leaks.
+    std::fs::write(f.root().join("one.txt"), format!("{}\n", ids[0])).unwrap();
+    let r = f.run(&["leaks", "pods", "--valid", "one.txt"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("2 of 3 reservations leaked"),
+        "{}",
+        r.stdout
+    );
+    // --force: the operator says every container is gone.
+    let r = f.run(&["leaks", "pods", "--valid", "upper.txt", "--force", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(parse_json(&r.stdout)["leaks"].as_array().unwrap().len(), 3);
+}
+
+/// Item 4: a list written an hour ago, a container started ten minutes ago
+/// (not in it): `gc` keeps its reservation (older than --min-age, but made
+/// after the list) and removes the old leak; `leaks` marks it.
+#[test]
+fn a_stale_list_removes_nothing_made_after_it() {
+    let f = fixture();
+    let net = f.data().join("stale");
+    store(
+        &net,
+        &[("10.4.0.2", "live\r\neth0"), ("10.4.0.3", "gone\r\neth0")],
+    );
+    std::fs::write(net.join("10.4.0.4"), "new\r\neth0").unwrap();
+    age_file(&net.join("10.4.0.4"), Duration::from_secs(600));
+    std::fs::write(f.root().join("valid.txt"), "live\n").unwrap();
+    age_file(&f.root().join("valid.txt"), Duration::from_secs(3600));
+
+    let r = f.run(&["leaks", "stale", "--valid", "valid.txt", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v = parse_json(&r.stdout);
+    assert_eq!(v["leaks"][0]["address"], "10.4.0.3");
+    assert_eq!(v["leaks"][0]["gcKeeps"], Value::Null);
+    assert_eq!(v["leaks"][1]["address"], "10.4.0.4");
+    let keeps = v["leaks"][1]["gcKeeps"].as_str().unwrap();
+    assert!(
+        keeps.starts_with("made after the valid list valid.txt"),
+        "{keeps}"
+    );
+    let r = f.run(&["leaks", "stale", "--valid", "valid.txt"]);
+    assert!(
+        r.stdout.contains("10.4.0.4  new        eth0     10m  not a valid attachment; gc keeps it: made after the list\n")
+            && r.stdout.contains("(1 made after the list was: gc keeps it; make the list again)"),
+        "{}",
+        r.stdout
+    );
+
+    let r = f.run(&["gc", "stale", "--valid", "valid.txt", "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_text(
+        &r.stdout,
+        "\
+1 reservation of network stale to remove:
+ADDRESS   CONTAINER  IFNAME   AGE  WHY
+10.4.0.3  gone       eth0    3h0m  not a valid attachment
+kept 10.4.0.4: made after the valid list valid.txt was written less --min-age 5m (the list is 1h0m old, the reservation 10m); its container cannot be in it: make the list again
+removed 10.4.0.3
+1 of 1 reservation removed from network stale
+",
+    );
+    assert!(net.join("10.4.0.4").exists());
+    assert!(!net.join("10.4.0.3").exists());
+    // A fresh list without it: now it goes.
+    std::fs::write(f.root().join("valid.txt"), "live\n").unwrap();
+    let r = f.run(&["gc", "stale", "--valid", "valid.txt", "--yes", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(parse_json(&r.stdout)["removed"], json!(["10.4.0.4"]));
+}
