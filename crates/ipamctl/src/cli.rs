@@ -134,9 +134,11 @@ pub enum Cmd {
     #[command(
         after_help = "A cached attachment (libcni's result cache) whose address has no \
         reservation file, or whose file names another container, means the address can be (or \
-        was) handed out twice. Exit status 1 on any finding.\n\n\
+        was) handed out twice. With --valid, cache entries of containers not in the list are \
+        skipped as stale (gc leaves libcni's cache behind). Exit status 1 on any finding.\n\n\
         Examples:\n  ipamctl check mynet --config /etc/cni/net.d\n  \
-        ipamctl check mynet --results-dir /var/lib/cni/results --json"
+        ipamctl check mynet --results-dir /var/lib/cni/results --json\n  \
+        crictl pods -q --no-trunc | ipamctl check mynet --valid -"
     )]
     Check(crate::cmd::check::Args),
     /// Prometheus metrics: reservations, capacity, free, usage and exhaustion per range set,

@@ -18,12 +18,23 @@ use crate::render::{colored, Table, BOLD, DIM, RED, YELLOW};
 use crate::report::ReservationReport;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ValidSource {
     pub path: String,
     pub attachments: usize,
     /// When the list was made (its file's modification time; stdin: when
     /// read), whole seconds since the epoch.
     pub mtime: i64,
+}
+
+impl ValidSource {
+    pub fn new(v: &attach::ValidSet) -> ValidSource {
+        ValidSource {
+            path: v.source.clone(),
+            attachments: v.count,
+            mtime: v.made as i64,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -170,11 +181,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         data_dir: view.data_dir.clone(),
         network: network.to_string(),
         sources: Sources {
-            valid: valid.as_ref().map(|v| ValidSource {
-                path: v.source.clone(),
-                attachments: v.count,
-                mtime: v.made as i64,
-            }),
+            valid: valid.as_ref().map(ValidSource::new),
             results_cache: cache.as_ref().map(|c| CacheSource {
                 path: c.dir.clone(),
                 entries: c.entries,

@@ -667,6 +667,7 @@ ADDRESS    FINDING         CONTAINER  IFNAME  POD         DETAIL
 10.1.0.21  other-owner     c7         eth0    -           reserved by c5 eth0: a duplicate-address risk
 10.9.0.9   outside-ranges  c4         eth0    -           outside every configured range
 3 findings
+an other-owner finding may be the stale cache entry of a container that is gone (its address reclaimed by gc and handed out again): give --valid to skip those
 ",
     );
     let r = f.run(&["check", "net1", "--results-dir", "results", "--json"]);

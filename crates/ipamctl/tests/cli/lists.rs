@@ -134,3 +134,104 @@ removed 10.4.0.3
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(parse_json(&r.stdout)["removed"], json!(["10.4.0.4"]));
 }
+
+/// Item 2: the documented workflow (leaks, gc, a new pod gets the reclaimed
+/// address) leaves the gone container's libcni cache entry behind; `check
+/// --valid` skips it as stale instead of calling the new pod a
+/// duplicate-address risk.
+#[test]
+fn check_with_valid_skips_the_cache_entries_of_gone_containers() {
+    let f = fixture();
+    let net = f.data().join("pods");
+    store(
+        &net,
+        &[("10.5.0.2", "live\r\neth0"), ("10.5.0.3", "gone\r\neth0")],
+    );
+    let res = f.root().join("results");
+    cache_entry(
+        &res,
+        "pods",
+        "live",
+        "eth0",
+        Some(("shop", "web-0")),
+        &["10.5.0.2/24"],
+    );
+    cache_entry(
+        &res,
+        "pods",
+        "gone",
+        "eth0",
+        Some(("shop", "web-1")),
+        &["10.5.0.3/24"],
+    );
+    std::fs::write(f.root().join("valid.txt"), "live\n").unwrap();
+    let r = f.run(&["gc", "pods", "--valid", "valid.txt", "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!net.join("10.5.0.3").exists());
+    // The plugin hands the address to a new pod.
+    std::fs::write(net.join("10.5.0.3"), "new\r\neth0").unwrap();
+    cache_entry(
+        &res,
+        "pods",
+        "new",
+        "eth0",
+        Some(("shop", "web-2")),
+        &["10.5.0.3/24"],
+    );
+    std::fs::write(f.root().join("valid.txt"), "live\nnew\n").unwrap();
+
+    let r = f.run(&[
+        "check",
+        "pods",
+        "--results-dir",
+        "results",
+        "--valid",
+        "valid.txt",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_text(
+        &r.stdout,
+        "\
+network pods
+checked 2 cached attachments (results) against 2 reservations; ranges not checked (no --config)
+valid attachments from valid.txt (2 listed): 1 cached attachment of containers not listed skipped as stale
+
+no findings
+",
+    );
+    let r = f.run(&[
+        "check",
+        "pods",
+        "--results-dir",
+        "results",
+        "--valid",
+        "valid.txt",
+        "--json",
+    ]);
+    let v = parse_json(&r.stdout);
+    assert_eq!(v["staleCacheEntries"], 1);
+    assert_eq!(v["attachments"], 2);
+    assert_eq!(v["valid"]["attachments"], 2);
+    assert_eq!(v["findings"], json!([]));
+    // Without the list the stale entry is a finding, with a hint.
+    let r = f.run(&["check", "pods", "--results-dir", "results"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("10.5.0.3  other-owner  gone")
+            && r.stdout.contains("give --valid to skip those"),
+        "{}",
+        r.stdout
+    );
+    // A list that matches nothing would hide every finding: refused.
+    std::fs::write(f.root().join("other.txt"), "zzz\n").unwrap();
+    let r = f.run(&[
+        "check",
+        "pods",
+        "--results-dir",
+        "results",
+        "--valid",
+        "other.txt",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("keeps none"), "{}", r.stderr);
+}
