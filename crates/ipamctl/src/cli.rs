@@ -20,7 +20,7 @@ use crate::duration::parse_duration;
     after_help = "Exit status:\n  0  fine\n  1  findings: problems, an exhausted range set (show, list), \
         leaks (leaks), inconsistencies (check), an address or container not reserved (release), \
         a planned removal skipped or declined (release, gc)\n  2  errors: usage, I/O, a lock held \
-        longer than --lock-timeout, a refused gc, an unreachable etcd, leaks/check/gc/release on \
+        longer than --lock-timeout, a refused gc or release, a valid list matching nothing, an unreachable etcd, leaks/check/gc/release on \
         a network kept in etcd\n\n\
         Examples:\n  ipamctl list --config /etc/cni/net.d\n  ipamctl show mynet --config /etc/cni/net.d --map\n  \
         ipamctl show mynet --pod kube-system/coredns-7db6d8ff4d-x2x9q\n  \
@@ -109,8 +109,10 @@ pub enum Cmd {
         after_help = "Removal goes through the plugin's own store code under its lock, and only \
         if the file still names the same owner as when listed. Without --yes a terminal is asked \
         y/N; without a terminal nothing changes. --container takes a full ID or a unique prefix \
-        of at least 8 characters (as podman and crictl print them). Exit status 1 when nothing \
-        is reserved for the address or container.\n\n\
+        of at least 8 characters (as podman and crictl print them). A reservation whose container \
+        looks alive (kept by --valid, or without it recorded in libcni's result cache) is refused \
+        unless --force. Exit status 1 when nothing is reserved for the address or container, 2 \
+        when refused.\n\n\
         Examples:\n  ipamctl release mynet --container 3f2a9c41 --dry-run\n  \
         ipamctl release mynet --container 3f2a9c41 --ifname eth1 --yes\n  ipamctl release mynet --ip 10.22.0.17"
     )]

@@ -9,7 +9,8 @@ use host_local::store::Owner;
 
 use super::change::{apply, plan};
 use super::{load_configs, Ctx, FOUND};
-use crate::cli::{ChangeArgs, ConfigArg, ResultsArg};
+use crate::attach::{self, ResultsCache, ValidSet};
+use crate::cli::{ChangeArgs, ConfigArg, ResultsArg, ValidArg};
 use crate::inspect::{now_secs, Reservation};
 
 /// The shortest container ID prefix accepted (as podman and crictl print them).
@@ -89,6 +90,13 @@ pub struct Args {
     pub ip: Option<IpAddr>,
     #[command(flatten)]
     pub results: ResultsArg,
+    /// The attachments the runtime still has (as for leaks): a reservation it keeps is refused;
+    /// without it, one with an entry in libcni's result cache is.
+    #[command(flatten)]
+    pub valid: ValidArg,
+    /// Release it although the valid list or libcni's cache says its container is still there.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -118,6 +126,12 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     }
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("release", network, &cfgs)?;
+    let valid = a
+        .valid
+        .valid
+        .as_deref()
+        .map(attach::load_valid)
+        .transpose()?;
     let view = ctx.read_one(network, &cfgs)?;
     let (sel, what) = match sel {
         Selector::Ip(ip) => (Selector::Ip(ip), format!("{ip}")),
@@ -134,10 +148,16 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     };
     let now = now_secs();
     let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
-    let planned = view
+    let selected: Vec<&Reservation> = view
         .reservations
         .iter()
         .filter(|r| sel.matches(r))
+        .collect();
+    if !a.force {
+        refuse_live(network, &selected, valid.as_ref(), pods.as_ref())?;
+    }
+    let planned = selected
+        .into_iter()
         .map(|r| plan(r, "selected", now, pods.as_ref()))
         .collect();
     let nothing = format!("not reserved: no reservation of {what} in network {network}");
@@ -150,6 +170,43 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         &a.change,
         (&nothing, FOUND),
     )
+}
+
+/// Refuses to release a reservation whose container the runtime still has:
+/// the valid list keeps it, or (without a list) libcni's result cache
+/// records the attachment. The plugin would hand its address to a second pod.
+fn refuse_live(
+    network: &str,
+    selected: &[&Reservation],
+    valid: Option<&ValidSet>,
+    cache: Option<&ResultsCache>,
+) -> Result<()> {
+    for r in selected {
+        let why = match (valid, cache) {
+            (Some(v), _) if v.keeps(&r.owner) => format!("{} keeps it", v.label()),
+            (None, Some(c)) if c.knows(network, &r.owner) => format!(
+                "libcni's result cache {} records it as attached{}",
+                c.dir.display(),
+                c.pod(&r.owner)
+                    .map(|p| format!(" (pod {p})"))
+                    .unwrap_or_default()
+            ),
+            _ => continue,
+        };
+        bail!(
+            "{} is held by {} in network {network}, and {why}: its container is probably still \
+             running, and releasing the address lets the plugin hand it to a second pod. Refusing \
+             (use --force if the container is gone{})",
+            r.ip,
+            r.owner,
+            if valid.is_none() {
+                "; or give --valid with the runtime's live containers"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

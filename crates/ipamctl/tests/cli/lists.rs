@@ -235,3 +235,124 @@ no findings
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("keeps none"), "{}", r.stderr);
 }
+
+/// Item 8: `release --ip` of an address whose container libcni's cache
+/// records, or the valid list keeps, is refused (nothing changes) unless
+/// the list says it is gone or --force.
+#[test]
+fn release_refuses_the_address_of_a_live_container() {
+    let f = fixture();
+    let res = f.root().join("results");
+    cache_entry(
+        &res,
+        "net1",
+        "c2",
+        "eth0",
+        Some(("kube-system", "dns-7f")),
+        &["10.1.0.3/24"],
+    );
+    let before = tree(&f.data());
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--ip",
+        "10.1.0.3",
+        "--results-dir",
+        "results",
+        "--yes",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("10.1.0.3 is held by c2 eth0 in network net1, and libcni's result cache results records it as attached (pod kube-system/dns-7f)")
+            && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    // The container, too; and a list that keeps it, cache or not.
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--container",
+        "c2",
+        "--results-dir",
+        "results",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    std::fs::write(f.root().join("valid.txt"), "c1\nc2\n").unwrap();
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--ip",
+        "10.1.0.3",
+        "--valid",
+        "valid.txt",
+        "--yes",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("and the valid list valid.txt keeps it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        before,
+        tree(&f.data()),
+        "a refused release changed something"
+    );
+    // The authoritative list says c2 is gone: its lingering cache entry does not matter.
+    std::fs::write(f.root().join("valid.txt"), "c1\n").unwrap();
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--ip",
+        "10.1.0.3",
+        "--valid",
+        "valid.txt",
+        "--results-dir",
+        "results",
+        "--yes",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!f.net().join("10.1.0.3").exists());
+    // --force: the operator knows better.
+    let r = f.run_stdin(
+        &[
+            "release",
+            "net1",
+            "--ip",
+            "2001:db8::3",
+            "--valid",
+            "-",
+            "--yes",
+        ],
+        Some("c2\n"),
+    );
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let r = f.run_stdin(
+        &[
+            "release",
+            "net1",
+            "--ip",
+            "2001:db8::3",
+            "--valid",
+            "-",
+            "--force",
+            "--yes",
+        ],
+        Some("c2\n"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!f.net().join("2001:db8::3").exists());
+    // A damaged file names no container: released without a word.
+    let r = f.run(&[
+        "release",
+        "net1",
+        "--ip",
+        "10.1.0.5",
+        "--results-dir",
+        "results",
+        "--yes",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
