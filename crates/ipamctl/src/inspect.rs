@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use host_local::config::RangeSet;
-use host_local::store::disk::DiskStore;
 use host_local::store::etcd::{EtcdConfig, EtcdStore, NodeEntry};
 use host_local::store::{Owner, Session};
 use serde::Serialize;
 
 use crate::configs::NetConfig;
+use crate::lock::{self, Access};
 
 /// Kinds of problems a reservation can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -243,8 +243,7 @@ pub fn read_network(
     allow_missing: bool,
     lock_timeout: Duration,
 ) -> Result<NetworkView> {
-    let store = DiskStore::new(data_dir, name).with_lock_timeout(lock_timeout);
-    let path = store.network_dir();
+    let path = data_dir.join(name);
     let mut view = NetworkView::new(name, StoreKind::Disk, data_dir, path.clone(), config);
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -268,27 +267,26 @@ pub fn read_network(
             lock.display()
         ));
     }
-    let mut cursors = Vec::new();
-    {
-        let mut s = store.read_session().map_err(|e| anyhow!("{e}"))?;
-        let entries = s.list().map_err(|e| anyhow!("{e}"))?;
-        for e in entries {
-            let mtime = mtime_of(&path.join(e.ip.to_string()));
-            view.reservations.push(Reservation {
-                ip: e.ip,
-                owner: e.owner,
-                mtime,
-                node: None,
-                set_index: None,
-                problems: Vec::new(),
-            });
-        }
-        if let Some(c) = config {
-            for i in 0..c.ipam.ranges.len() {
-                cursors.push(s.cursor(i).ok().flatten());
+    let sets = config.map_or(0, |c| c.ipam.ranges.len());
+    let dir = path.clone();
+    let (reservations, cursors) =
+        lock::in_session(data_dir, name, Access::Read, lock_timeout, move |s| {
+            let mut reservations = Vec::new();
+            for e in s.list()? {
+                reservations.push(Reservation {
+                    ip: e.ip,
+                    owner: e.owner,
+                    mtime: mtime_of(&dir.join(e.ip.to_string())),
+                    node: None,
+                    set_index: None,
+                    problems: Vec::new(),
+                });
             }
-        }
-    }
+            let cursors: Vec<Option<IpAddr>> =
+                (0..sets).map(|i| s.cursor(i).ok().flatten()).collect();
+            Ok((reservations, cursors))
+        })?;
+    view.reservations = reservations;
     classify(&mut view, &cursors);
     Ok(view)
 }

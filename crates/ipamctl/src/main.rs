@@ -13,6 +13,7 @@ mod cmd;
 mod configs;
 mod duration;
 mod inspect;
+mod lock;
 mod man;
 mod out;
 mod render;

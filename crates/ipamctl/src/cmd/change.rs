@@ -6,9 +6,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
-use host_local::store::disk::DiskStore;
-use host_local::store::{Entry, Owner, Store};
+use anyhow::{bail, Result};
+use host_local::store::{Entry, Owner};
 use serde::Serialize;
 
 use super::{age_cell, plural, pod_cell, results_cache, Ctx, FAILED, FOUND, OK};
@@ -232,15 +231,32 @@ fn plan_text(ctx: &Ctx, r: &ChangeReport, verb: &str, tail: &str) -> String {
 /// lock, its index kept right), only if its file still names the owner
 /// listed; the others are skipped. Returns whether an error occurred.
 fn remove(ctx: &Ctx, view: &NetworkView, report: &mut ChangeReport) -> Result<bool> {
-    let mut store = DiskStore::new(&view.data_dir, &view.name).with_lock_timeout(ctx.lock_timeout);
-    let mut session = store.session().map_err(|e| anyhow!("{e}"))?;
-    let mut errors = false;
-    for p in &report.planned {
-        let entry = Entry {
+    let entries: Vec<Entry> = report
+        .planned
+        .iter()
+        .map(|p| Entry {
             ip: p.reservation.address,
             owner: p.owner.clone(),
-        };
-        match session.release(&entry) {
+        })
+        .collect();
+    let outcomes = crate::lock::in_session(
+        &view.data_dir,
+        &view.name,
+        crate::lock::Access::Change,
+        ctx.lock_timeout,
+        move |s| {
+            Ok(entries
+                .into_iter()
+                .map(|e| {
+                    let r = s.release(&e);
+                    (e, r)
+                })
+                .collect::<Vec<_>>())
+        },
+    )?;
+    let mut errors = false;
+    for (entry, outcome) in outcomes {
+        match outcome {
             Ok(true) => report.removed.push(entry.ip),
             Ok(false) => report.skipped.push(Skipped {
                 address: entry.ip,

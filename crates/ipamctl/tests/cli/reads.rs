@@ -180,3 +180,124 @@ ADDRESS    CONTAINER  IFNAME   AGE  WHY
     ]);
     assert_eq!(parse_json(&r.stdout)["leaks"][1]["gcKeeps"], Value::Null);
 }
+
+/// Item 5: while the lock is held, ipamctl waits for it in the kernel's
+/// queue of flock waiters, like the plugins (/proc/locks lists it as
+/// blocked), so it is woken when the lock is released. A poller of a
+/// non-blocking lock is never in that queue, and under churn only wins when
+/// an attempt falls between one holder's release and the next waiter's
+/// wake-up.
+#[test]
+fn reads_wait_for_the_lock_in_the_kernels_queue() {
+    use std::os::unix::fs::MetadataExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        skip("no /proc/locks");
+        return;
+    };
+    drop(locks);
+    let f = fixture();
+    let net = f.data().join("held");
+    store(&net, &[("10.36.0.2", "c1\r\neth0")]);
+    let lock = std::fs::File::open(net.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let ino = lock.metadata().unwrap().ino();
+    let child = Command::new(BIN)
+        .args([
+            "--data-dir",
+            "data",
+            "--lock-timeout",
+            "60s",
+            "show",
+            "held",
+            "--json",
+        ])
+        .current_dir(f.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // `N: -> FLOCK  ADVISORY  WRITE <pid> <maj>:<min>:<ino> 0 EOF`
+    let queued = |text: &str| {
+        text.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.get(1) == Some(&"->")
+                && w.get(2) == Some(&"FLOCK")
+                && w.get(5) == Some(&pid.as_str())
+                && w.get(6).is_some_and(|d| d.ends_with(&format!(":{ino}")))
+        })
+    };
+    let start = Instant::now();
+    let mut seen = false;
+    // A bound, not a measurement: ipamctl queues within milliseconds.
+    while start.elapsed() < Duration::from_secs(30) {
+        if queued(&std::fs::read_to_string("/proc/locks").unwrap()) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        seen,
+        "ipamctl (PID {pid}) never waited in the kernel's queue for the lock"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        parse_json(&String::from_utf8(out.stdout).unwrap())["network"]["reservations"],
+        1
+    );
+}
+
+/// Item 5, the situation of the issue: under ADD/DEL churn (the lock taken
+/// and released by one process after another, always someone waiting)
+/// every read gets its turn.
+#[test]
+fn reads_get_the_lock_under_churn() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let f = fixture();
+    let net = f.data().join("busy");
+    store(&net, &[("10.35.0.2", "c1\r\neth0")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Four "plugins", each taking the lock (blocking, as the plugins do)
+    // on its own open file, holding it 20ms, and coming back 2ms after.
+    let churn: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, lock) = (Arc::clone(&stop), net.join("lock"));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let file = std::fs::File::open(&lock).unwrap();
+                    file.lock().unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                    drop(file);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    // Generous bound: it only keeps a broken wait from hanging the test.
+    let results: Vec<Run> = (0..3)
+        .map(|_| f.run(&["--lock-timeout", "20s", "show", "busy", "--json"]))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    for t in churn {
+        t.join().unwrap();
+    }
+    for r in results {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(parse_json(&r.stdout)["network"]["reservations"], 1);
+    }
+}
