@@ -131,12 +131,19 @@ fn timed_out(lock: &Path) -> String {
 fn holder_pid(lock: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(lock).ok()?;
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
     let dev = meta.dev();
     // The kernel's (glibc's) encoding of a dev_t.
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    find_holder(&text, major, minor, meta.ino())
+    // /proc/locks is read in pages from a list other processes change
+    // meanwhile: a line can be missed while locks come and go. Read again.
+    (0..5).find_map(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let text = std::fs::read_to_string("/proc/locks").ok()?;
+        find_holder(&text, major, minor, meta.ino())
+    })
 }
 
 /// Lines like `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF`; waiters
