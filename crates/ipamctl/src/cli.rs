@@ -67,7 +67,8 @@ pub enum Cmd {
     /// exhaustion per range set.
     #[command(
         after_help = "Exit status 1 when a range set is exhausted (no free address: every ADD \
-        fails), 2 when a network could not be read.\n\n\
+        fails), 2 when a network could not be read or a configuration file could not be used \
+        (shown as `config error`).\n\n\
         Examples:\n  ipamctl list\n  ipamctl list --config /etc/cni/net.d\n  \
         ipamctl --data-dir /srv/cni/networks list --json | jq '.networks[].name'"
     )]
@@ -149,7 +150,8 @@ pub enum Cmd {
         after_help = "Examples:\n  ipamctl metrics --config /etc/cni/net.d\n  \
         ipamctl metrics --config /etc/cni/net.d --output /var/lib/node_exporter/textfile/ipam.prom\n\n\
         With --output the file is replaced atomically (temporary file in the same directory, then \
-        rename). Exit status 2 if a network could not be read (its ipamctl_network_up is 0)."
+        rename). Exit status 2 if a network could not be read (its ipamctl_network_up is 0) or a \
+        configuration file could not be used (ipamctl_config_error)."
     )]
     Metrics(crate::cmd::metrics::Args),
     /// Reservations per node of a network kept in etcd (cluster mode), and

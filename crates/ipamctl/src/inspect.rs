@@ -153,6 +153,8 @@ pub struct NetworkView {
     pub config: Option<NetConfig>,
     pub sets: Vec<SetUsage>,
     pub error: Option<String>,
+    /// The network's only configuration is unusable: every ADD on it fails.
+    pub config_error: Option<String>,
     /// Remarks for the operator (a disagreeing --data-dir, ...).
     pub notes: Vec<String>,
 }
@@ -176,6 +178,7 @@ impl NetworkView {
             config: config.cloned(),
             sets: Vec::new(),
             error: None,
+            config_error: None,
             notes: Vec::new(),
         }
     }

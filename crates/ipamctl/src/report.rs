@@ -183,6 +183,8 @@ pub struct NetworkReport {
     pub data_dir: PathBuf,
     pub exists: bool,
     pub error: Option<String>,
+    /// The only configuration naming this network could not be used (every ADD fails).
+    pub config_error: Option<String>,
     pub reservations: usize,
     pub formats: BTreeMap<&'static str, u64>,
     pub with_problems: u64,
@@ -211,6 +213,7 @@ impl NetworkReport {
             data_dir: v.data_dir.clone(),
             exists: v.exists,
             error: v.error.clone(),
+            config_error: v.config_error.clone(),
             reservations: v.reservations.len(),
             formats: v.format_counts(),
             with_problems: v.problem_total(),

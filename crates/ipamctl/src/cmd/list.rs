@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{load_configs, Ctx, FAILED, FOUND, OK};
 use crate::cli::ConfigArg;
+use crate::configs::ConfigError;
 use crate::inspect::now_secs;
 use crate::out;
 use crate::render::{colored, percent, Cell, Table, DIM, RED, YELLOW};
@@ -29,13 +30,15 @@ pub struct ListReport {
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
     pub networks: Vec<NetworkReport>,
+    /// Configuration files that could not be used.
+    pub config_errors: Vec<ConfigError>,
     #[serde(skip)]
     with_config: bool,
 }
 
 impl ListReport {
     pub fn exit_code(&self) -> u8 {
-        if self.networks.iter().any(|n| n.error.is_some()) {
+        if self.networks.iter().any(|n| n.error.is_some()) || !self.config_errors.is_empty() {
             FAILED
         } else if self.networks.iter().any(|n| n.exhausted) {
             FOUND
@@ -53,6 +56,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         data_dir: ctx.base_data_dir(),
         config: cfgs.path.clone(),
         networks: views.iter().map(|v| NetworkReport::new(v, now)).collect(),
+        config_errors: cfgs.errors.clone(),
         with_config: a.config.config.is_some(),
     };
     for n in &report.networks {
@@ -113,6 +117,16 @@ fn render(ctx: &Ctx, report: &ListReport) -> String {
             },
         ];
         let mut notes: Vec<String> = Vec::new();
+        if let Some(e) = &n.config_error {
+            row.resize(note_col, "-".into());
+            let mut cell = format!("config error: {e}");
+            if n.exists {
+                cell.push_str(&format!(" ({} reserved)", n.reservations));
+            }
+            row.push(colored(cell, RED));
+            t.row(row);
+            continue;
+        }
         notes.extend(n.etcd_note());
         if !n.exists {
             notes.push("no store yet".into());
@@ -170,6 +184,16 @@ fn render(ctx: &Ctx, report: &ListReport) -> String {
         o.push_str("no networks\n");
     } else {
         o.push_str(&t.render(ctx.style));
+    }
+    for e in report.config_errors.iter().filter(|e| e.network.is_none()) {
+        let _ = writeln!(
+            o,
+            "{}",
+            ctx.style.paint(
+                &format!("config error: {}: {}", e.file.display(), e.error),
+                RED
+            )
+        );
     }
     o
 }

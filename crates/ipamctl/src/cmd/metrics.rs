@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::{load_configs, Ctx, FAILED, OK};
 use crate::cli::ConfigArg;
+use crate::configs::ConfigError;
 use crate::inspect::{now_secs, ProblemKind};
 use crate::out;
 use crate::report::{NetworkReport, RangeSetReport};
@@ -27,12 +28,12 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let reports: Vec<NetworkReport> = views.iter().map(|v| NetworkReport::new(v, now)).collect();
-    let text = render(&reports, now);
+    let text = render(&reports, &cfgs.errors, now);
     match &a.output {
         Some(p) => write_atomic(p, &text)?,
         None => out::print(&text)?,
     }
-    let mut code = OK;
+    let mut code = if cfgs.errors.is_empty() { OK } else { FAILED };
     for n in &reports {
         if let Some(e) = &n.error {
             out::warn(format_args!("{}: {e}", n.name));
@@ -60,9 +61,22 @@ fn family(f: &mut String, name: &str, help: &str) {
     let _ = writeln!(f, "# TYPE {name} gauge");
 }
 
-/// The exposition text for every network.
-pub fn render(views: &[NetworkReport], now: i64) -> String {
+/// The exposition text for every network and unusable configuration file.
+pub fn render(views: &[NetworkReport], config_errors: &[ConfigError], now: i64) -> String {
     let mut o = String::new();
+    family(
+        &mut o,
+        "ipamctl_config_error",
+        "1 for each configuration file that could not be used (not JSON, no name, an invalid host-local ipam section): every ADD on its network fails.",
+    );
+    for e in config_errors {
+        let _ = writeln!(
+            o,
+            "ipamctl_config_error{{file=\"{}\",network=\"{}\"}} 1",
+            esc(&e.file.to_string_lossy()),
+            esc(e.network.as_deref().unwrap_or(""))
+        );
+    }
     family(
         &mut o,
         "ipamctl_network_up",

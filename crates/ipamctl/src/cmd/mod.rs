@@ -76,6 +76,17 @@ pub fn load_configs(path: Option<&Path>) -> Result<Configs> {
     for w in &c.warnings {
         out::warn(format_args!("warning: config {w}"));
     }
+    for e in &c.errors {
+        out::warn(format_args!(
+            "error: config {}: {}{}",
+            e.file.display(),
+            e.error,
+            e.network
+                .as_deref()
+                .map(|n| format!(" (every ADD on network {n} fails)"))
+                .unwrap_or_default()
+        ));
+    }
     Ok(c)
 }
 
@@ -83,6 +94,11 @@ pub fn check_network_name(network: &str) -> Result<()> {
     cni_proto::NetworkName::new(network)
         .map(|_| ())
         .map_err(|e| anyhow!("network {network:?}: {e}"))
+}
+
+/// How a network's unusable configuration is reported.
+pub fn config_error_text(e: &configs::ConfigError) -> String {
+    format!("configuration {}: {}", e.file.display(), e.error)
 }
 
 /// The network directories of `data_dir`, warning about names that are no
@@ -144,8 +160,16 @@ impl Ctx {
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
-        let mut v = inspect::read_network(&dir, network, cfg, cfg.is_some(), self.lock_timeout)?;
+        let broken = cfgs.broken(network);
+        let mut v = inspect::read_network(
+            &dir,
+            network,
+            cfg,
+            cfg.is_some() || broken.is_some(),
+            self.lock_timeout,
+        )?;
         v.notes.extend(note);
+        v.config_error = broken.map(config_error_text);
         Ok(v)
     }
 
@@ -167,6 +191,18 @@ impl Ctx {
             if cfgs.get(n).is_none() {
                 views.push(self.read_or_error(&base, n, None, None));
             }
+        }
+        // Networks only an unusable configuration names: reported, with
+        // their store in the base directory when there is one.
+        for n in cfgs.broken_networks() {
+            if !found.iter().any(|f| f == n) {
+                let mut v = NetworkView::new(n, StoreKind::Disk, &base, base.join(n), None);
+                v.exists = false;
+                views.push(v);
+            }
+        }
+        for v in &mut views {
+            v.config_error = cfgs.broken(&v.name).map(config_error_text);
         }
         // Unconfigured networks beside configured ones in their own dataDirs.
         let mut dirs: Vec<PathBuf> = cfgs

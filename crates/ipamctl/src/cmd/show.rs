@@ -128,6 +128,7 @@ impl ShowReport {
     pub fn exit_code(&self) -> u8 {
         let looked_up = self.filter.pod.is_some() || self.filter.ip.is_some();
         if self.network.exhausted
+            || self.network.config_error.is_some()
             || self.reservations.iter().any(|r| !r.problems.is_empty())
             || (looked_up && self.reservations.is_empty())
         {
@@ -157,7 +158,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     };
     let cfgs = load_configs(a.config.config.as_deref())?;
     let cfg = cfgs.get(&a.network);
-    if let (Some(p), None) = (&a.config.config, cfg) {
+    if let (Some(p), None, None) = (&a.config.config, cfg, cfgs.broken(&a.network)) {
         out::warn(format_args!(
             "warning: no host-local configuration for network {} in {}",
             a.network,
@@ -322,6 +323,16 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
     for note in &n.notes {
         let _ = writeln!(o, "note    {note}");
     }
+    if let Some(e) = &n.config_error {
+        let _ = writeln!(
+            o,
+            "{}",
+            style.paint(
+                &format!("config error: {e}; every ADD on this network fails"),
+                RED
+            )
+        );
+    }
     if !n.exists {
         let _ = writeln!(
             o,
@@ -334,6 +345,7 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
             let _ = writeln!(o, "config  {}", c.source.display());
             o.push_str(&sets_table(ctx, n));
         }
+        None if n.config_error.is_some() => {}
         None => {
             let _ = writeln!(
                 o,

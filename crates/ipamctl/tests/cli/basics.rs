@@ -59,6 +59,7 @@ fn list_json() {
           "dataDir": "data",
           "exists": true,
           "error": null,
+          "configError": null,
           "reservations": 10,
           "formats": {"attachment": 7, "damaged": 2, "legacy": 1},
           "withProblems": 5,
@@ -92,6 +93,7 @@ fn list_json() {
           "dataDir": "data",
           "exists": true,
           "error": null,
+          "configError": null,
           "reservations": 1,
           "formats": {"attachment": 1, "damaged": 0, "legacy": 0},
           "withProblems": 0,
@@ -102,7 +104,8 @@ fn list_json() {
           "rangeSets": [],
           "notes": []
         }
-      ]
+      ],
+      "configErrors": []
     });
     assert_eq!(v, expected, "{}", serde_json::to_string_pretty(&v).unwrap());
 }
@@ -696,12 +699,15 @@ fn config_directory_matches_by_name() {
     std::fs::write(d.join("99-broken.conflist"), "{").unwrap();
     std::fs::write(d.join("README"), "not a config").unwrap();
     let r = f.run(&["list", "--config", "net.d", "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The broken file is an error (exit 2), reported, not skipped (reads.rs).
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("99-broken.conflist"),
-        "a warning names it"
+        "a message names it"
     );
     let v = parse_json(&r.stdout);
+    assert_eq!(v["configErrors"][0]["file"], "net.d/99-broken.conflist");
+    assert_eq!(v["configErrors"].as_array().unwrap().len(), 1, "{v}");
     let nets = v["networks"].as_array().unwrap();
     assert_eq!(nets.len(), 2);
     assert_eq!(nets[1]["name"], "other");

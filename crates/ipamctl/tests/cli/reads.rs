@@ -301,3 +301,77 @@ fn reads_get_the_lock_under_churn() {
         assert_eq!(parse_json(&r.stdout)["network"]["reservations"], 1);
     }
 }
+
+/// Item 6: a network whose subnet has host bits set and a file that is not
+/// JSON are reported by list (a row, exit 2), metrics (a sample naming the
+/// file, exit 2) and show, not only warned about on stderr.
+#[test]
+fn unusable_configurations_are_reported_not_skipped() {
+    let f = fixture();
+    let d = f.root().join("net.d");
+    std::fs::create_dir_all(&d).unwrap();
+    conf(
+        &d.join("10-ok.conflist"),
+        "ok",
+        None,
+        json!([[{"subnet": "10.41.0.0/29"}]]),
+    );
+    conf(
+        &d.join("20-hostbits.conflist"),
+        "hostbits",
+        None,
+        json!([[{"subnet": "10.40.0.5/24"}]]),
+    );
+    std::fs::write(d.join("30-junk.conflist"), "nope").unwrap();
+    store(&f.data().join("hostbits"), &[("10.40.0.7", "h1\r\neth0")]);
+    let hostbits =
+        "configuration net.d/20-hostbits.conflist: invalid range set 0: Network has host bits \
+                    set. For a subnet mask of length 24 the network address is 10.40.0.0 \
+                    (ipam.ranges[0][0].subnet: 10.40.0.5/24)";
+
+    let r = f.run(&["list", "--config", "net.d"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let rows: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        rows.iter().any(|l| l.starts_with("hostbits")
+            && l.ends_with(&format!("config error: {hostbits} (1 reserved)"))),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("config error: net.d/30-junk.conflist: not JSON")),
+        "{}",
+        r.stdout
+    );
+    let r = f.run(&["list", "--config", "net.d", "--json"]);
+    assert_eq!(r.code, 2);
+    let v = parse_json(&r.stdout);
+    let errors = v["configErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{v}");
+    assert_eq!(errors[0]["file"], "net.d/20-hostbits.conflist");
+    assert_eq!(errors[0]["network"], "hostbits");
+    assert_eq!(errors[1]["network"], Value::Null);
+    assert_eq!(listed(&v, "hostbits")["configError"], hostbits);
+    assert_eq!(listed(&v, "hostbits")["reservations"], 1);
+    assert_eq!(listed(&v, "ok")["configError"], Value::Null);
+
+    let r = f.run(&["metrics", "--config", "net.d"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for line in [
+        "ipamctl_config_error{file=\"net.d/20-hostbits.conflist\",network=\"hostbits\"} 1\n",
+        "ipamctl_config_error{file=\"net.d/30-junk.conflist\",network=\"\"} 1\n",
+    ] {
+        assert!(r.stdout.contains(line), "{line} missing from\n{}", r.stdout);
+    }
+
+    let r = f.run(&["show", "hostbits", "--config", "net.d"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "config error: {hostbits}; every ADD on this network fails\n"
+        )),
+        "{}",
+        r.stdout
+    );
+}
