@@ -110,6 +110,80 @@ impl Reservation {
     }
 }
 
+/// A file in a network directory that is neither a reservation, the lock
+/// nor a cursor: the plugins neither count nor reserve anything with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stray {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Why `name` (in a network directory) is stray; None: a reservation (a
+/// canonical address), the lock or a cursor.
+fn stray_reason(
+    name: &str,
+    is_dir: bool,
+    names: &std::collections::HashSet<String>,
+) -> Option<String> {
+    use host_local::store::disk::{parse_reservation_name, CURSOR_PREFIX, LOCK_FILE};
+    if name == LOCK_FILE {
+        return None;
+    }
+    if let Some(n) = name.strip_prefix(CURSOR_PREFIX) {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    if parse_reservation_name(name).is_some() {
+        // A reservation (whatever it is, a directory included: damaged).
+        return None;
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        let canonical = ip.to_string();
+        let beside = if names.contains(&canonical) {
+            format!(", beside {canonical}")
+        } else {
+            String::new()
+        };
+        return Some(format!(
+            "not the canonical name of {canonical}{beside}: the plugins reserve and look up \
+             {canonical}, so this file reserves nothing"
+        ));
+    }
+    if is_dir {
+        return Some("a directory: not a reservation".into());
+    }
+    if name.starts_with(".tmp") || name.ends_with(".tmp") {
+        return Some(
+            "a temporary file, left by an interrupted write; not a reservation (safe to delete \
+             while no plugin runs)"
+                .into(),
+        );
+    }
+    Some("not a reservation, lock or cursor file; the plugins ignore it".into())
+}
+
+/// The stray files of the network directory `dir` (read under its lock).
+fn strays(dir: &Path) -> Result<Vec<Stray>, host_local::error::StoreError> {
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| host_local::error::StoreError::io("list", dir, e))?;
+    let mut found = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| host_local::error::StoreError::io("list", dir, e))?;
+        let is_dir = ent.file_type().is_ok_and(|t| t.is_dir());
+        found.push((ent.file_name().to_string_lossy().into_owned(), is_dir));
+    }
+    let names: std::collections::HashSet<String> = found.iter().map(|(n, _)| n.clone()).collect();
+    let mut out: Vec<Stray> = found
+        .into_iter()
+        .filter_map(|(name, is_dir)| {
+            stray_reason(&name, is_dir, &names).map(|reason| Stray { name, reason })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Usage of one range set.
 #[derive(Clone, Debug)]
 pub struct SetUsage {
@@ -155,6 +229,8 @@ pub struct NetworkView {
     pub error: Option<String>,
     /// The network's only configuration is unusable: every ADD on it fails.
     pub config_error: Option<String>,
+    /// Files of the network directory that are no reservation, lock or cursor.
+    pub strays: Vec<Stray>,
     /// Remarks for the operator (a disagreeing --data-dir, ...).
     pub notes: Vec<String>,
 }
@@ -179,6 +255,7 @@ impl NetworkView {
             sets: Vec::new(),
             error: None,
             config_error: None,
+            strays: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -272,7 +349,7 @@ pub fn read_network(
     }
     let sets = config.map_or(0, |c| c.ipam.ranges.len());
     let dir = path.clone();
-    let (reservations, cursors) =
+    let (reservations, cursors, strays) =
         lock::in_session(data_dir, name, Access::Read, lock_timeout, move |s| {
             let mut reservations = Vec::new();
             for e in s.list()? {
@@ -287,9 +364,10 @@ pub fn read_network(
             }
             let cursors: Vec<Option<IpAddr>> =
                 (0..sets).map(|i| s.cursor(i).ok().flatten()).collect();
-            Ok((reservations, cursors))
+            Ok((reservations, cursors, strays(&dir)?))
         })?;
     view.reservations = reservations;
+    view.strays = strays;
     classify(&mut view, &cursors);
     Ok(view)
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
-use crate::inspect::{NetworkView, Problem, ProblemKind, Reservation, SetUsage, StoreKind};
+use crate::inspect::{NetworkView, Problem, ProblemKind, Reservation, SetUsage, StoreKind, Stray};
 
 pub const SCHEMA: u32 = 2;
 
@@ -195,6 +195,8 @@ pub struct NetworkReport {
     pub oldest_age_seconds: Option<i64>,
     pub config: Option<ConfigRef>,
     pub range_sets: Vec<RangeSetReport>,
+    /// Files of the network directory that are no reservation, lock or cursor (not counted).
+    pub strays: Vec<Stray>,
     /// Things the operator should know, e.g. a --data-dir the configuration disagrees with.
     pub notes: Vec<String>,
 }
@@ -231,6 +233,7 @@ impl NetworkReport {
                 runtime_ranges: c.runtime_ranges,
             }),
             range_sets,
+            strays: v.strays.clone(),
             notes: v.notes.clone(),
         }
     }

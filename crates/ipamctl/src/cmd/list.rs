@@ -133,6 +133,13 @@ fn render(ctx: &Ctx, report: &ListReport) -> String {
         } else if with_cfg && n.config.is_none() {
             notes.push("not in the configuration".into());
         }
+        if !n.strays.is_empty() {
+            notes.push(format!(
+                "{} stray file{} (not counted)",
+                n.strays.len(),
+                super::plural(n.strays.len())
+            ));
+        }
         if !n.notes.is_empty() && n.endpoints.is_none() {
             notes.push(format!("dataDir {}", n.data_dir.display()));
         }

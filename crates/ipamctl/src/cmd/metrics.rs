@@ -119,6 +119,22 @@ pub fn render(views: &[NetworkReport], config_errors: &[ConfigError], now: i64) 
     }
     family(
         &mut o,
+        "ipamctl_stray_files",
+        "Files in the network's directory that are no reservation, lock or cursor (temporaries, non-canonical address names); not counted as reservations.",
+    );
+    for v in views
+        .iter()
+        .filter(|v| v.error.is_none() && v.endpoints.is_none())
+    {
+        let _ = writeln!(
+            o,
+            "ipamctl_stray_files{{network=\"{}\"}} {}",
+            esc(&v.name),
+            v.strays.len()
+        );
+    }
+    family(
+        &mut o,
         "ipamctl_network_exhausted",
         "1 when a range set of the network has no free address (every ADD fails), else 0 (needs a configuration).",
     );

@@ -16,7 +16,7 @@ use crate::cmd::list::usage_cell;
 use crate::duration::parse_duration;
 use crate::inspect::{now_secs, StoreKind};
 use crate::out;
-use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED};
+use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED, YELLOW};
 use crate::report::{Count, NetworkReport, Pod, ReservationReport};
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +129,7 @@ impl ShowReport {
         let looked_up = self.filter.pod.is_some() || self.filter.ip.is_some();
         if self.network.exhausted
             || self.network.config_error.is_some()
+            || !self.network.strays.is_empty()
             || self.reservations.iter().any(|r| !r.problems.is_empty())
             || (looked_up && self.reservations.is_empty())
         {
@@ -435,6 +436,23 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
             plural(n.reservations),
             problems
         );
+    }
+    if !n.strays.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{} stray file{} in {} (no reservation, lock or cursor; not counted):",
+            n.strays.len(),
+            plural(n.strays.len()),
+            n.path.display()
+        );
+        let mut t = Table::new(&["FILE", "WHY"]);
+        for s in &n.strays {
+            t.row(vec![
+                s.name.clone().into(),
+                colored(s.reason.clone(), YELLOW),
+            ]);
+        }
+        o.push_str(&t.render(style));
     }
     if let Some(maps) = &r.map {
         for m in maps {

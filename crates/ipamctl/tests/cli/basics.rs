@@ -83,6 +83,7 @@ fn list_json() {
               "exhausted": false, "lastReserved": "2001:db8::3"
             }
           ],
+          "strays": [],
           "notes": []
         },
         {
@@ -102,6 +103,7 @@ fn list_json() {
           "oldestAgeSeconds": "<time>",
           "config": null,
           "rangeSets": [],
+          "strays": [],
           "notes": []
         }
       ],
@@ -593,6 +595,8 @@ fn metrics_stdout_and_textfile() {
 ipamctl_network_up{network="other"} 1
 ipamctl_reservations{network="net1"} 10
 ipamctl_reservations{network="other"} 1
+ipamctl_stray_files{network="net1"} 0
+ipamctl_stray_files{network="other"} 0
 ipamctl_network_exhausted{network="net1"} 0
 ipamctl_problems{network="net1",kind="damaged"} 2
 ipamctl_problems{network="net1",kind="outside-ranges"} 1

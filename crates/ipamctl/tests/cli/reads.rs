@@ -375,3 +375,66 @@ fn unusable_configurations_are_reported_not_skipped() {
         r.stdout
     );
 }
+
+/// Item 7: files that are no reservation, lock or cursor (an interrupted
+/// write's temporary, an address with a suffix, an address under a
+/// non-canonical name beside its canonical one) are reported by show, list
+/// and metrics, and not counted as reservations.
+#[test]
+fn stray_files_are_reported() {
+    let f = fixture();
+    let net = f.data().join("strays");
+    store(
+        &net,
+        &[
+            ("10.22.2.203", "c1\r\neth0"),
+            ("fd00:22::99", "c1\r\neth0"),
+            (".tmp-4711", "10.22.2.9"),
+            ("10.22.2.204.tmp", "c2\r\neth0"),
+            ("fd00:22:0:0::99", "c3\r\neth0"),
+        ],
+    );
+    std::fs::write(net.join("last_reserved_ip.0"), "10.22.2.203").unwrap();
+    let r = f.run(&["show", "strays"]);
+    assert_eq!(r.code, 1, "strays are findings; {}", r.stderr);
+    assert_text(
+        r.stdout.split_once("2 reservations, 0 with problems\n").unwrap().1,
+        "
+3 stray files in data/strays (no reservation, lock or cursor; not counted):
+FILE             WHY
+.tmp-4711        a temporary file, left by an interrupted write; not a reservation (safe to delete while no plugin runs)
+10.22.2.204.tmp  a temporary file, left by an interrupted write; not a reservation (safe to delete while no plugin runs)
+fd00:22:0:0::99  not the canonical name of fd00:22::99, beside fd00:22::99: the plugins reserve and look up fd00:22::99, so this file reserves nothing
+",
+    );
+    let v = parse_json(&f.run(&["show", "strays", "--json"]).stdout);
+    assert_eq!(v["network"]["reservations"], 2);
+    let names: Vec<&str> = v["network"]["strays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [".tmp-4711", "10.22.2.204.tmp", "fd00:22:0:0::99"]);
+    let r = f.run(&["list"]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("strays") && l.ends_with("3 stray files (not counted)")),
+        "{}",
+        r.stdout
+    );
+    let r = f.run(&["metrics"]);
+    assert!(
+        r.stdout
+            .contains("ipamctl_stray_files{network=\"strays\"} 3\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("ipamctl_reservations{network=\"strays\"} 2\n"),
+        "{}",
+        r.stdout
+    );
+}
