@@ -77,11 +77,13 @@ pub enum Cmd {
     #[command(
         after_help = "Problems: damaged (empty or unparseable file), and with --config: \
         outside-ranges, excluded, gateway, duplicate (one attachment holding several addresses of \
-        a range set). Pods are named from libcni's result cache (K8S_POD_NAMESPACE/K8S_POD_NAME). \
+        a range set). Pods are named from libcni's result cache only (K8S_POD_NAMESPACE/K8S_POD_NAME). \
+        Without NETWORK, --ip searches every network. A lookup that finds nothing says why. \
         Exit status 1 when a listed reservation has a problem, a range set is exhausted, or \
         --pod/--ip found nothing.\n\n\
         Examples:\n  ipamctl show mynet\n  ipamctl show mynet --config /etc/cni/net.d/10-mynet.conflist --map\n  \
         ipamctl show mynet --pod default/web-0\n  ipamctl show mynet --ip 10.22.0.17\n  \
+        ipamctl show --ip 10.22.0.17 --config /etc/cni/net.d    # every network\n  \
         ipamctl show mynet --problems --older-than 1d\n  \
         ipamctl show mynet --json | jq '.reservations[] | select(.problems != [])'"
     )]

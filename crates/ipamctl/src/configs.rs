@@ -203,7 +203,7 @@ fn parse_sections(path: &Path, name: &str, v: &Doc) -> Result<Vec<NetConfig>> {
         Some(_) => bail!("plugins is not a list"),
         None => {
             if let Some(ipam) = v.field("ipam", Kind::Whole).filter(|i| is_host_local(i)) {
-                sections.push((ipam, runtime_ranges(&v)));
+                sections.push((ipam, runtime_ranges(v)));
             }
         }
     }

@@ -13,6 +13,7 @@ use host_local::store::{Owner, Session};
 use serde::Serialize;
 
 use crate::configs::NetConfig;
+pub use crate::explain::{explain_unreserved, AddressState, Explanation, Stray};
 use crate::lock::{self, Access};
 
 /// Kinds of problems a reservation can have.
@@ -110,59 +111,6 @@ impl Reservation {
     }
 }
 
-/// A file in a network directory that is neither a reservation, the lock
-/// nor a cursor: the plugins neither count nor reserve anything with it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Stray {
-    pub name: String,
-    pub reason: String,
-}
-
-/// Why `name` (in a network directory) is stray; None: a reservation (a
-/// canonical address), the lock or a cursor.
-fn stray_reason(
-    name: &str,
-    is_dir: bool,
-    names: &std::collections::HashSet<String>,
-) -> Option<String> {
-    use host_local::store::disk::{parse_reservation_name, CURSOR_PREFIX, LOCK_FILE};
-    if name == LOCK_FILE {
-        return None;
-    }
-    if let Some(n) = name.strip_prefix(CURSOR_PREFIX) {
-        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-    }
-    if parse_reservation_name(name).is_some() {
-        // A reservation (whatever it is, a directory included: damaged).
-        return None;
-    }
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        let canonical = ip.to_string();
-        let beside = if names.contains(&canonical) {
-            format!(", beside {canonical}")
-        } else {
-            String::new()
-        };
-        return Some(format!(
-            "not the canonical name of {canonical}{beside}: the plugins reserve and look up \
-             {canonical}, so this file reserves nothing"
-        ));
-    }
-    if is_dir {
-        return Some("a directory: not a reservation".into());
-    }
-    if name.starts_with(".tmp") || name.ends_with(".tmp") {
-        return Some(
-            "a temporary file, left by an interrupted write; not a reservation (safe to delete \
-             while no plugin runs)"
-                .into(),
-        );
-    }
-    Some("not a reservation, lock or cursor file; the plugins ignore it".into())
-}
-
 /// The stray files of the network directory `dir` (read under its lock).
 fn strays(dir: &Path) -> Result<Vec<Stray>, host_local::error::StoreError> {
     let rd =
@@ -177,7 +125,7 @@ fn strays(dir: &Path) -> Result<Vec<Stray>, host_local::error::StoreError> {
     let mut out: Vec<Stray> = found
         .into_iter()
         .filter_map(|(name, is_dir)| {
-            stray_reason(&name, is_dir, &names).map(|reason| Stray { name, reason })
+            crate::explain::stray_reason(&name, is_dir, &names).map(|reason| Stray { name, reason })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));

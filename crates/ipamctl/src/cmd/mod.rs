@@ -9,6 +9,7 @@ pub mod completions;
 pub mod gc;
 pub mod leaks;
 pub mod list;
+pub mod lookup;
 pub mod metrics;
 pub mod release;
 pub mod show;

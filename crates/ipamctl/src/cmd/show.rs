@@ -11,26 +11,30 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
+use crate::attach::ResultsCache;
 use crate::cli::{ConfigArg, ResultsArg};
 use crate::cmd::list::usage_cell;
 use crate::duration::parse_duration;
-use crate::inspect::{now_secs, StoreKind};
+use crate::inspect::{explain_unreserved, now_secs, Explanation, NetworkView, StoreKind};
 use crate::out;
 use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED, YELLOW};
 use crate::report::{Count, NetworkReport, Pod, ReservationReport};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The network name (a directory of the data directory).
-    pub network: String,
+    /// The network name (a directory of the data directory). Optional with --ip: then every
+    /// network is searched.
+    #[arg(required_unless_present = "ip")]
+    pub network: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
     #[command(flatten)]
     pub results: ResultsArg,
-    /// Only the reservations of this pod (NAMESPACE/NAME, from the result cache).
+    /// Only the reservations of this pod (NAMESPACE/NAME). Pods are named from libcni's result
+    /// cache only: a runtime that keeps none names no pods.
     #[arg(long, value_name = "NS/NAME")]
     pub pod: Option<String>,
-    /// Only the reservation of this address.
+    /// Only the reservation of this address; without NETWORK, searched in every network.
     #[arg(long, value_name = "ADDR")]
     pub ip: Option<IpAddr>,
     /// Only reservations with a problem.
@@ -122,6 +126,10 @@ pub struct ShowReport {
     pub reservations: Vec<ReservationReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<Vec<MapReport>>,
+    /// Why nothing matched --ip or --pod (null when something did, or neither was given).
+    pub no_match: Option<String>,
+    /// With --ip and no match: what the address is to the network.
+    pub address: Option<Explanation>,
 }
 
 impl ShowReport {
@@ -151,6 +159,11 @@ fn parse_pod(s: &str) -> Result<Pod> {
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let Some(network) = a.network.as_deref() else {
+        // clap requires NETWORK without --ip.
+        let ip = a.ip.ok_or_else(|| anyhow!("give NETWORK or --ip ADDR"))?;
+        return super::lookup::run(ctx, a, host_local::addr::canonical(ip));
+    };
     let filter = Filter {
         pod: a.pod.as_deref().map(parse_pod).transpose()?,
         ip: a.ip.map(host_local::addr::canonical),
@@ -158,35 +171,35 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         older_than_seconds: a.older_than.map(|d| d.as_secs()),
     };
     let cfgs = load_configs(a.config.config.as_deref())?;
-    let cfg = cfgs.get(&a.network);
-    if let (Some(p), None, None) = (&a.config.config, cfg, cfgs.broken(&a.network)) {
+    let cfg = cfgs.get(network);
+    if let (Some(p), None, None) = (&a.config.config, cfg, cfgs.broken(network)) {
         out::warn(format_args!(
             "warning: no host-local configuration for network {} in {}",
-            a.network,
+            network,
             p.display()
         ));
     }
     if a.map && cfg.is_none() {
         bail!(
             "--map needs --config with the ranges of network {}",
-            a.network
+            network
         );
     }
     if a.map && a.map_rows == 0 {
         bail!("--map-rows must be at least 1");
     }
-    let cache = results_cache(a.results.results_dir.as_deref(), &a.network)?;
+    let cache = results_cache(a.results.results_dir.as_deref(), network)?;
     if filter.pod.is_some() && cache.as_ref().is_none_or(|c| c.attachments.is_empty()) {
         return Err(anyhow!(
             "--pod needs libcni's result cache with entries for network {} (give --results-dir)",
-            a.network
+            network
         ));
     }
-    let view = ctx.read_one(&a.network, &cfgs)?;
+    let view = ctx.read_one(network, &cfgs)?;
     if filter.older_than_seconds.is_some() && view.store != StoreKind::Disk {
         bail!(
             "--older-than: network {} is kept in etcd, which records no reservation times",
-            a.network
+            network
         );
     }
     let now = now_secs();
@@ -216,13 +229,21 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             .map(|(i, j, r)| map_report(i, j, r, render::map_range(r, &marks, a.map_rows)))
             .collect()
     });
+    let kept: Vec<ReservationReport> = all.into_iter().filter(|r| filter.keeps(r)).collect();
+    let (no_match, address) = if kept.is_empty() {
+        explain_no_match(&filter, &view, cache.as_ref())
+    } else {
+        (None, None)
+    };
     let report = ShowReport {
         data_dir: view.data_dir.clone(),
         network: NetworkReport::new(&view, now),
         results_cache: cache.as_ref().map(|c| c.dir.clone()),
-        reservations: all.into_iter().filter(|r| filter.keeps(r)).collect(),
+        reservations: kept,
         filter,
         map,
+        no_match,
+        address,
     };
     if a.json {
         out::json("show", &report)?;
@@ -230,6 +251,61 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         out::print(&render_text(ctx, &report))?;
     }
     Ok(report.exit_code())
+}
+
+/// Why --ip or --pod matched nothing: what the address is to the network,
+/// or what libcni's cache (where pod names come from) knows of the pod.
+fn explain_no_match(
+    filter: &Filter,
+    view: &NetworkView,
+    cache: Option<&ResultsCache>,
+) -> (Option<String>, Option<Explanation>) {
+    let mut why = Vec::new();
+    let mut address = None;
+    if let Some(ip) = filter.ip {
+        match view.reservations.iter().find(|r| r.ip == ip) {
+            // Reserved, but left out by another filter.
+            Some(_) => why.push(format!(
+                "{ip} is reserved, but not by what the other filters ask for"
+            )),
+            None => {
+                let e = explain_unreserved(view, ip);
+                why.push(format!("{ip} is not reserved: {}", e.detail));
+                address = Some(e);
+            }
+        }
+    }
+    if let Some(pod) = &filter.pod {
+        let dir = cache.map_or_else(String::new, |c| c.dir.display().to_string());
+        let cached: Vec<&crate::attach::Cached> = cache
+            .map(|c| {
+                c.attachments
+                    .values()
+                    .filter(|x| x.pod.as_ref() == Some(pod))
+                    .collect()
+            })
+            .unwrap_or_default();
+        why.push(match cached.as_slice() {
+            [] => format!(
+                "pod {pod} has no entry for network {} in libcni's result cache {dir} (pod names \
+                 come from that cache only)",
+                view.name
+            ),
+            some => format!(
+                "pod {pod} is in libcni's result cache ({}) but holds no reservation: its \
+                 addresses may be handed out again (see `ipamctl check`)",
+                some.iter()
+                    .map(|x| x.file.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    if why.is_empty() {
+        (None, None)
+    } else {
+        (Some(why.join("; ")), address)
+    }
 }
 
 fn map_report(i: usize, j: usize, r: &host_local::config::Range, m: render::RangeMap) -> MapReport {
@@ -374,11 +450,13 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
     o.push('\n');
     let with_pods = r.reservations.iter().any(|x| x.pod.is_some());
     if r.reservations.is_empty() {
-        o.push_str(if r.filter.active() {
-            "no reservation matches\n"
-        } else {
-            "no reservations\n"
-        });
+        match (&r.no_match, r.filter.active()) {
+            (Some(why), _) => {
+                let _ = writeln!(o, "no reservation matches: {why}");
+            }
+            (None, true) => o.push_str("no reservation matches\n"),
+            (None, false) => o.push_str("no reservations\n"),
+        }
     } else {
         let etcd = n.endpoints.is_some();
         let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];

@@ -438,3 +438,110 @@ fd00:22:0:0::99  not the canonical name of fd00:22::99, beside fd00:22::99: the 
         r.stdout
     );
 }
+
+/// Item 9: `show --ip` without a network searches every network; a lookup
+/// that finds nothing says what the address is (gateway, excluded, outside
+/// every range, free), and `--pod` says pod names come from libcni's cache.
+#[test]
+fn show_ip_searches_every_network_and_no_match_says_why() {
+    let f = fixture();
+    let d = f.root().join("net.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("10-net1.conflist"), CONFLIST).unwrap();
+    conf(
+        &d.join("20-side.conflist"),
+        "side",
+        None,
+        json!([[{"subnet": "10.37.0.0/29"}]]),
+    );
+    store(&f.data().join("side"), &[("10.37.0.2", "s1\r\nnet1")]);
+    // Found in one network (the fixture's `other` has no configuration).
+    let r = f.run(&["show", "--ip", "10.37.0.2", "--config", "net.d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_text(
+        &r.stdout,
+        "\
+ADDRESS    NETWORK  CONTAINER  IFNAME  POD   AGE  PROBLEMS
+10.37.0.2  side     s1         net1    -    3h0m
+reserved in 1 of the 3 networks searched
+
+NETWORK  ADDRESS IS      DETAIL
+other    unknown         not reserved; without --config it is not known whether network other hands it out
+net1     outside-ranges  outside every configured range of network net1
+",
+    );
+    let v = parse_json(
+        &f.run(&["show", "--ip", "10.37.0.2", "--config", "net.d", "--json"])
+            .stdout,
+    );
+    assert_eq!(v["command"], "show");
+    assert_eq!(v["found"][0]["network"], "side");
+    assert_eq!(v["found"][0]["containerId"], "s1");
+    assert_eq!(v["networks"], 3);
+    // Nobody holds it: what it is to each network.
+    let r = f.run(&["show", "--ip", "10.1.0.22", "--config", "net.d", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v = parse_json(&r.stdout);
+    assert_eq!(v["found"], json!([]));
+    let state = |net: &str| {
+        v["notFound"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["network"] == net)
+            .map(|x| x["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state("net1").as_deref(), Some("excluded"));
+    assert_eq!(state("side").as_deref(), Some("outside-ranges"));
+    // With a network: the reason for no match.
+    for (ip, why) in [
+        ("10.37.0.1", "10.37.0.1 is not reserved: the gateway of range 10.37.0.1-10.37.0.6 in range set 0: never handed out"),
+        ("10.37.0.5", "10.37.0.5 is not reserved: free in range set 0 (10.37.0.1-10.37.0.6): the plugin may hand it out"),
+        ("10.99.0.5", "10.99.0.5 is not reserved: outside every configured range of network side"),
+    ] {
+        let r = f.run(&["show", "side", "--ip", ip, "--config", "net.d"]);
+        assert_eq!(r.code, 1, "{ip}: {}", r.stderr);
+        assert!(r.stdout.contains(&format!("no reservation matches: {why}\n")), "{ip}: {}", r.stdout);
+    }
+    let v = parse_json(
+        &f.run(&[
+            "show",
+            "side",
+            "--ip",
+            "10.37.0.5",
+            "--config",
+            "net.d",
+            "--json",
+        ])
+        .stdout,
+    );
+    assert_eq!(v["address"]["state"], "free");
+    // --pod: where pod names come from.
+    cache_entry(
+        &f.root().join("results"),
+        "side",
+        "s1",
+        "net1",
+        Some(("shop", "web-0")),
+        &["10.37.0.2/29"],
+    );
+    let r = f.run(&[
+        "show",
+        "side",
+        "--pod",
+        "shop/web-9",
+        "--results-dir",
+        "results",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(
+            "no reservation matches: pod shop/web-9 has no entry for network side in libcni's result cache results (pod names come from that cache only)\n"
+        ),
+        "{}",
+        r.stdout
+    );
+    // A network is still required for everything but --ip.
+    let r = f.run(&["show", "--problems"]);
+    assert_eq!(r.code, 2);
+}
