@@ -206,7 +206,8 @@ cmp -s "$PLUGIN" "$ours_bin" || fail "$PLUGIN is not the binary just built"
 for f in /usr/bin/ipamctl /usr/share/man/man1/ipamctl.1.gz \
   /usr/share/bash-completion/completions/ipamctl /usr/share/zsh/vendor-completions/_ipamctl \
   /usr/share/fish/vendor_completions.d/ipamctl.fish /usr/share/doc/host-local-rs/copyright \
-  /usr/share/doc/host-local-rs/README.md /usr/share/doc/host-local-rs/SECURITY.md; do
+  /usr/share/doc/host-local-rs/README.md /usr/share/doc/host-local-rs/SECURITY.md \
+  /usr/share/doc/host-local-rs/SCHEMA.md; do
   [ -s "$f" ] || fail "$f missing"
 done
 grep -q '^\.TH ipamctl 1' <<<"$(zcat /usr/share/man/man1/ipamctl.1.gz)" || fail "man page"

@@ -37,6 +37,11 @@ pub struct Cli {
     /// naming the lock file and its holder.
     #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// libcni's result cache directory (files <network>-<containerID>-<ifname>; default
+    /// /var/lib/cni/results when it exists): names the pods, and is what leaks falls back to
+    /// and check compares with.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
     /// Full container IDs (on a terminal they are shortened to 12 characters).
     #[arg(long, global = true)]
     pub no_trunc: bool,
@@ -51,14 +56,6 @@ pub struct ConfigArg {
     /// from its own configuration's dataDir.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-}
-
-#[derive(Args, Debug, Clone, Default)]
-pub struct ResultsArg {
-    /// libcni's result cache directory (files <network>-<containerID>-<ifname>; default
-    /// /var/lib/cni/results when it exists); names the pods.
-    #[arg(long, value_name = "DIR")]
-    pub results_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,6 +166,9 @@ pub enum Cmd {
     /// Prints the man page ipamctl(1) (roff).
     #[command(after_help = "Example:\n  ipamctl man | man -l -")]
     Man,
+    /// Prints SCHEMA.md: the --json output of every command, documented.
+    #[command(after_help = "Example:\n  ipamctl schema | less")]
+    Schema,
 }
 
 #[derive(Args, Debug)]

@@ -118,12 +118,41 @@ fn start<T>(
 }
 
 /// The message for a lock not obtained in time: the lock file, and its
-/// holder where /proc/locks shows one.
+/// holder where /proc/locks shows one, with its command line.
 fn timed_out(lock: &Path) -> String {
     let holder = holder_pid(lock)
-        .map(|pid| format!(" (held by PID {pid})"))
+        .map(|pid| match process_name(pid) {
+            Some(cmd) => format!(" (held by PID {pid}: {cmd})"),
+            None => format!(" (held by PID {pid})"),
+        })
         .unwrap_or_default();
     format!("timed out waiting for lock {}{holder}", lock.display())
+}
+
+/// What process `pid` runs: its command line (at most 160 characters), else
+/// its name; None when it is gone or hidden.
+fn process_name(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let text = String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = if text.is_empty() {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()?
+            .trim()
+            .to_string()
+    } else {
+        text
+    };
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.char_indices().nth(160) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
+    })
 }
 
 /// The PID holding a flock on `lock`, from /proc/locks (None when not found:

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{load_configs, plural, results_cache, Ctx, FOUND, OK};
 use crate::attach;
-use crate::cli::{ConfigArg, ResultsArg, ValidArg};
+use crate::cli::{ConfigArg, ValidArg};
 use crate::inspect::ProblemKind;
 use crate::out;
 use crate::render::{colored, Table, BOLD, DIM, RED};
@@ -79,8 +79,6 @@ pub struct Args {
     #[command(flatten)]
     pub config: ConfigArg,
     #[command(flatten)]
-    pub results: ResultsArg,
-    #[command(flatten)]
     pub valid: ValidArg,
     /// Take a --valid list that keeps none of the network's reservations.
     #[arg(long)]
@@ -95,7 +93,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("check", network, &cfgs)?;
-    let Some(cache) = results_cache(a.results.results_dir.as_deref(), network)? else {
+    let Some(cache) = results_cache(ctx.results_dir.as_deref(), network)? else {
         bail!(
             "check needs libcni's result cache: {} does not exist (give --results-dir)",
             super::DEFAULT_RESULTS_DIR

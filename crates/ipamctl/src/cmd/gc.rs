@@ -10,7 +10,7 @@ use super::change::{apply, plan, Skipped};
 use super::valid::{guard_list, KeepRule};
 use super::{load_configs, Ctx, OK};
 use crate::attach;
-use crate::cli::{ChangeArgs, ConfigArg, ResultsArg, ValidRequired};
+use crate::cli::{ChangeArgs, ConfigArg, ValidRequired};
 use crate::duration;
 use crate::inspect::now_secs;
 
@@ -29,8 +29,6 @@ pub struct Args {
     /// Never remove a reservation younger than this.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse_duration)]
     pub min_age: Duration,
-    #[command(flatten)]
-    pub results: ResultsArg,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -51,7 +49,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let view = ctx.read_one(network, &cfgs)?;
     guard_list(&valid, &view, a.force, "removed")?;
     let now = now_secs();
-    let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
+    let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
     let rule = KeepRule {
         min_age: a.min_age,
         list: Some((valid.made, valid.label())),

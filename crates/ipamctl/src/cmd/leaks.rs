@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::valid::{guard_list, KeepRule};
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach;
-use crate::cli::{ConfigArg, ResultsArg, ValidArg};
+use crate::cli::{ConfigArg, ValidArg};
 use crate::inspect::now_secs;
 use crate::out;
 use crate::render::{colored, Table, BOLD, DIM, RED, YELLOW};
@@ -97,8 +97,6 @@ pub struct Args {
     pub config: ConfigArg,
     #[command(flatten)]
     pub valid: ValidArg,
-    #[command(flatten)]
-    pub results: ResultsArg,
     /// Report every reservation although the list keeps none of them (see gc's guards).
     #[arg(long)]
     pub force: bool,
@@ -112,7 +110,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let network = a.network.as_str();
-    let results_dir = &a.results.results_dir;
+    let results_dir = &ctx.results_dir;
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("leaks", network, &cfgs)?;

@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, a: &Args, ip: IpAddr) -> Result<u8> {
         }
         match v.reservations.iter().find(|r| r.ip == ip) {
             Some(r) => {
-                let pods = super::change::pod_names(a.results.results_dir.as_deref(), &v.name)?;
+                let pods = super::change::pod_names(ctx.results_dir.as_deref(), &v.name)?;
                 report.found.push(Found {
                     network: v.name.clone(),
                     path: v.path.clone(),

@@ -26,7 +26,7 @@ use crate::inspect::{self, NetworkView, StoreKind};
 use crate::out;
 use crate::render::{age, colored, Cell, Style, DIM};
 use crate::report::ReservationReport;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 pub const DEFAULT_DATA_DIR: &str = host_local::config::DEFAULT_DATA_DIR;
 pub const DEFAULT_RESULTS_DIR: &str = "/var/lib/cni/results";
@@ -42,6 +42,8 @@ pub const FAILED: u8 = 2;
 pub struct Ctx {
     /// `--data-dir`, when given.
     pub data_dir: Option<PathBuf>,
+    /// `--results-dir`, when given.
+    pub results_dir: Option<PathBuf>,
     pub lock_timeout: Duration,
     pub style: Style,
     /// Shorten container IDs (stdout is a terminal and no --no-trunc).
@@ -50,7 +52,8 @@ pub struct Ctx {
 
 pub fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx {
-        data_dir: cli.data_dir,
+        data_dir: cli.data_dir.clone(),
+        results_dir: cli.results_dir.clone(),
         lock_timeout: cli.lock_timeout,
         style: Style::detect(),
         trunc: !cli.no_trunc && std::io::stdout().is_terminal(),
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Cluster(a) => crate::cluster::run(&ctx, a),
         Cmd::Completions(a) => completions::run(&ctx, a),
         Cmd::Man => crate::man::run(&ctx),
+        Cmd::Schema => crate::man::schema(&ctx),
     }
 }
 
@@ -95,6 +99,58 @@ pub fn check_network_name(network: &str) -> Result<()> {
     cni_proto::NetworkName::new(network)
         .map(|_| ())
         .map_err(|e| anyhow!("network {network:?}: {e}"))
+}
+
+/// `; did you mean NAME?` for the known name closest to `name` (a case
+/// difference, or at most two edits for names of four characters or more,
+/// one below), else `; networks: a, b` when there are at most eight.
+pub fn suggest(name: &str, known: &[String]) -> String {
+    let limit = if name.chars().count() >= 4 { 2 } else { 1 };
+    let best = known
+        .iter()
+        .filter(|k| k.as_str() != name)
+        .map(|k| {
+            let d = if k.eq_ignore_ascii_case(name) {
+                0
+            } else {
+                edit_distance(name, k)
+            };
+            (d, k)
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min();
+    match best {
+        Some((_, k)) => format!("; did you mean {k}?"),
+        None if !known.is_empty() && known.len() <= 8 => {
+            format!("; networks: {}", known.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions; a swap of
+/// neighbours counts one).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// How a network's unusable configuration is reported.
@@ -162,6 +218,17 @@ impl Ctx {
             out::warn(format_args!("warning: network {network}: {n}"));
         }
         let broken = cfgs.broken(network);
+        if cfg.is_none()
+            && broken.is_none()
+            && std::fs::symlink_metadata(dir.join(network))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            bail!(
+                "network directory {}: does not exist (no store for network {network}){}",
+                dir.join(network).display(),
+                self.suggestion(network, cfgs)
+            );
+        }
         let mut v = inspect::read_network(
             &dir,
             network,
@@ -172,6 +239,19 @@ impl Ctx {
         v.notes.extend(note);
         v.config_error = broken.map(config_error_text);
         Ok(v)
+    }
+
+    /// Networks a mistyped `network` may have meant: `; did you mean NAME?`, or
+    /// the networks there are (when few), or nothing.
+    pub fn suggestion(&self, network: &str, cfgs: &Configs) -> String {
+        let mut known: Vec<String> = cfgs.networks.keys().cloned().collect();
+        known.extend(cfgs.broken_networks().map(str::to_string));
+        if let Ok((names, _)) = inspect::network_names(&self.base_data_dir()) {
+            known.extend(names);
+        }
+        known.sort();
+        known.dedup();
+        suggest(network, &known)
     }
 
     /// Every network: the configured ones, each from its own dataDir, and

@@ -10,7 +10,7 @@ use host_local::store::Owner;
 use super::change::{apply, plan};
 use super::{load_configs, Ctx, FOUND};
 use crate::attach::{self, ResultsCache, ValidSet};
-use crate::cli::{ChangeArgs, ConfigArg, ResultsArg, ValidArg};
+use crate::cli::{ChangeArgs, ConfigArg, ValidArg};
 use crate::inspect::{now_secs, Reservation};
 
 /// The shortest container ID prefix accepted (as podman and crictl print them).
@@ -88,8 +88,6 @@ pub struct Args {
     /// The reservation of this address, whoever holds it (damaged files too).
     #[arg(long, value_name = "ADDR", conflicts_with = "container")]
     pub ip: Option<IpAddr>,
-    #[command(flatten)]
-    pub results: ResultsArg,
     /// The attachments the runtime still has (as for leaks): a reservation it keeps is refused;
     /// without it, one with an entry in libcni's result cache is.
     #[command(flatten)]
@@ -147,7 +145,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         }
     };
     let now = now_secs();
-    let pods = super::change::pod_names(a.results.results_dir.as_deref(), network)?;
+    let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
     let selected: Vec<&Reservation> = view
         .reservations
         .iter()

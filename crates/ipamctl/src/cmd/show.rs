@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach::ResultsCache;
-use crate::cli::{ConfigArg, ResultsArg};
+use crate::cli::ConfigArg;
 use crate::cmd::list::usage_cell;
 use crate::duration::parse_duration;
 use crate::inspect::{explain_unreserved, now_secs, Explanation, NetworkView, StoreKind};
@@ -28,8 +28,6 @@ pub struct Args {
     pub network: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
-    #[command(flatten)]
-    pub results: ResultsArg,
     /// Only the reservations of this pod (NAMESPACE/NAME). Pods are named from libcni's result
     /// cache only: a runtime that keeps none names no pods.
     #[arg(long, value_name = "NS/NAME")]
@@ -173,10 +171,12 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let cfgs = load_configs(a.config.config.as_deref())?;
     let cfg = cfgs.get(network);
     if let (Some(p), None, None) = (&a.config.config, cfg, cfgs.broken(network)) {
+        let names: Vec<String> = cfgs.networks.keys().cloned().collect();
         out::warn(format_args!(
-            "warning: no host-local configuration for network {} in {}",
+            "warning: no host-local configuration for network {} in {}{}",
             network,
-            p.display()
+            p.display(),
+            super::suggest(network, &names)
         ));
     }
     if a.map && cfg.is_none() {
@@ -188,7 +188,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     if a.map && a.map_rows == 0 {
         bail!("--map-rows must be at least 1");
     }
-    let cache = results_cache(a.results.results_dir.as_deref(), network)?;
+    let cache = results_cache(ctx.results_dir.as_deref(), network)?;
     if filter.pod.is_some() && cache.as_ref().is_none_or(|c| c.attachments.is_empty()) {
         return Err(anyhow!(
             "--pod needs libcni's result cache with entries for network {} (give --results-dir)",

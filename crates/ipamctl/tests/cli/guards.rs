@@ -388,8 +388,9 @@ fn a_held_lock_fails_after_the_timeout_naming_the_holder() {
             r.stderr
         );
         if Path::new("/proc/locks").exists() {
+            // The holder by PID and command line (issue 23 item 11).
             assert!(
-                r.stderr.contains(&format!("(held by PID {pid})")),
+                r.stderr.contains(&format!("(held by PID {pid}: flock ")),
                 "{args:?}: {}",
                 r.stderr
             );

@@ -7,3 +7,4 @@ mod common;
 mod guards;
 mod lists;
 mod reads;
+mod smaller;
