@@ -127,8 +127,13 @@ pub enum Cmd {
         another network (its \"name\") is refused; removing every reservation is refused. \
         Reservations younger than --min-age, or made after the list file was written (less \
         --min-age), are never removed: their container may have started after the list was made.\n\n\
+        --from-report applies a reviewed `leaks --json` report exactly: only its leaks, each only \
+        while its file names the reported owner and was not made again; the others are listed \
+        as skipped (exit 1). A report made without --valid needs --force.\n\n\
         Examples:\n  ipamctl gc mynet --valid valid.txt --dry-run\n  ipamctl gc mynet --valid valid.txt --yes\n  \
-        ipamctl gc mynet --valid gc-config.json --json --yes"
+        ipamctl gc mynet --valid gc-config.json --json --yes\n  \
+        ipamctl leaks mynet --valid valid.txt --json > report.json   # review it, then:\n  \
+        ipamctl gc mynet --from-report report.json --yes"
     )]
     Gc(crate::cmd::gc::Args),
     /// The reverse of leaks: attachments the runtime cached whose reservation is missing or
@@ -176,13 +181,6 @@ pub struct ValidArg {
     /// Valid attachments: a file, or - for stdin.
     #[arg(long, value_name = "FILE")]
     pub valid: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct ValidRequired {
-    /// Valid attachments: a file, or - for stdin.
-    #[arg(long, value_name = "FILE", required = true)]
-    pub valid: String,
 }
 
 #[derive(Args, Debug)]

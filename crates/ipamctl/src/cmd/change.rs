@@ -46,6 +46,19 @@ pub struct ChangeReport {
     pub skipped: Vec<Skipped>,
     /// Reservations left alone on purpose (gc: younger than --min-age).
     pub kept: Vec<Skipped>,
+    /// How many of `skipped` were skipped while planning (changed since a
+    /// report listed them), before any removal.
+    #[serde(skip)]
+    skipped_in_plan: usize,
+}
+
+/// What a change will do: the removals, and what it leaves alone on purpose
+/// (`kept`) or because it changed since it was listed (`skipped`).
+#[derive(Default)]
+pub struct Plan {
+    pub planned: Vec<Planned>,
+    pub kept: Vec<Skipped>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// A planned removal; `pods`: libcni's result cache, to name the pod.
@@ -125,32 +138,34 @@ pub fn apply(
     ctx: &Ctx,
     command: &str,
     view: &NetworkView,
-    planned: Vec<Planned>,
-    kept: Vec<Skipped>,
+    plan: Plan,
     change: &ChangeArgs,
     nothing: (&str, u8),
 ) -> Result<u8> {
     refuse_non_disk(command, view)?;
+    let skipped_before = !plan.skipped.is_empty();
+    let skipped_in_plan = plan.skipped.len();
     let mut report = ChangeReport {
+        skipped_in_plan,
         data_dir: view.data_dir.clone(),
         network: view.name.clone(),
         dry_run: change.dry_run,
-        planned,
+        planned: plan.planned,
         removed: Vec::new(),
-        skipped: Vec::new(),
-        kept,
+        skipped: plan.skipped,
+        kept: plan.kept,
     };
     if report.planned.is_empty() {
         emit(command, change, &report, || {
-            format!("{}{}\n", kept_text(&report), nothing.0)
+            format!("{}{}\n", kept_text(ctx, &report), nothing.0)
         })?;
-        return Ok(nothing.1);
+        return Ok(if skipped_before { FOUND } else { nothing.1 });
     }
     if change.dry_run {
         emit(command, change, &report, || {
             plan_text(ctx, &report, "would remove", " (dry run: nothing changed)")
         })?;
-        return Ok(OK);
+        return Ok(if skipped_before { FOUND } else { OK });
     }
     if !change.json {
         out::print(&plan_text(ctx, &report, "", " to remove:"))?;
@@ -202,10 +217,21 @@ fn emit(
     }
 }
 
-fn kept_text(r: &ChangeReport) -> String {
+/// What is kept, and what was skipped before any removal (changed since
+/// it was listed).
+fn kept_text(ctx: &Ctx, r: &ChangeReport) -> String {
     let mut o = String::new();
     for k in &r.kept {
         let _ = writeln!(o, "kept {}: {}", k.address, k.reason);
+    }
+    for s in &r.skipped[..r.skipped_in_plan] {
+        let _ = writeln!(
+            o,
+            "{} {}: {}",
+            ctx.style.paint("skipped", YELLOW),
+            s.address,
+            s.reason
+        );
     }
     o
 }
@@ -224,7 +250,11 @@ fn plan_text(ctx: &Ctx, r: &ChangeReport, verb: &str, tail: &str) -> String {
         plural(n),
         r.network
     );
-    format!("{}{}", plan_table(ctx, &title, &r.planned), kept_text(r))
+    format!(
+        "{}{}",
+        plan_table(ctx, &title, &r.planned),
+        kept_text(ctx, r)
+    )
 }
 
 /// Removes each planned reservation through the plugin's own session (its
@@ -279,7 +309,7 @@ fn outcome_text(ctx: &Ctx, r: &ChangeReport) -> String {
     for ip in &r.removed {
         let _ = writeln!(o, "removed {ip}");
     }
-    for s in &r.skipped {
+    for s in &r.skipped[r.skipped_in_plan..] {
         let _ = writeln!(
             o,
             "{} {}: {}",

@@ -1,16 +1,18 @@
 //! `ipamctl gc NETWORK --valid FILE`: removes reservations whose attachment
-//! is not valid, behind guards against a wrong list.
+//! is not valid, behind guards against a wrong list; `--from-report FILE`:
+//! exactly the leaks of a `leaks --json` report (`from_report`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use host_local::store::Owner;
 
-use super::change::{apply, plan, Skipped};
+use super::change::{apply, plan, Plan, Skipped};
+use super::from_report;
 use super::valid::{guard_list, KeepRule};
 use super::{load_configs, Ctx, OK};
 use crate::attach;
-use crate::cli::{ChangeArgs, ConfigArg, ValidRequired};
+use crate::cli::{ChangeArgs, ConfigArg};
 use crate::duration;
 use crate::inspect::now_secs;
 
@@ -20,10 +22,21 @@ pub struct Args {
     pub network: String,
     #[command(flatten)]
     pub config: ConfigArg,
-    #[command(flatten)]
-    pub valid: ValidRequired,
+    /// Valid attachments (as for leaks): a file, or - for stdin.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "from_report",
+        conflicts_with = "from_report"
+    )]
+    pub valid: Option<String>,
+    /// Remove exactly the leaks of this `ipamctl leaks --json` report (a file, or - for
+    /// stdin): each only if its file still names the reported owner and was not made again
+    /// since; the others are listed as skipped.
+    #[arg(long, value_name = "FILE")]
+    pub from_report: Option<String>,
     /// Override the guards: a list matching nothing, another network's GC configuration,
-    /// removing every reservation.
+    /// removing every reservation, a report made without --valid.
     #[arg(long, alias = "allow-empty")]
     pub force: bool,
     /// Never remove a reservation younger than this.
@@ -39,7 +52,21 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("gc", network, &cfgs)?;
-    let valid = attach::load_valid(&a.valid.valid)?;
+    let Some(valid_arg) = a.valid.as_deref() else {
+        let report = a.from_report.as_deref().unwrap_or("-");
+        let view = ctx.read_one(network, &cfgs)?;
+        let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
+        let p = from_report::plan_from_report(report, &view, a.force, now_secs(), pods.as_ref())?;
+        return apply(
+            ctx,
+            "gc",
+            &view,
+            p,
+            change,
+            (&format!("nothing to remove in network {network}"), OK),
+        );
+    };
+    let valid = attach::load_valid(valid_arg)?;
     if valid.is_empty() && !a.force {
         bail!(
             "valid attachments {}: empty; this would remove every reservation (use --force if that is meant)",
@@ -74,8 +101,11 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         ctx,
         "gc",
         &view,
-        planned,
-        kept,
+        Plan {
+            planned,
+            kept,
+            skipped: Vec::new(),
+        },
         change,
         (&format!("nothing to remove in network {network}"), OK),
     )

@@ -6,6 +6,7 @@
 pub mod change;
 pub mod check;
 pub mod completions;
+pub mod from_report;
 pub mod gc;
 pub mod leaks;
 pub mod list;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use host_local::store::Owner;
 
-use super::change::{apply, plan};
+use super::change::{apply, plan, Plan};
 use super::{load_configs, Ctx, FOUND};
 use crate::attach::{self, ResultsCache, ValidSet};
 use crate::cli::{ChangeArgs, ConfigArg, ValidArg};
@@ -163,8 +163,10 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         ctx,
         "release",
         &view,
-        planned,
-        Vec::new(),
+        Plan {
+            planned,
+            ..Plan::default()
+        },
         &a.change,
         (&nothing, FOUND),
     )
