@@ -158,6 +158,20 @@ pub enum Cmd {
         configuration file could not be used (ipamctl_config_error)."
     )]
     Metrics(crate::cmd::metrics::Args),
+    /// Releases leaks once they have stayed leaked for a grace period (for a systemd timer).
+    #[command(
+        after_help = "Each run compares every reservation with the valid list (as gc does, with \
+        its guards and its --min-age), records in --state when each leak was first seen, \
+        releases the leaks first seen at least --grace ago (only while their file still names \
+        the same owner), and keeps the others. A container that was only briefly missing from \
+        the list is never released. --dry-run changes nothing, not even the state file. Exit \
+        status 2 when a network could not be reconciled (the others still are).\n\n\
+        Examples:\n  crictl pods -q --no-trunc > /run/ipamctl/valid.txt\n  \
+        ipamctl reconcile --config /etc/cni/net.d --valid /run/ipamctl/valid.txt --grace 1h \\\n      \
+        --state /var/lib/ipamctl/reconcile.json --yes\n  \
+        ipamctl reconcile mynet --valid valid.txt --grace 30m --state st.json --dry-run"
+    )]
+    Reconcile(crate::cmd::reconcile::Args),
     /// Reservations per node of a network kept in etcd (cluster mode), and
     /// nodes that hold reservations but are not in --live-nodes.
     #[command(after_help = crate::cluster::AFTER_HELP)]

@@ -257,6 +257,43 @@ fn plan_text(ctx: &Ctx, r: &ChangeReport, verb: &str, tail: &str) -> String {
     )
 }
 
+/// What became of one removal.
+pub enum Removal {
+    Removed,
+    /// The file no longer names the owner listed (gone, or another owner).
+    Changed,
+    Failed(String),
+}
+
+/// Releases each entry in one session of the plugin's own store code under
+/// the network's lock, only while its file still names the entry's owner.
+pub fn release_unchanged(
+    ctx: &Ctx,
+    view: &NetworkView,
+    entries: Vec<Entry>,
+) -> Result<Vec<(IpAddr, Removal)>> {
+    refuse_non_disk("a removal", view)?;
+    crate::lock::in_session(
+        &view.data_dir,
+        &view.name,
+        crate::lock::Access::Change,
+        ctx.lock_timeout,
+        move |s| {
+            Ok(entries
+                .into_iter()
+                .map(|e| {
+                    let outcome = match s.release(&e) {
+                        Ok(true) => Removal::Removed,
+                        Ok(false) => Removal::Changed,
+                        Err(err) => Removal::Failed(err.to_string()),
+                    };
+                    (e.ip, outcome)
+                })
+                .collect())
+        },
+    )
+}
+
 /// Removes each planned reservation through the plugin's own session (its
 /// lock, its index kept right), only if its file still names the owner
 /// listed; the others are skipped. Returns whether an error occurred.
@@ -269,33 +306,18 @@ fn remove(ctx: &Ctx, view: &NetworkView, report: &mut ChangeReport) -> Result<bo
             owner: p.owner.clone(),
         })
         .collect();
-    let outcomes = crate::lock::in_session(
-        &view.data_dir,
-        &view.name,
-        crate::lock::Access::Change,
-        ctx.lock_timeout,
-        move |s| {
-            Ok(entries
-                .into_iter()
-                .map(|e| {
-                    let r = s.release(&e);
-                    (e, r)
-                })
-                .collect::<Vec<_>>())
-        },
-    )?;
     let mut errors = false;
-    for (entry, outcome) in outcomes {
+    for (ip, outcome) in release_unchanged(ctx, view, entries)? {
         match outcome {
-            Ok(true) => report.removed.push(entry.ip),
-            Ok(false) => report.skipped.push(Skipped {
-                address: entry.ip,
+            Removal::Removed => report.removed.push(ip),
+            Removal::Changed => report.skipped.push(Skipped {
+                address: ip,
                 reason: "changed since it was listed (gone or another owner); left alone".into(),
             }),
-            Err(e) => {
+            Removal::Failed(e) => {
                 errors = true;
                 report.skipped.push(Skipped {
-                    address: entry.ip,
+                    address: ip,
                     reason: format!("error: {e}"),
                 });
             }

@@ -12,6 +12,7 @@ pub mod leaks;
 pub mod list;
 pub mod lookup;
 pub mod metrics;
+pub mod reconcile;
 pub mod release;
 pub mod show;
 pub mod valid;
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Cmd::Gc(a) => gc::run(&ctx, a),
         Cmd::Check(a) => check::run(&ctx, a),
         Cmd::Metrics(a) => metrics::run(&ctx, a),
+        Cmd::Reconcile(a) => reconcile::run(&ctx, a),
         Cmd::Cluster(a) => crate::cluster::run(&ctx, a),
         Cmd::Completions(a) => completions::run(&ctx, a),
         Cmd::Man => crate::man::run(&ctx),

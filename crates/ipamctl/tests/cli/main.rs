@@ -7,4 +7,5 @@ mod common;
 mod guards;
 mod lists;
 mod reads;
+mod reconcile;
 mod smaller;
