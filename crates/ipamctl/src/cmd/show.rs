@@ -126,8 +126,9 @@ pub struct ShowReport {
     pub map: Option<Vec<MapReport>>,
     /// Why nothing matched --ip or --pod (null when something did, or neither was given).
     pub no_match: Option<String>,
-    /// With --ip and no match: what the address is to the network.
-    pub address: Option<Explanation>,
+    /// With --ip and no match: what the address is to the network. (Not
+    /// `address`: that key marks reservation objects.)
+    pub lookup: Option<Explanation>,
 }
 
 impl ShowReport {
@@ -230,7 +231,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             .collect()
     });
     let kept: Vec<ReservationReport> = all.into_iter().filter(|r| filter.keeps(r)).collect();
-    let (no_match, address) = if kept.is_empty() {
+    let (no_match, lookup) = if kept.is_empty() {
         explain_no_match(&filter, &view, cache.as_ref())
     } else {
         (None, None)
@@ -243,7 +244,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         filter,
         map,
         no_match,
-        address,
+        lookup,
     };
     if a.json {
         out::json("show", &report)?;

@@ -515,7 +515,11 @@ net1     outside-ranges  outside every configured range of network net1
         ])
         .stdout,
     );
-    assert_eq!(v["address"]["state"], "free");
+    assert_eq!(v["lookup"]["state"], "free");
+    assert!(
+        v.get("address").is_none(),
+        "`address` marks reservation objects only"
+    );
     // --pod: where pod names come from.
     cache_entry(
         &f.root().join("results"),
