@@ -98,7 +98,10 @@ pub enum Cmd {
         --valid formats: lines holding a container ID alone (keeps every interface of that \
         container: recommended) or `containerID ifname`; a JSON list [{\"containerID\",\"ifname\"}]; \
         or a whole GC network configuration carrying cni.dev/valid-attachments.\n\n\
-        Examples:\n  crictl pods -q --no-trunc > valid.txt     # full IDs, one per line\n  \
+        --cri URL: the runtime's pod sandboxes over CRI (ListPodSandbox), ready or not, as the \
+        valid list.\n\n\
+        Examples:\n  ipamctl leaks mynet --cri unix:///run/containerd/containerd.sock\n  \
+        crictl pods -q --no-trunc > valid.txt     # full IDs, one per line\n  \
         ipamctl leaks mynet --valid valid.txt\n  ipamctl leaks mynet            # heuristic: /var/lib/cni/results\n  \
         ipamctl leaks mynet --valid - --json < valid.json"
     )]
@@ -130,7 +133,8 @@ pub enum Cmd {
         --from-report applies a reviewed `leaks --json` report exactly: only its leaks, each only \
         while its file names the reported owner and was not made again; the others are listed \
         as skipped (exit 1). A report made without --valid needs --force.\n\n\
-        Examples:\n  ipamctl gc mynet --valid valid.txt --dry-run\n  ipamctl gc mynet --valid valid.txt --yes\n  \
+        Examples:\n  ipamctl gc mynet --cri unix:///run/containerd/containerd.sock --dry-run\n  \
+        ipamctl gc mynet --valid valid.txt --dry-run\n  ipamctl gc mynet --valid valid.txt --yes\n  \
         ipamctl gc mynet --valid gc-config.json --json --yes\n  \
         ipamctl leaks mynet --valid valid.txt --json > report.json   # review it, then:\n  \
         ipamctl gc mynet --from-report report.json --yes"
@@ -144,6 +148,7 @@ pub enum Cmd {
         was) handed out twice. With --valid, cache entries of containers not in the list are \
         skipped as stale (gc leaves libcni's cache behind). Exit status 1 on any finding.\n\n\
         Examples:\n  ipamctl check mynet --config /etc/cni/net.d\n  \
+        ipamctl check mynet --cri unix:///run/containerd/containerd.sock\n  \
         ipamctl check mynet --results-dir /var/lib/cni/results --json\n  \
         crictl pods -q --no-trunc | ipamctl check mynet --valid -"
     )]
@@ -166,8 +171,8 @@ pub enum Cmd {
         the same owner), and keeps the others. A container that was only briefly missing from \
         the list is never released. --dry-run changes nothing, not even the state file. Exit \
         status 2 when a network could not be reconciled (the others still are).\n\n\
-        Examples:\n  crictl pods -q --no-trunc > /run/ipamctl/valid.txt\n  \
-        ipamctl reconcile --config /etc/cni/net.d --valid /run/ipamctl/valid.txt --grace 1h \\\n      \
+        Examples:\n  \
+        ipamctl reconcile --config /etc/cni/net.d --cri unix:///run/containerd/containerd.sock --grace 1h \\\n      \
         --state /var/lib/ipamctl/reconcile.json --yes\n  \
         ipamctl reconcile mynet --valid valid.txt --grace 30m --state st.json --dry-run"
     )]
@@ -193,8 +198,27 @@ pub enum Cmd {
 #[derive(Args, Debug)]
 pub struct ValidArg {
     /// Valid attachments: a file, or - for stdin.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "cri")]
     pub valid: Option<String>,
+    /// The runtime's pod sandboxes as the valid attachments, listed over CRI (ListPodSandbox;
+    /// ready and not-ready sandboxes are live): unix:///run/containerd/containerd.sock,
+    /// unix:///var/run/crio/crio.sock.
+    #[arg(long, value_name = "URL")]
+    pub cri: Option<String>,
+    /// Wait at most this long for each CRI call.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub cri_timeout: Duration,
+}
+
+impl ValidArg {
+    /// The valid attachments `--valid` or `--cri` gives, if either was.
+    pub fn load(&self) -> anyhow::Result<Option<crate::attach::ValidSet>> {
+        match (&self.valid, &self.cri) {
+            (Some(v), _) => crate::attach::load_valid(v).map(Some),
+            (None, Some(url)) => crate::attach::load_cri(url, self.cri_timeout).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[derive(Args, Debug)]

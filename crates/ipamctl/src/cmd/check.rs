@@ -13,7 +13,7 @@ use host_local::store::Owner;
 use serde::Serialize;
 
 use super::{load_configs, plural, results_cache, Ctx, FOUND, OK};
-use crate::attach;
+
 use crate::cli::{ConfigArg, ValidArg};
 use crate::inspect::ProblemKind;
 use crate::out;
@@ -99,12 +99,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             super::DEFAULT_RESULTS_DIR
         );
     };
-    let valid = a
-        .valid
-        .valid
-        .as_deref()
-        .map(attach::load_valid)
-        .transpose()?;
+    let valid = a.valid.load()?;
     let view = ctx.read_one(network, &cfgs)?;
     if let Some(v) = &valid {
         super::valid::guard_list(v, &view, a.force, "skipped as stale")?;
@@ -215,10 +210,8 @@ fn render(ctx: &Ctx, r: &CheckReport) -> String {
     if let Some(v) = &r.valid {
         let _ = writeln!(
             o,
-            "valid attachments from {} ({} listed): {} cached attachment{} of containers not \
-             listed skipped as stale",
-            v.path,
-            v.attachments,
+            "{}: {} cached attachment{} of containers not listed skipped as stale",
+            v.describe(),
             r.stale_cache_entries,
             plural(r.stale_cache_entries)
         );

@@ -11,8 +11,8 @@ use super::change::{apply, plan, Plan, Skipped};
 use super::from_report;
 use super::valid::{guard_list, KeepRule};
 use super::{load_configs, Ctx, OK};
-use crate::attach;
-use crate::cli::{ChangeArgs, ConfigArg};
+
+use crate::cli::{ChangeArgs, ConfigArg, ValidArg};
 use crate::duration;
 use crate::inspect::now_secs;
 
@@ -22,18 +22,12 @@ pub struct Args {
     pub network: String,
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Valid attachments (as for leaks): a file, or - for stdin.
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "from_report",
-        conflicts_with = "from_report"
-    )]
-    pub valid: Option<String>,
+    #[command(flatten)]
+    pub valid: ValidArg,
     /// Remove exactly the leaks of this `ipamctl leaks --json` report (a file, or - for
     /// stdin): each only if its file still names the reported owner and was not made again
     /// since; the others are listed as skipped.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["valid", "cri"])]
     pub from_report: Option<String>,
     /// Override the guards: a list matching nothing, another network's GC configuration,
     /// removing every reservation, a report made without --valid.
@@ -52,8 +46,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("gc", network, &cfgs)?;
-    let Some(valid_arg) = a.valid.as_deref() else {
-        let report = a.from_report.as_deref().unwrap_or("-");
+    if let Some(report) = a.from_report.as_deref() {
         let view = ctx.read_one(network, &cfgs)?;
         let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
         let p = from_report::plan_from_report(report, &view, a.force, now_secs(), pods.as_ref())?;
@@ -65,8 +58,10 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             change,
             (&format!("nothing to remove in network {network}"), OK),
         );
+    }
+    let Some(valid) = a.valid.load()? else {
+        bail!("gc needs the live attachments: give --valid FILE, --cri URL or --from-report FILE");
     };
-    let valid = attach::load_valid(valid_arg)?;
     if valid.is_empty() && !a.force {
         bail!(
             "valid attachments {}: empty; this would remove every reservation (use --force if that is meant)",

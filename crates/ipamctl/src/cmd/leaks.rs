@@ -20,16 +20,74 @@ use crate::report::ReservationReport;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidSource {
+    /// The file, "stdin", or the CRI endpoint.
     pub path: String,
+    /// "file", "stdin" or "cri".
+    pub kind: &'static str,
+    /// With --cri: the runtime (`containerd 1.6.20`) and its sandboxes; else null.
+    pub cri: Option<CriSource>,
     pub attachments: usize,
     /// When the list was made (its file's modification time; stdin: when
     /// read), whole seconds since the epoch.
     pub mtime: i64,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CriSource {
+    pub runtime: Option<String>,
+    pub ready: usize,
+    pub not_ready: usize,
+}
+
 impl ValidSource {
+    /// For humans: `valid attachments from valid.txt (3 listed)`, or
+    /// `pod sandboxes from CRI unix:///... (containerd 1.6.20: 2 ready, 1 not ready)`.
+    pub fn describe(&self) -> String {
+        self.describe_with(None)
+    }
+
+    /// [`describe`](Self::describe) with `extra` inside the parentheses.
+    pub fn describe_with(&self, extra: Option<&str>) -> String {
+        let extra = extra.map(|e| format!("; {e}")).unwrap_or_default();
+        match &self.cri {
+            Some(c) => format!(
+                "pod sandboxes from CRI {} ({}{} ready, {} not ready{extra})",
+                self.path,
+                c.runtime
+                    .as_deref()
+                    .map(|r| format!("{r}: "))
+                    .unwrap_or_default(),
+                c.ready,
+                c.not_ready
+            ),
+            None => format!(
+                "valid attachments from {} ({} listed{extra})",
+                self.path, self.attachments
+            ),
+        }
+    }
+
     pub fn new(v: &attach::ValidSet) -> ValidSource {
+        use attach::SourceKind;
         ValidSource {
+            kind: match v.kind {
+                SourceKind::File => "file",
+                SourceKind::Stdin => "stdin",
+                SourceKind::Cri { .. } => "cri",
+            },
+            cri: match &v.kind {
+                SourceKind::Cri {
+                    runtime,
+                    ready,
+                    not_ready,
+                } => Some(CriSource {
+                    runtime: runtime.clone(),
+                    ready: *ready,
+                    not_ready: *not_ready,
+                }),
+                _ => None,
+            },
             path: v.source.clone(),
             attachments: v.count,
             mtime: v.made as i64,
@@ -114,12 +172,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("leaks", network, &cfgs)?;
-    let valid = a
-        .valid
-        .valid
-        .as_deref()
-        .map(attach::load_valid)
-        .transpose()?;
+    let valid = a.valid.load()?;
     let cache = results_cache(results_dir.as_deref(), network)?;
     // An empty cache for this network says the runtime does not keep one:
     // every reservation would look leaked.
@@ -211,11 +264,7 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
         style.paint(&format!("({})", r.path.display()), DIM)
     );
     if let Some(v) = &r.sources.valid {
-        let _ = writeln!(
-            o,
-            "source: valid attachments from {} ({} listed; authoritative)",
-            v.path, v.attachments
-        );
+        let _ = writeln!(o, "source: {}", v.describe_with(Some("authoritative")));
     }
     if let Some(c) = &r.sources.results_cache {
         let role = if r.sources.valid.is_some() {

@@ -19,8 +19,8 @@ use super::change::{release_unchanged, Removal};
 use super::leaks::ValidSource;
 use super::valid::{guard_list, KeepRule};
 use super::{age_cell, load_configs, plural, Ctx, FAILED, OK};
-use crate::attach::{self, ValidSet};
-use crate::cli::ConfigArg;
+use crate::attach::ValidSet;
+use crate::cli::{ConfigArg, ValidArg};
 use crate::duration;
 use crate::inspect::{now_secs, NetworkView, StoreKind};
 use crate::out;
@@ -34,9 +34,8 @@ pub struct Args {
     pub network: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Valid attachments (as for leaks and gc): a file, or - for stdin.
-    #[arg(long, value_name = "FILE", required = true)]
-    pub valid: Option<String>,
+    #[command(flatten)]
+    pub valid: ValidArg,
     /// Release a leak once it has been seen leaked for this long (counted from the first run
     /// that saw it), e.g. 30m, 1h.
     #[arg(long, value_name = "DURATION", value_parser = duration::parse_duration)]
@@ -167,7 +166,9 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         super::check_network_name(n)?;
     }
     let cfgs = load_configs(a.config.config.as_deref())?;
-    let valid = attach::load_valid(a.valid.as_deref().unwrap_or("-"))?;
+    let Some(valid) = a.valid.load()? else {
+        bail!("reconcile needs the live attachments: give --cri URL or --valid FILE");
+    };
     let (views, mut errors) = networks(ctx, a, &cfgs, &valid)?;
     let _lock = lock_state(&a.state)?;
     let mut state = read_state(&a.state)?;
@@ -451,9 +452,8 @@ fn render(ctx: &Ctx, r: &ReconcileReport) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "source: valid attachments from {} ({} listed); grace period {}; state {}",
-        r.valid.path,
-        r.valid.attachments,
+        "source: {}; grace period {}; state {}",
+        r.valid.describe(),
         duration::show(Duration::from_secs(r.grace_seconds)),
         r.state.display()
     );

@@ -9,7 +9,7 @@ use host_local::store::Owner;
 
 use super::change::{apply, plan, Plan};
 use super::{load_configs, Ctx, FOUND};
-use crate::attach::{self, ResultsCache, ValidSet};
+use crate::attach::{ResultsCache, ValidSet};
 use crate::cli::{ChangeArgs, ConfigArg, ValidArg};
 use crate::inspect::{now_secs, Reservation};
 
@@ -124,12 +124,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     }
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("release", network, &cfgs)?;
-    let valid = a
-        .valid
-        .valid
-        .as_deref()
-        .map(attach::load_valid)
-        .transpose()?;
+    let valid = a.valid.load()?;
     let view = ctx.read_one(network, &cfgs)?;
     let (sel, what) = match sel {
         Selector::Ip(ip) => (Selector::Ip(ip), format!("{ip}")),

@@ -336,7 +336,7 @@ fn leaks_json_from_gc_config_on_stdin() {
     assert_eq!(v["command"], "leaks");
     assert_eq!(
         v["sources"]["valid"],
-        json!({"path": "stdin", "attachments": 6, "mtime": "<time>"})
+        json!({"path": "stdin", "kind": "stdin", "cri": null, "attachments": 6, "mtime": "<time>"})
     );
     assert_eq!(v["sources"]["authoritative"], true);
     let leaks: Vec<(&str, &str, bool)> = v["leaks"]

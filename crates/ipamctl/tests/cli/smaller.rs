@@ -110,3 +110,56 @@ fn a_mistyped_network_gets_a_suggestion() {
         r.stderr
     );
 }
+
+/// `--cri` takes the runtime's endpoint as kubelet does; an endpoint that
+/// does not answer is an error naming it (the CRI runs themselves are in
+/// host-local's integration suite, against a private containerd:
+/// `cri_ipamctl`).
+#[test]
+fn cri_endpoints_that_do_not_answer_are_errors_naming_them() {
+    let f = fixture();
+    for cmd in [
+        &["leaks", "net1"][..],
+        &["gc", "net1", "--dry-run"],
+        &["check", "net1"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.extend([
+            "--cri",
+            "unix:///nonexistent/cri.sock",
+            "--cri-timeout",
+            "2s",
+        ]);
+        let r = f.run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stdout);
+        assert!(
+            r.stderr.contains("CRI unix:///nonexistent/cri.sock"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = f.run(&["leaks", "net1", "--cri", "tcp://127.0.0.1:1"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("expected unix:///path/to/socket"),
+        "{}",
+        r.stderr
+    );
+    let r = f.run(&[
+        "leaks",
+        "net1",
+        "--cri",
+        "unix:///x.sock",
+        "--valid",
+        "v.txt",
+    ]);
+    assert_eq!(r.code, 2, "--cri and --valid exclude each other");
+    let r = f.run(&["gc", "net1", "--dry-run"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("give --valid FILE, --cri URL or --from-report FILE"),
+        "{}",
+        r.stderr
+    );
+}
