@@ -47,6 +47,8 @@ fn extra_sections() -> String {
         ("/var/lib/cni/networks/.host-local-rs/", "The plugin's index (a cache); reads never touch it, removals keep it right through the plugin's own store code."),
         ("/var/lib/cni/results/", "libcni's result cache (--results-dir): pod names, the heuristic of leaks, what check compares."),
         ("/proc/locks", "Read to name the holder of a lock that stays held past --lock-timeout."),
+        ("/var/lib/ipamctl/reconcile.json", "The state of the shipped reconcile service: when each leak was first seen (with its .lock)."),
+        ("/usr/lib/systemd/system/ipamctl-reconcile.service, ipamctl-reconcile.timer", "ipamctl reconcile every 15 minutes, shipped disabled; its arguments in IPAMCTL_RECONCILE_ARGS, overridden in /etc/default/ipamctl-reconcile."),
         ("/usr/share/doc/host-local-rs/SCHEMA.md", "The --json output, documented (also printed by ipamctl schema)."),
         ("/usr/share/doc/host-local-rs/README.md", "The plugin and ipamctl; docs/operator.md in the source tree walks through finding and reclaiming leaks."),
     ]));

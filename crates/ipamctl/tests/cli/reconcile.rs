@@ -237,3 +237,73 @@ fn reconcile_refuses_what_gc_refuses_and_a_bad_state_file() {
         .collect();
     assert_eq!(nets, ["net1", "other"]);
 }
+
+/// The systemd service shipped in the .deb (disabled) runs a command line
+/// the binary takes: its ExecStart with the default IPAMCTL_RECONCILE_ARGS,
+/// the runtime's socket and the paths swapped for the fixture's.
+#[test]
+fn the_shipped_systemd_unit_runs_a_valid_reconcile() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let unit = std::fs::read_to_string(format!(
+        "{root}/packaging/systemd/ipamctl-reconcile.service"
+    ))
+    .unwrap();
+    let timer =
+        std::fs::read_to_string(format!("{root}/packaging/systemd/ipamctl-reconcile.timer"))
+            .unwrap();
+    assert!(timer.contains("WantedBy=timers.target"));
+    let cargo = std::fs::read_to_string(format!("{root}/crates/host-local/Cargo.toml")).unwrap();
+    for f in ["ipamctl-reconcile.service", "ipamctl-reconcile.timer"] {
+        assert!(
+            cargo.contains(&format!(
+                r#"["../../packaging/systemd/{f}", "usr/lib/systemd/system/{f}", "644"]"#
+            )),
+            "{f} not in the .deb's assets"
+        );
+    }
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .trim_matches('"')
+            .to_string()
+    };
+    let env = value("Environment=");
+    let args = env.strip_prefix("IPAMCTL_RECONCILE_ARGS=").unwrap();
+    let exec = value("ExecStart=").replace("$IPAMCTL_RECONCILE_ARGS", args);
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(words[..2], ["/usr/bin/ipamctl", "reconcile"]);
+    let f = fixture();
+    std::fs::write(
+        f.root().join("valid.txt"),
+        "c1\nc2\nc3\nc4\nc5\nlegacy1\nk1\n",
+    )
+    .unwrap();
+    let mut run: Vec<String> = Vec::new();
+    let mut it = words[1..].iter();
+    while let Some(w) = it.next() {
+        match *w {
+            "--config" => {
+                it.next();
+                run.extend(["--config".into(), "net1.conflist".into()]);
+            }
+            "--cri" => {
+                assert_eq!(it.next(), Some(&"unix:///run/containerd/containerd.sock"));
+                run.extend(["--valid".into(), "valid.txt".into()]);
+            }
+            "--state" => {
+                assert_eq!(it.next(), Some(&"/var/lib/ipamctl/reconcile.json"));
+                run.extend(["--state".into(), "state.json".into()]);
+            }
+            other => run.push(other.into()),
+        }
+    }
+    assert!(
+        run.contains(&"--yes".to_string()) && run.contains(&"--grace".to_string()),
+        "{run:?}"
+    );
+    let refs: Vec<&str> = run.iter().map(String::as_str).collect();
+    let r = f.run(&refs);
+    assert_eq!(r.code, 0, "{refs:?}: {}{}", r.stdout, r.stderr);
+    assert!(f.root().join("state.json").exists());
+}
