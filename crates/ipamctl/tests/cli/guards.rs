@@ -1,7 +1,7 @@
 //! The second round (issue 13): never mislead an operator, never wipe a
 //! live network, name pods. One test per item, through the real binary.
 //!
-//! Over 600 lines (~820) because each of the issue's items is its own test
+//! Over 600 lines (~770) because each of the issue's items is its own test
 //! with its fixture and its expected output inline.
 
 use std::io::{BufRead, BufReader, Read};
