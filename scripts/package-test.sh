@@ -206,10 +206,17 @@ cmp -s "$PLUGIN" "$ours_bin" || fail "$PLUGIN is not the binary just built"
 for f in /usr/bin/ipamctl /usr/share/man/man1/ipamctl.1.gz \
   /usr/share/bash-completion/completions/ipamctl /usr/share/zsh/vendor-completions/_ipamctl \
   /usr/share/fish/vendor_completions.d/ipamctl.fish /usr/share/doc/host-local-rs/copyright \
-  /usr/share/doc/host-local-rs/README.md /usr/share/doc/host-local-rs/SECURITY.md; do
+  /usr/share/doc/host-local-rs/README.md /usr/share/doc/host-local-rs/SECURITY.md \
+  /usr/share/doc/host-local-rs/SCHEMA.md /usr/lib/systemd/system/ipamctl-reconcile.service \
+  /usr/lib/systemd/system/ipamctl-reconcile.timer; do
   [ -s "$f" ] || fail "$f missing"
 done
 grep -q '^\.TH ipamctl 1' <<<"$(zcat /usr/share/man/man1/ipamctl.1.gz)" || fail "man page"
+# The reconcile timer is shipped disabled.
+if [ -d /run/systemd/system ]; then
+  [ "$(systemctl is-enabled ipamctl-reconcile.timer 2>/dev/null || true)" = disabled ] ||
+    fail "ipamctl-reconcile.timer is not shipped disabled"
+fi
 # An etcd-store call is handed to /usr/lib/cni/host-local-etcd: with no member
 # listening it answers the etcd store's "try again later" (11), not "cannot
 # run host-local-etcd" (7).

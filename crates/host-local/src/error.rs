@@ -64,10 +64,12 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The lock stayed held longer than the caller would wait.
-    #[error("timed out waiting for lock {path}{}", holder_pid.map(|p| format!(" (held by PID {p})")).unwrap_or_default())]
+    #[error("timed out waiting for lock {}{}", path.display(), holder_text(*holder_pid, holder_command.as_deref()))]
     LockTimeout {
         path: PathBuf,
         holder_pid: Option<u32>,
+        /// The holder's command line, where /proc shows it.
+        holder_command: Option<String>,
     },
     /// An operation failed and undoing its partial work failed too: every
     /// failure of the undo, after the one that made it necessary.
@@ -94,6 +96,14 @@ impl Missing {
             Missing::Network => "does not exist (no store for this network yet)",
             Missing::Lock => "no lock file; not a host-local store (a read creates nothing)",
         }
+    }
+}
+
+fn holder_text(pid: Option<u32>, command: Option<&str>) -> String {
+    match (pid, command) {
+        (Some(p), Some(c)) => format!(" (held by PID {p}: {c})"),
+        (Some(p), None) => format!(" (held by PID {p})"),
+        (None, _) => String::new(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! What the runtime still knows: a list of valid attachments (authoritative)
-//! and libcni's result cache (a heuristic).
+//! What the runtime still knows: a list of valid attachments (authoritative:
+//! a file, or the runtime's pod sandboxes over CRI) and libcni's result
+//! cache (a heuristic).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -12,17 +13,38 @@ use serde_json::Value;
 
 use crate::report::Pod;
 
-/// Valid attachments, from `--valid`.
+/// Where a list of valid attachments came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `--valid FILE`.
+    #[default]
+    File,
+    /// `--valid -`.
+    Stdin,
+    /// `--cri URL`: the runtime's pod sandboxes (ListPodSandbox).
+    Cri {
+        /// `containerd 1.6.20` (CRI Version), when it answered.
+        runtime: Option<String>,
+        ready: usize,
+        not_ready: usize,
+    },
+}
+
+/// Valid attachments, from `--valid` or `--cri`.
 #[derive(Debug, Default)]
 pub struct ValidSet {
-    /// Where they came from ("-" for stdin).
+    /// Where they came from: the file, "stdin", or the CRI endpoint.
     pub source: String,
+    pub kind: SourceKind,
     /// The entries; one listed without an ifname makes every attachment of
     /// its container valid.
     set: AttachmentSet,
     pub count: usize,
     /// The `name` of a GC network configuration given as the list.
     pub network: Option<String>,
+    /// When the list was made, seconds since the epoch (with their
+    /// fraction): a file's modification time; stdin: when it was read.
+    pub made: f64,
 }
 
 impl ValidSet {
@@ -40,6 +62,22 @@ impl ValidSet {
     /// never valid.
     pub fn keeps(&self, owner: &Owner) -> bool {
         self.set.holds(owner)
+    }
+
+    /// A listed container ID equal to `id` but for ASCII case (a list that
+    /// was upper-cased on its way).
+    pub fn differs_in_case(&self, id: &str) -> bool {
+        self.set
+            .container_ids()
+            .any(|v| v != id && v.eq_ignore_ascii_case(id))
+    }
+
+    /// What the list is, for messages: `the valid list valid.txt`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            SourceKind::Cri { .. } => format!("the sandbox list of CRI {}", self.source),
+            _ => format!("the valid list {}", self.source),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -63,12 +101,79 @@ impl ValidSet {
 pub fn load_valid(arg: &str) -> Result<ValidSet> {
     let text = crate::cli::read_file_arg(arg, "valid attachments")?;
     let label = if arg == "-" { "stdin" } else { arg };
+    let made = if arg == "-" {
+        None
+    } else {
+        std::fs::metadata(arg)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    };
     parse_valid(&text)
         .map(|mut v| {
             v.source = label.to_string();
+            v.kind = if arg == "-" {
+                SourceKind::Stdin
+            } else {
+                SourceKind::File
+            };
+            v.made = made.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            });
             v
         })
         .with_context(|| format!("valid attachments {label}"))
+}
+
+/// The runtime's pod sandboxes, listed over CRI at `endpoint`
+/// (`unix:///run/containerd/containerd.sock`), as valid attachments: every
+/// interface of every sandbox, ready or not ready (a not-ready sandbox may
+/// still be set up again; only a removed one is gone). Each call waits at
+/// most `timeout`.
+pub fn load_cri(endpoint: &str, timeout: std::time::Duration) -> Result<ValidSet> {
+    let socket = cri_client::socket_path(endpoint).map_err(|e| anyhow!("--cri: {e}"))?;
+    let made = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut cri =
+        cri_client::Cri::connect(&socket, timeout).map_err(|e| anyhow!("CRI {endpoint}: {e}"))?;
+    let runtime = cri
+        .version()
+        .ok()
+        .map(|v| format!("{} {}", v.runtime_name, v.runtime_version));
+    let sandboxes = cri
+        .list_pod_sandbox()
+        .map_err(|e| anyhow!("CRI {endpoint}: ListPodSandbox: {}", e.message()))?;
+    let mut out = ValidSet {
+        source: endpoint.to_string(),
+        made,
+        ..ValidSet::default()
+    };
+    let (mut ready, mut not_ready) = (0, 0);
+    for s in &sandboxes {
+        if check_id(&s.id).is_err() {
+            crate::out::warn(format_args!(
+                "warning: CRI {endpoint}: sandbox ID {:?} is no valid container ID; ignored",
+                s.id
+            ));
+            continue;
+        }
+        if s.state == cri_client::SANDBOX_READY {
+            ready += 1;
+        } else {
+            not_ready += 1;
+        }
+        out.push(&s.id, None);
+    }
+    out.kind = SourceKind::Cri {
+        runtime,
+        ready,
+        not_ready,
+    };
+    Ok(out)
 }
 
 pub fn parse_valid(text: &str) -> Result<ValidSet> {

@@ -9,16 +9,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
+
 use host_local::config::{EtcdConfig, StoreConfig};
 use host_local::store::{Entry, Owner, Store};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// Exit status when `--live-nodes` finds nodes that are not live.
 const FOUND: u8 = 1;
 
-#[derive(Args, Debug)]
-pub struct ClusterArgs {
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// The network name.
     network: String,
     /// A network configuration (.conf, .conflist) or a directory of them whose host-local
@@ -82,7 +82,75 @@ pub fn per_node(entries: &[Entry]) -> BTreeMap<String, usize> {
     m
 }
 
-pub fn run(a: &ClusterArgs) -> Result<u8> {
+/// The `--json` document (its own schema 1; see SCHEMA.md).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterReport<'a> {
+    schema: u32,
+    command: &'static str,
+    network: &'a str,
+    reservations: usize,
+    nodes: Vec<NodeReport<'a>>,
+    /// Only with --live-nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_live: Option<Vec<&'a String>>,
+}
+
+#[derive(Serialize)]
+struct NodeReport<'a> {
+    node: &'a str,
+    reservations: usize,
+    /// Only with --live-nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<bool>,
+}
+
+fn render(
+    counts: &BTreeMap<String, usize>,
+    live: Option<&BTreeSet<String>>,
+    not_live: &[&String],
+    total: usize,
+) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let width = counts.keys().map(String::len).max().unwrap_or(4).max(4);
+    let _ = writeln!(
+        o,
+        "{:<width$}  RESERVATIONS{}",
+        "NODE",
+        if live.is_some() { "  LIVE" } else { "" }
+    );
+    for (n, c) in counts {
+        let mark = match live {
+            Some(l) if n != "-" => {
+                if l.contains(n) {
+                    "  yes"
+                } else {
+                    "  NO"
+                }
+            }
+            _ => "",
+        };
+        let _ = writeln!(o, "{n:<width$}  {c:>12}{mark}");
+    }
+    let _ = writeln!(o, "{total} reservation(s) on {} node(s)", counts.len());
+    if !not_live.is_empty() {
+        let held: usize = not_live.iter().map(|n| counts[*n]).sum();
+        let _ = writeln!(
+            o,
+            "not live: {} ({held} reservation(s); reclaim them with a CNI GC whose store \
+             names that node)",
+            not_live
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    o
+}
+
+pub fn run(_ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
     cni_proto::NetworkName::new(&a.network).map_err(|e| anyhow!("network {:?}: {e}", a.network))?;
     let live = a.live_nodes.as_deref().map(read_live).transpose()?;
     if live.as_ref().is_some_and(|l| l.is_empty()) {
@@ -103,59 +171,24 @@ pub fn run(a: &ClusterArgs) -> Result<u8> {
         None => Vec::new(),
     };
     if a.json {
-        let nodes: Vec<Value> = counts
-            .iter()
-            .map(|(n, c)| {
-                let mut v = json!({"node": n, "reservations": c});
-                if let Some(l) = &live {
-                    v["live"] = json!(n == "-" || l.contains(n));
-                }
-                v
-            })
-            .collect();
-        let mut doc = json!({"schema": 1, "command": "cluster", "network": a.network,
-            "reservations": entries.len(), "nodes": nodes});
-        if live.is_some() {
-            doc["notLive"] = json!(not_live);
-        }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        let doc = ClusterReport {
+            schema: 1,
+            command: "cluster",
+            network: &a.network,
+            reservations: entries.len(),
+            nodes: counts
+                .iter()
+                .map(|(n, c)| NodeReport {
+                    node: n,
+                    reservations: *c,
+                    live: live.as_ref().map(|l| n == "-" || l.contains(n)),
+                })
+                .collect(),
+            not_live: live.as_ref().map(|_| not_live.clone()),
+        };
+        crate::out::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
-        let width = counts.keys().map(String::len).max().unwrap_or(4).max(4);
-        println!(
-            "{:<width$}  RESERVATIONS{}",
-            "NODE",
-            if live.is_some() { "  LIVE" } else { "" }
-        );
-        for (n, c) in &counts {
-            let mark = match &live {
-                Some(l) if n != "-" => {
-                    if l.contains(n) {
-                        "  yes"
-                    } else {
-                        "  NO"
-                    }
-                }
-                _ => "",
-            };
-            println!("{n:<width$}  {c:>12}{mark}");
-        }
-        println!(
-            "{} reservation(s) on {} node(s)",
-            entries.len(),
-            counts.len()
-        );
-        if !not_live.is_empty() {
-            let held: usize = not_live.iter().map(|n| counts[*n]).sum();
-            println!(
-                "not live: {} ({held} reservation(s); reclaim them with a CNI GC whose store \
-                 names that node)",
-                not_live
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        crate::out::print(&render(&counts, live.as_ref(), &not_live, entries.len()))?;
     }
     if live.is_some() && !not_live.is_empty() {
         return Ok(FOUND);

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cni_proto::gojson::{Doc, Kind};
 use cni_proto::{CniArgs, NetworkName, SpecVersion};
 use host_local::config::{EtcdConfig, IpamConfig, StoreConfig};
+use serde::Serialize;
 
 /// The host-local configuration of one network.
 #[derive(Clone, Debug)]
@@ -28,12 +29,24 @@ pub struct NetConfig {
     pub data_dir: PathBuf,
 }
 
-/// Every host-local network found, by name, plus warnings about files that
-/// could not be used.
+/// A configuration file that could not be used: not JSON, no network name,
+/// or an invalid host-local `ipam` section (then every ADD on its network
+/// fails, so it is reported, never just skipped).
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// The network it names, when that could be read.
+    pub network: Option<String>,
+    pub error: String,
+}
+
+/// Every host-local network found, by name; the files that could not be
+/// used; warnings (a network configured twice).
 #[derive(Debug, Default)]
 pub struct Configs {
     pub path: Option<PathBuf>,
     pub networks: BTreeMap<String, NetConfig>,
+    pub errors: Vec<ConfigError>,
     pub warnings: Vec<String>,
 }
 
@@ -57,15 +70,27 @@ impl Configs {
         self.networks.get(network)
     }
 
-    /// The data directory named explicitly by the configurations, when they all agree.
-    pub fn single_data_dir(&self) -> Option<PathBuf> {
-        let mut dirs = self
-            .networks
-            .values()
-            .filter(|c| c.data_dir_explicit)
-            .map(|c| &c.data_dir);
-        let first = dirs.next()?;
-        dirs.all(|d| d == first).then(|| first.clone())
+    /// The unusable configuration of `network`, when no usable one names it.
+    pub fn broken(&self, network: &str) -> Option<&ConfigError> {
+        if self.networks.contains_key(network) {
+            return None;
+        }
+        self.errors
+            .iter()
+            .find(|e| e.network.as_deref() == Some(network))
+    }
+
+    /// The names of networks only unusable configurations name.
+    pub fn broken_networks(&self) -> impl Iterator<Item = &str> {
+        let mut names: Vec<&str> = self
+            .errors
+            .iter()
+            .filter_map(|e| e.network.as_deref())
+            .filter(|n| !self.networks.contains_key(*n))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter()
     }
 }
 
@@ -77,8 +102,9 @@ fn is_config_file(p: &Path) -> bool {
 }
 
 /// Loads `path`: a file must hold a usable host-local section (else an
-/// error); in a directory, unusable files become warnings. Like libcni, files
-/// are taken in name order and the first one naming a network wins.
+/// error); in a directory, unusable files are recorded in `errors`. Like
+/// libcni, files are taken in name order and the first one naming a network
+/// wins.
 pub fn load(path: &Path) -> Result<Configs> {
     let mut out = Configs {
         path: Some(path.to_path_buf()),
@@ -101,11 +127,17 @@ pub fn load(path: &Path) -> Result<Configs> {
                         add(&mut out, c);
                     }
                 }
-                Err(e) => out.warnings.push(format!("{}: {e:#}", f.display())),
+                Err((network, e)) => out.errors.push(ConfigError {
+                    file: f.clone(),
+                    network,
+                    error: format!("{e:#}"),
+                }),
             }
         }
     } else {
-        let found = parse_file(path).with_context(|| format!("config {}", path.display()))?;
+        let found = parse_file(path)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("config {}", path.display()))?;
         if found.is_empty() {
             bail!(
                 "config {}: no plugin with a host-local ipam section",
@@ -146,15 +178,21 @@ fn runtime_ranges(plugin: &Doc) -> bool {
         == Some(&Doc::Bool(true))
 }
 
-/// The host-local sections of one file (none is not an error here).
-fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
-    let text = std::fs::read(path)?;
-    let v = Doc::parse(&text).map_err(|e| anyhow!("not JSON: {e}"))?;
+/// The host-local sections of one file (none is not an error here). An
+/// error carries the network name when it could be read.
+fn parse_file(path: &Path) -> Result<Vec<NetConfig>, (Option<String>, anyhow::Error)> {
+    let text = std::fs::read(path).map_err(|e| (None, e.into()))?;
+    let v = Doc::parse(&text).map_err(|e| (None, anyhow!("not JSON: {e}")))?;
     let name = match v.field("name", Kind::Scalar) {
         Some(Doc::String(n)) => n.as_str(),
-        _ => bail!("no network name"),
+        _ => return Err((None, anyhow!("no network name"))),
     };
-    NetworkName::new(name).map_err(|e| anyhow!("{e}"))?;
+    NetworkName::new(name).map_err(|e| (None, anyhow!("{e}")))?;
+    parse_sections(path, name, &v).map_err(|e| (Some(name.to_string()), e))
+}
+
+/// The host-local sections of network `name`'s configuration `v`.
+fn parse_sections(path: &Path, name: &str, v: &Doc) -> Result<Vec<NetConfig>> {
     let mut sections: Vec<(&Doc, bool)> = Vec::new();
     match v.field("plugins", Kind::Whole) {
         Some(Doc::Array(plugins)) => {
@@ -167,7 +205,7 @@ fn parse_file(path: &Path) -> Result<Vec<NetConfig>> {
         Some(_) => bail!("plugins is not a list"),
         None => {
             if let Some(ipam) = v.field("ipam", Kind::Whole).filter(|i| is_host_local(i)) {
-                sections.push((ipam, runtime_ranges(&v)));
+                sections.push((ipam, runtime_ranges(v)));
             }
         }
     }

@@ -14,6 +14,7 @@ use host_local::store::{Entry, Owner, Store};
 use serde::Serialize;
 
 use crate::configs::NetConfig;
+pub use crate::explain::{explain_unreserved, AddressState, Explanation, Stray};
 
 /// Kinds of problems a reservation can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -148,6 +149,27 @@ impl From<Entry> for Reservation {
     }
 }
 
+/// The stray files of the network directory `dir` (read under its lock).
+fn strays(dir: &Path) -> Result<Vec<Stray>, host_local::error::StoreError> {
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| host_local::error::StoreError::io("list", dir, e))?;
+    let mut found = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| host_local::error::StoreError::io("list", dir, e))?;
+        let is_dir = ent.file_type().is_ok_and(|t| t.is_dir());
+        found.push((ent.file_name().to_string_lossy().into_owned(), is_dir));
+    }
+    let names: std::collections::HashSet<String> = found.iter().map(|(n, _)| n.clone()).collect();
+    let mut out: Vec<Stray> = found
+        .into_iter()
+        .filter_map(|(name, is_dir)| {
+            crate::explain::stray_reason(&name, is_dir, &names).map(|reason| Stray { name, reason })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Usage of one range set.
 #[derive(Clone, Debug)]
 pub struct SetUsage {
@@ -191,31 +213,43 @@ pub struct NetworkView {
     pub config: Option<NetConfig>,
     pub sets: Vec<SetUsage>,
     pub error: Option<String>,
+    /// The network's only configuration is unusable: every ADD on it fails.
+    pub config_error: Option<String>,
+    /// Files of the network directory that are no reservation, lock or cursor.
+    pub strays: Vec<Stray>,
     /// Remarks for the operator (a disagreeing --data-dir, ...).
     pub notes: Vec<String>,
 }
 
 impl NetworkView {
-    /// A view of network `name` with nothing read yet.
+    /// A network with nothing read yet: no reservations, no usage, no error.
     pub fn new(
         name: &str,
         store: StoreKind,
-        data_dir: PathBuf,
+        data_dir: &Path,
         path: PathBuf,
         config: Option<&NetConfig>,
-    ) -> Self {
+    ) -> NetworkView {
         NetworkView {
             name: name.to_string(),
             store,
-            data_dir,
+            data_dir: data_dir.to_path_buf(),
             path,
             exists: true,
             reservations: Vec::new(),
             config: config.cloned(),
             sets: Vec::new(),
             error: None,
+            config_error: None,
+            strays: Vec::new(),
             notes: Vec::new(),
         }
+    }
+
+    /// A network that could not be read, and why.
+    pub fn failed(mut self, error: String) -> NetworkView {
+        self.error = Some(error);
+        self
     }
 
     pub fn problem_counts(&self) -> BTreeMap<ProblemKind, u64> {
@@ -278,21 +312,29 @@ pub fn read_network(
     let mut view = NetworkView::new(
         name,
         StoreKind::of(store),
-        data_dir.to_path_buf(),
+        data_dir,
         PathBuf::from(st.location()),
         config,
     );
     let sets = config.map_or(0, |c| c.ipam.ranges.len());
-    let mut read = || -> Result<(Vec<Entry>, Vec<Option<IpAddr>>), StoreError> {
+    let disk_dir = matches!(store, StoreConfig::Disk { .. }).then(|| data_dir.join(name));
+    type Read = (Vec<Entry>, Vec<Option<IpAddr>>, Vec<Stray>);
+    let mut read = || -> Result<Read, StoreError> {
         let mut s = st.read_session()?;
         let entries = s.list()?;
         // A cursor that cannot be read only leaves "last reserved" unknown.
         let cursors = (0..sets).map(|i| s.cursor(i).ok().flatten()).collect();
-        Ok((entries, cursors))
+        // Files that are no reservation, listed under the same lock.
+        let strays = match &disk_dir {
+            Some(dir) => strays(dir)?,
+            None => Vec::new(),
+        };
+        Ok((entries, cursors, strays))
     };
     match read() {
-        Ok((entries, cursors)) => {
+        Ok((entries, cursors, strays)) => {
             view.reservations = entries.into_iter().map(Reservation::from).collect();
+            view.strays = strays;
             classify(&mut view, &cursors);
             Ok(view)
         }

@@ -12,6 +12,7 @@ mod cluster;
 mod cmd;
 mod configs;
 mod duration;
+mod explain;
 mod inspect;
 mod man;
 mod out;

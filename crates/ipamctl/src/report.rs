@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
-use crate::inspect::{NetworkView, Problem, ProblemKind, Reservation, SetUsage, StoreKind};
+use crate::inspect::{NetworkView, Problem, ProblemKind, Reservation, SetUsage, StoreKind, Stray};
 
 pub const SCHEMA: u32 = 2;
 
@@ -183,6 +183,8 @@ pub struct NetworkReport {
     pub data_dir: PathBuf,
     pub exists: bool,
     pub error: Option<String>,
+    /// The only configuration naming this network could not be used (every ADD fails).
+    pub config_error: Option<String>,
     pub reservations: usize,
     pub formats: BTreeMap<&'static str, u64>,
     pub with_problems: u64,
@@ -193,6 +195,8 @@ pub struct NetworkReport {
     pub oldest_age_seconds: Option<i64>,
     pub config: Option<ConfigRef>,
     pub range_sets: Vec<RangeSetReport>,
+    /// Files of the network directory that are no reservation, lock or cursor (not counted).
+    pub strays: Vec<Stray>,
     /// Things the operator should know, e.g. a --data-dir the configuration disagrees with.
     pub notes: Vec<String>,
 }
@@ -211,6 +215,7 @@ impl NetworkReport {
             data_dir: v.data_dir.clone(),
             exists: v.exists,
             error: v.error.clone(),
+            config_error: v.config_error.clone(),
             reservations: v.reservations.len(),
             formats: v.format_counts(),
             with_problems: v.problem_total(),
@@ -228,6 +233,7 @@ impl NetworkReport {
                 runtime_ranges: c.runtime_ranges,
             }),
             range_sets,
+            strays: v.strays.clone(),
             notes: v.notes.clone(),
         }
     }

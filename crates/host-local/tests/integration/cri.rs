@@ -31,15 +31,15 @@ use crate::cri_api::*;
 use crate::cri_world::*;
 use crate::netns_util::*;
 
-const POD_NS: &str = "cri-e2e-ns";
+pub(crate) const POD_NS: &str = "cri-e2e-ns";
 
 /// One running pod sandbox as the test sees it.
 #[derive(Debug, Clone)]
-struct Pod {
-    name: String,
-    id: String,
-    v4: String,
-    v6: String,
+pub(crate) struct Pod {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) v4: String,
+    pub(crate) v6: String,
     /// The netns path containerd passed to CNI (in containerd's mount namespace).
     netns: String,
 }
@@ -72,7 +72,7 @@ fn sandbox_config(w: &CriWorld, name: &str, ports: Vec<PortMapping>) -> PodSandb
 }
 
 /// RunPodSandbox, then PodSandboxStatus (verbose) for its IPs and netns.
-fn run_pod(w: &CriWorld, cri: &mut Cri, name: &str, ports: Vec<PortMapping>) -> Pod {
+pub(crate) fn run_pod(w: &CriWorld, cri: &mut Cri, name: &str, ports: Vec<PortMapping>) -> Pod {
     let id = cri
         .run_pod_sandbox(sandbox_config(w, name, ports))
         .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", w.log_tail()));
@@ -132,7 +132,7 @@ fn run_pod(w: &CriWorld, cri: &mut Cri, name: &str, ports: Vec<PortMapping>) -> 
     }
 }
 
-fn stop_twice_and_remove(cri: &mut Cri, p: &Pod) {
+pub(crate) fn stop_twice_and_remove(cri: &mut Cri, p: &Pod) {
     for attempt in 1..=2 {
         cri.stop_pod_sandbox(&p.id)
             .unwrap_or_else(|e| panic!("StopPodSandbox #{attempt} {}: {e}", p.name));
@@ -258,7 +258,7 @@ fn assert_released(w: &CriWorld, live: &[&Pod], gone: &[&Pod], when: &str) {
 
 /// `ipamctl`, built beside our plugin by the same cargo run (the workspace
 /// test run builds it); None after a loud skip when missing.
-fn ipamctl_bin(what: &str) -> Option<PathBuf> {
+pub(crate) fn ipamctl_bin(what: &str) -> Option<PathBuf> {
     let p = crate::common::our_bin().with_file_name("ipamctl");
     let built = std::fs::metadata(&p).and_then(|m| m.modified());
     let Ok(built) = built else {
@@ -298,7 +298,7 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
-fn ipamctl(bin: &Path, args: &[&str]) -> Run {
+pub(crate) fn ipamctl(bin: &Path, args: &[&str]) -> Run {
     run(&bin.display().to_string(), args)
 }
 
@@ -426,7 +426,7 @@ fn cri_e2e_ten_rounds_of_three_pods() {
 }
 
 /// Objects of an ipamctl JSON report that describe one reservation.
-fn reservation_objects(v: &Value) -> Vec<&Value> {
+pub(crate) fn reservation_objects(v: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
     match v {
         Value::Object(m) if m.contains_key("address") => out.push(v),

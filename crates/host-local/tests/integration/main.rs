@@ -12,6 +12,7 @@ mod crash; // full / read-only filesystems (root, mounts)
 mod cri; // e2e: containerd 1.6 CRI plugin driven over CRI v1 (root)
 mod cri_api;
 mod cri_cleanup;
+mod cri_ipamctl; // e2e: ipamctl --cri against the private containerd (root)
 mod cri_world;
 mod differential; // reference vs ours, step by step
 mod etcd; // the etcd store against real etcd members

@@ -48,6 +48,19 @@ pub struct ChangeReport {
     pub skipped: Vec<Skipped>,
     /// Reservations left alone on purpose (gc: younger than --min-age).
     pub kept: Vec<Skipped>,
+    /// How many of `skipped` were skipped while planning (changed since a
+    /// report listed them), before any removal.
+    #[serde(skip)]
+    skipped_in_plan: usize,
+}
+
+/// What a change will do: the removals, and what it leaves alone on purpose
+/// (`kept`) or because it changed since it was listed (`skipped`).
+#[derive(Default)]
+pub struct Plan {
+    pub planned: Vec<Planned>,
+    pub kept: Vec<Skipped>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// A planned removal; `pods`: libcni's result cache, to name the pod.
@@ -127,132 +140,50 @@ pub fn apply(
     ctx: &Ctx,
     command: &str,
     view: &NetworkView,
-    planned: Vec<Planned>,
-    kept: Vec<Skipped>,
+    plan: Plan,
     change: &ChangeArgs,
     nothing: (&str, u8),
 ) -> Result<u8> {
-    // Commands refuse etcd networks before planning; never remove from a
-    // directory that is not the network's store.
-    if view.store != crate::inspect::StoreKind::Disk {
-        anyhow::bail!(
-            "network {}: kept in etcd; {command} changes disk stores only",
-            view.name
-        );
-    }
+    refuse_non_disk(command, view)?;
+    let skipped_before = !plan.skipped.is_empty();
+    let skipped_in_plan = plan.skipped.len();
     let mut report = ChangeReport {
+        skipped_in_plan,
         data_dir: view.data_dir.clone(),
         network: view.name.clone(),
         dry_run: change.dry_run,
-        planned,
+        planned: plan.planned,
         removed: Vec::new(),
-        skipped: Vec::new(),
-        kept,
+        skipped: plan.skipped,
+        kept: plan.kept,
     };
-    let n = report.planned.len();
-    let name = &view.name;
-    let kept_text = |r: &ChangeReport| -> String {
-        let mut o = String::new();
-        for k in &r.kept {
-            let _ = writeln!(o, "kept {}: {}", k.address, k.reason);
-        }
-        o
-    };
-    if n == 0 {
-        if change.json {
-            out::json(command, &report)?;
-        } else {
-            out::print(&format!("{}{}\n", kept_text(&report), nothing.0))?;
-        }
-        return Ok(nothing.1);
+    if report.planned.is_empty() {
+        emit(command, change, &report, || {
+            format!("{}{}\n", kept_text(ctx, &report), nothing.0)
+        })?;
+        return Ok(if skipped_before { FOUND } else { nothing.1 });
     }
     if change.dry_run {
-        if change.json {
-            out::json(command, &report)?;
-        } else {
-            out::print(&format!(
-                "{}{}",
-                plan_table(
-                    ctx,
-                    &format!(
-                        "would remove {n} reservation{} of network {name} (dry run: nothing changed)",
-                        plural(n)
-                    ),
-                    &report.planned
-                ),
-                kept_text(&report)
-            ))?;
-        }
-        return Ok(OK);
+        emit(command, change, &report, || {
+            plan_text(ctx, &report, "would remove", " (dry run: nothing changed)")
+        })?;
+        return Ok(if skipped_before { FOUND } else { OK });
     }
     if !change.json {
-        out::print(&format!(
-            "{}{}",
-            plan_table(
-                ctx,
-                &format!("{n} reservation{} of network {name} to remove:", plural(n)),
-                &report.planned
-            ),
-            kept_text(&report)
-        ))?;
+        out::print(&plan_text(ctx, &report, "", " to remove:"))?;
     }
-    if !confirm(
-        &format!("remove {n} reservation{} of network {name}?", plural(n)),
-        change.yes,
-    )? {
+    let n = report.planned.len();
+    let question = format!(
+        "remove {n} reservation{} of network {}?",
+        plural(n),
+        view.name
+    );
+    if !confirm(&question, change.yes)? {
         out::warn("declined; nothing changed");
         return Ok(FOUND);
     }
-    // The plugin's own session: its lock, its index kept right. Each removal
-    // happens only if the file still names the owner listed above.
-    let disk = StoreConfig::Disk {
-        data_dir: view.data_dir.clone(),
-    };
-    let mut store = crate::inspect::open_store(&disk, name, ctx.lock_timeout)?;
-    let mut session = store.session().map_err(|e| anyhow!("{e}"))?;
-    let mut errors = false;
-    for p in &report.planned {
-        let entry = &p.entry;
-        match session.release(entry) {
-            Ok(true) => report.removed.push(entry.ip),
-            Ok(false) => report.skipped.push(Skipped {
-                address: entry.ip,
-                reason: "changed since it was listed (gone or another owner); left alone".into(),
-            }),
-            Err(e) => {
-                errors = true;
-                report.skipped.push(Skipped {
-                    address: entry.ip,
-                    reason: format!("error: {e}"),
-                });
-            }
-        }
-    }
-    drop(session);
-    if change.json {
-        out::json(command, &report)?;
-    } else {
-        let mut o = String::new();
-        for ip in &report.removed {
-            let _ = writeln!(o, "removed {ip}");
-        }
-        for s in &report.skipped {
-            let _ = writeln!(
-                o,
-                "{} {}: {}",
-                ctx.style.paint("skipped", YELLOW),
-                s.address,
-                s.reason
-            );
-        }
-        let _ = writeln!(
-            o,
-            "{} of {n} reservation{} removed from network {name}",
-            report.removed.len(),
-            plural(n)
-        );
-        out::print(&o)?;
-    }
+    let errors = remove(ctx, view, &mut report)?;
+    emit(command, change, &report, || outcome_text(ctx, &report))?;
     Ok(if errors {
         FAILED
     } else if report.skipped.is_empty() {
@@ -260,4 +191,154 @@ pub fn apply(
     } else {
         FOUND
     })
+}
+
+/// Commands refuse etcd networks before planning; never remove from a
+/// directory that is not the network's store.
+fn refuse_non_disk(command: &str, view: &NetworkView) -> Result<()> {
+    if view.store != crate::inspect::StoreKind::Disk {
+        bail!(
+            "network {}: kept in etcd; {command} changes disk stores only",
+            view.name
+        );
+    }
+    Ok(())
+}
+
+/// Prints the report as JSON, or `text()` for humans.
+fn emit(
+    command: &str,
+    change: &ChangeArgs,
+    report: &ChangeReport,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    if change.json {
+        out::json(command, report)
+    } else {
+        out::print(&text())
+    }
+}
+
+/// What is kept, and what was skipped before any removal (changed since
+/// it was listed).
+fn kept_text(ctx: &Ctx, r: &ChangeReport) -> String {
+    let mut o = String::new();
+    for k in &r.kept {
+        let _ = writeln!(o, "kept {}: {}", k.address, k.reason);
+    }
+    for s in &r.skipped[..r.skipped_in_plan] {
+        let _ = writeln!(
+            o,
+            "{} {}: {}",
+            ctx.style.paint("skipped", YELLOW),
+            s.address,
+            s.reason
+        );
+    }
+    o
+}
+
+/// The plan's table under a title `<verb> N reservations of network NET<tail>`,
+/// then what is kept.
+fn plan_text(ctx: &Ctx, r: &ChangeReport, verb: &str, tail: &str) -> String {
+    let n = r.planned.len();
+    let verb = if verb.is_empty() {
+        String::new()
+    } else {
+        format!("{verb} ")
+    };
+    let title = format!(
+        "{verb}{n} reservation{} of network {}{tail}",
+        plural(n),
+        r.network
+    );
+    format!(
+        "{}{}",
+        plan_table(ctx, &title, &r.planned),
+        kept_text(ctx, r)
+    )
+}
+
+/// What became of one removal.
+pub enum Removal {
+    Removed,
+    /// The file no longer names the owner listed (gone, or another owner).
+    Changed,
+    Failed(String),
+}
+
+/// Releases each entry in one session of the plugin's own store code under
+/// the network's lock, only while its file still names the entry's owner.
+pub fn release_unchanged(
+    ctx: &Ctx,
+    view: &NetworkView,
+    entries: Vec<Entry>,
+) -> Result<Vec<(IpAddr, Removal)>> {
+    refuse_non_disk("a removal", view)?;
+    let disk = StoreConfig::Disk {
+        data_dir: view.data_dir.clone(),
+    };
+    let mut store = crate::inspect::open_store(&disk, &view.name, ctx.lock_timeout)?;
+    let mut s = store.session().map_err(|e| anyhow!("{e}"))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let outcome = match s.release(&e) {
+                Ok(true) => Removal::Removed,
+                Ok(false) => Removal::Changed,
+                Err(err) => Removal::Failed(err.to_string()),
+            };
+            (e.ip, outcome)
+        })
+        .collect())
+}
+
+/// Removes each planned reservation through the plugin's own session (its
+/// lock, its index kept right), only if its file still names the owner
+/// listed; the others are skipped. Returns whether an error occurred.
+fn remove(ctx: &Ctx, view: &NetworkView, report: &mut ChangeReport) -> Result<bool> {
+    let entries: Vec<Entry> = report.planned.iter().map(|p| p.entry.clone()).collect();
+    let mut errors = false;
+    for (ip, outcome) in release_unchanged(ctx, view, entries)? {
+        match outcome {
+            Removal::Removed => report.removed.push(ip),
+            Removal::Changed => report.skipped.push(Skipped {
+                address: ip,
+                reason: "changed since it was listed (gone or another owner); left alone".into(),
+            }),
+            Removal::Failed(e) => {
+                errors = true;
+                report.skipped.push(Skipped {
+                    address: ip,
+                    reason: format!("error: {e}"),
+                });
+            }
+        }
+    }
+    Ok(errors)
+}
+
+fn outcome_text(ctx: &Ctx, r: &ChangeReport) -> String {
+    let mut o = String::new();
+    for ip in &r.removed {
+        let _ = writeln!(o, "removed {ip}");
+    }
+    for s in &r.skipped[r.skipped_in_plan..] {
+        let _ = writeln!(
+            o,
+            "{} {}: {}",
+            ctx.style.paint("skipped", YELLOW),
+            s.address,
+            s.reason
+        );
+    }
+    let n = r.planned.len();
+    let _ = writeln!(
+        o,
+        "{} of {n} reservation{} removed from network {}",
+        r.removed.len(),
+        plural(n),
+        r.network
+    );
+    o
 }

@@ -13,7 +13,8 @@ use host_local::store::Owner;
 use serde::Serialize;
 
 use super::{load_configs, plural, results_cache, Ctx, FOUND, OK};
-use crate::cli::ConfigArg;
+
+use crate::cli::{ConfigArg, ValidArg};
 use crate::inspect::ProblemKind;
 use crate::out;
 use crate::render::{colored, Table, BOLD, DIM, RED};
@@ -58,35 +59,68 @@ pub struct CheckReport {
     pub data_dir: PathBuf,
     pub network: String,
     pub results_cache: PathBuf,
+    /// The valid list, when given: cached attachments it does not keep are
+    /// stale (their container is gone) and not checked.
+    pub valid: Option<super::leaks::ValidSource>,
     /// Cached attachments of this network that were checked.
     pub attachments: usize,
+    /// Cached attachments skipped because the valid list does not keep them.
+    pub stale_cache_entries: usize,
     pub reservations: usize,
     /// Whether a configuration gave the ranges (else outside-ranges is not checked).
     pub ranges_checked: bool,
     pub findings: Vec<Finding>,
 }
 
-pub fn run(
-    ctx: &Ctx,
-    network: &str,
-    cfg_arg: &ConfigArg,
-    results_dir: Option<PathBuf>,
-    json: bool,
-) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The network name (a directory of the data directory).
+    pub network: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub valid: ValidArg,
+    /// Take a --valid list that keeps none of the network's reservations.
+    #[arg(long)]
+    pub force: bool,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let network = a.network.as_str();
     super::check_network_name(network)?;
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("check", network, &cfgs)?;
-    let Some(cache) = results_cache(results_dir.as_deref(), network)? else {
+    let Some(cache) = results_cache(ctx.results_dir.as_deref(), network)? else {
         bail!(
             "check needs libcni's result cache: {} does not exist (give --results-dir)",
             super::DEFAULT_RESULTS_DIR
         );
     };
+    let valid = a.valid.load()?;
     let view = ctx.read_one(network, &cfgs)?;
+    if let Some(v) = &valid {
+        super::valid::guard_list(v, &view, a.force, "skipped as stale")?;
+    }
     let owners: HashMap<IpAddr, &Owner> =
         view.reservations.iter().map(|r| (r.ip, &r.owner)).collect();
     let mut findings = Vec::new();
+    let mut checked = 0;
+    let mut stale = 0;
     for c in cache.attachments.values() {
+        let owner = Owner::Attachment {
+            id: c.id.clone(),
+            ifname: c.ifname.clone(),
+        };
+        // The container is gone: its cache entry outlived it (a gc'd leak),
+        // and its old address may rightly belong to someone else now.
+        if valid.as_ref().is_some_and(|v| !v.keeps(&owner)) {
+            stale += 1;
+            continue;
+        }
+        checked += 1;
         for ip in &c.ips {
             let (kind, detail) = match owners.get(ip) {
                 None => (
@@ -136,12 +170,14 @@ pub fn run(
         data_dir: view.data_dir.clone(),
         network: network.to_string(),
         results_cache: cache.dir.clone(),
-        attachments: cache.attachments.len(),
+        valid: valid.as_ref().map(super::leaks::ValidSource::new),
+        attachments: checked,
+        stale_cache_entries: stale,
         reservations: view.reservations.len(),
         ranges_checked: view.config.is_some(),
         findings,
     };
-    if json {
+    if a.json {
         out::json("check", &report)?;
     } else {
         out::print(&render(ctx, &report))?;
@@ -171,6 +207,15 @@ fn render(ctx: &Ctx, r: &CheckReport) -> String {
             "; ranges not checked (no --config)"
         }
     );
+    if let Some(v) = &r.valid {
+        let _ = writeln!(
+            o,
+            "{}: {} cached attachment{} of containers not listed skipped as stale",
+            v.describe(),
+            r.stale_cache_entries,
+            plural(r.stale_cache_entries)
+        );
+    }
     o.push('\n');
     if r.findings.is_empty() {
         o.push_str("no findings\n");
@@ -197,5 +242,15 @@ fn render(ctx: &Ctx, r: &CheckReport) -> String {
         r.findings.len(),
         plural(r.findings.len())
     );
+    let other = r
+        .findings
+        .iter()
+        .any(|f| matches!(f.kind, FindingKind::OtherOwner));
+    if other && r.valid.is_none() {
+        o.push_str(
+            "an other-owner finding may be the stale cache entry of a container that is gone (its \
+             address reclaimed by gc and handed out again): give --valid to skip those\n",
+        );
+    }
     o
 }

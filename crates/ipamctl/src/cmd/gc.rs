@@ -1,43 +1,67 @@
 //! `ipamctl gc NETWORK --valid FILE`: removes reservations whose attachment
-//! is not valid, behind guards against a wrong list.
+//! is not valid, behind guards against a wrong list; `--from-report FILE`:
+//! exactly the leaks of a `leaks --json` report (`from_report`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use host_local::store::Owner;
 
-use super::change::{apply, plan, Skipped};
+use super::change::{apply, plan, Plan, Skipped};
+use super::from_report;
+use super::valid::{guard_list, KeepRule};
 use super::{load_configs, Ctx, OK};
-use crate::attach;
-use crate::cli::{ChangeArgs, ConfigArg};
+
+use crate::cli::{ChangeArgs, ConfigArg, ValidArg};
 use crate::duration;
 use crate::inspect::now_secs;
-use crate::render;
 
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The network name (a directory of the data directory).
     pub network: String,
+    #[command(flatten)]
     pub config: ConfigArg,
-    pub valid: String,
+    #[command(flatten)]
+    pub valid: ValidArg,
+    /// Remove exactly the leaks of this `ipamctl leaks --json` report (a file, or - for
+    /// stdin): each only if its file still names the reported owner and was not made again
+    /// since; the others are listed as skipped.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["valid", "cri"])]
+    pub from_report: Option<String>,
+    /// Override the guards: a list matching nothing, another network's GC configuration,
+    /// removing every reservation, a report made without --valid.
+    #[arg(long, alias = "allow-empty")]
     pub force: bool,
+    /// Never remove a reservation younger than this.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse_duration)]
     pub min_age: Duration,
-    pub results_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }
 
-pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let change = &a.change;
     let network = a.network.as_str();
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("gc", network, &cfgs)?;
-    let valid = attach::load_valid(&a.valid)?;
-    if let Some(other) = valid.network.as_deref().filter(|n| *n != network) {
-        if !a.force {
-            bail!(
-                "valid attachments {}: a GC configuration for network {other:?}, not {network:?}; \
-                 refusing (use --force if that is meant)",
-                valid.source
-            );
-        }
+    if let Some(report) = a.from_report.as_deref() {
+        let view = ctx.read_one(network, &cfgs)?;
+        let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
+        let p = from_report::plan_from_report(report, &view, a.force, now_secs(), pods.as_ref())?;
+        return apply(
+            ctx,
+            "gc",
+            &view,
+            p,
+            change,
+            (&format!("nothing to remove in network {network}"), OK),
+        );
     }
+    let Some(valid) = a.valid.load()? else {
+        bail!("gc needs the live attachments: give --valid FILE, --cri URL or --from-report FILE");
+    };
     if valid.is_empty() && !a.force {
         bail!(
             "valid attachments {}: empty; this would remove every reservation (use --force if that is meant)",
@@ -45,44 +69,20 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
         );
     }
     let view = ctx.read_one(network, &cfgs)?;
-    let named: Vec<_> = view
-        .reservations
-        .iter()
-        .filter(|r| !matches!(r.owner, Owner::Damaged))
-        .collect();
-    if !named.is_empty() && !named.iter().any(|r| valid.keeps(&r.owner)) && !a.force {
-        let truncated = named
-            .iter()
-            .filter_map(|r| r.owner.container_id())
-            .any(|id| valid.truncates(id));
-        bail!(
-            "valid attachments {}: the list keeps none of the {} reservations of network {network}, \
-             so every one would be removed; it is probably from another runtime or network{}. \
-             Refusing (use --force if every container of this network is really gone)",
-            valid.source,
-            named.len(),
-            if truncated {
-                ", or its IDs are truncated (use full IDs, e.g. `podman ps -q --no-trunc`, `crictl pods -q --no-trunc`)"
-            } else {
-                ""
-            }
-        );
-    }
+    guard_list(&valid, &view, a.force, "removed")?;
     let now = now_secs();
-    let pods = super::change::pod_names(a.results_dir.as_deref(), network)?;
-    let min_age = a.min_age.as_secs() as i64;
+    let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
+    let rule = KeepRule {
+        min_age: a.min_age,
+        list: Some((valid.made, valid.label())),
+    };
     let mut planned = Vec::new();
     let mut kept = Vec::new();
     for r in view.reservations.iter().filter(|r| !valid.keeps(&r.owner)) {
-        let age = r.mtime.map(|m| now - m);
-        if age.is_none_or(|s| s < min_age) {
+        if let Some(reason) = rule.reason(r, now) {
             kept.push(Skipped {
                 address: r.ip,
-                reason: format!(
-                    "younger than --min-age {} ({}); the container may have started after the list was made",
-                    duration::show(a.min_age),
-                    age.map_or_else(|| "age unknown".to_string(), |s| format!("{} old", render::age(s)))
-                ),
+                reason,
             });
             continue;
         }
@@ -96,8 +96,11 @@ pub fn run(ctx: &Ctx, a: &Args, change: &ChangeArgs) -> Result<u8> {
         ctx,
         "gc",
         &view,
-        planned,
-        kept,
+        Plan {
+            planned,
+            kept,
+            skipped: Vec::new(),
+        },
         change,
         (&format!("nothing to remove in network {network}"), OK),
     )

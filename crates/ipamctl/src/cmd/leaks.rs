@@ -8,18 +8,91 @@ use anyhow::{bail, Result};
 use host_local::store::Owner;
 use serde::Serialize;
 
+use super::valid::{guard_list, KeepRule};
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach;
-use crate::cli::ConfigArg;
+use crate::cli::{ConfigArg, ValidArg};
 use crate::inspect::now_secs;
 use crate::out;
 use crate::render::{colored, Table, BOLD, DIM, RED, YELLOW};
 use crate::report::ReservationReport;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ValidSource {
+    /// The file, "stdin", or the CRI endpoint.
     pub path: String,
+    /// "file", "stdin" or "cri".
+    pub kind: &'static str,
+    /// With --cri: the runtime (`containerd 1.6.20`) and its sandboxes; else null.
+    pub cri: Option<CriSource>,
     pub attachments: usize,
+    /// When the list was made (its file's modification time; stdin: when
+    /// read), whole seconds since the epoch.
+    pub mtime: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CriSource {
+    pub runtime: Option<String>,
+    pub ready: usize,
+    pub not_ready: usize,
+}
+
+impl ValidSource {
+    /// For humans: `valid attachments from valid.txt (3 listed)`, or
+    /// `pod sandboxes from CRI unix:///... (containerd 1.6.20: 2 ready, 1 not ready)`.
+    pub fn describe(&self) -> String {
+        self.describe_with(None)
+    }
+
+    /// [`describe`](Self::describe) with `extra` inside the parentheses.
+    pub fn describe_with(&self, extra: Option<&str>) -> String {
+        let extra = extra.map(|e| format!("; {e}")).unwrap_or_default();
+        match &self.cri {
+            Some(c) => format!(
+                "pod sandboxes from CRI {} ({}{} ready, {} not ready{extra})",
+                self.path,
+                c.runtime
+                    .as_deref()
+                    .map(|r| format!("{r}: "))
+                    .unwrap_or_default(),
+                c.ready,
+                c.not_ready
+            ),
+            None => format!(
+                "valid attachments from {} ({} listed{extra})",
+                self.path, self.attachments
+            ),
+        }
+    }
+
+    pub fn new(v: &attach::ValidSet) -> ValidSource {
+        use attach::SourceKind;
+        ValidSource {
+            kind: match v.kind {
+                SourceKind::File => "file",
+                SourceKind::Stdin => "stdin",
+                SourceKind::Cri { .. } => "cri",
+            },
+            cri: match &v.kind {
+                SourceKind::Cri {
+                    runtime,
+                    ready,
+                    not_ready,
+                } => Some(CriSource {
+                    runtime: runtime.clone(),
+                    ready: *ready,
+                    not_ready: *not_ready,
+                }),
+                _ => None,
+            },
+            path: v.source.clone(),
+            attachments: v.count,
+            mtime: v.made as i64,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -54,6 +127,8 @@ pub struct Leak {
     pub reason: Reason,
     pub heuristic: bool,
     pub cached_result: Option<bool>,
+    /// Why `gc` (same --min-age) keeps it for now; null: gc removes it.
+    pub gc_keeps: Option<String>,
     #[serde(skip)]
     damage: Option<String>,
 }
@@ -68,20 +143,36 @@ pub struct LeaksReport {
     pub leaks: Vec<Leak>,
     #[serde(skip)]
     path: PathBuf,
+    #[serde(skip)]
+    min_age: std::time::Duration,
 }
 
-pub fn run(
-    ctx: &Ctx,
-    network: &str,
-    cfg_arg: &ConfigArg,
-    valid_arg: Option<&str>,
-    results_dir: Option<PathBuf>,
-    json: bool,
-) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The network name (a directory of the data directory).
+    pub network: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub valid: ValidArg,
+    /// Report every reservation although the list keeps none of them (see gc's guards).
+    #[arg(long)]
+    pub force: bool,
+    /// Mark the leaks younger than this: `gc` with the same --min-age keeps them.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse_duration)]
+    pub min_age: std::time::Duration,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let network = a.network.as_str();
+    let results_dir = &ctx.results_dir;
     super::check_network_name(network)?;
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("leaks", network, &cfgs)?;
-    let valid = valid_arg.map(attach::load_valid).transpose()?;
+    let valid = a.valid.load()?;
     let cache = results_cache(results_dir.as_deref(), network)?;
     // An empty cache for this network says the runtime does not keep one:
     // every reservation would look leaked.
@@ -103,6 +194,13 @@ pub fn run(
     }
     let view = ctx.read_one(network, &cfgs)?;
     let now = now_secs();
+    if let Some(v) = &valid {
+        guard_list(v, &view, a.force, "reported as leaked")?;
+    }
+    let rule = KeepRule {
+        min_age: a.min_age,
+        list: valid.as_ref().map(|v| (v.made, v.label())),
+    };
     let mut leaks = Vec::new();
     for r in &view.reservations {
         let cached = cache.as_ref().map(|c| c.knows(network, &r.owner));
@@ -123,6 +221,7 @@ pub fn run(
             reason,
             heuristic: reason == Reason::NoCachedResult,
             cached_result: cached,
+            gc_keeps: rule.reason(r, now),
             damage: r.damage.clone(),
         });
     }
@@ -130,10 +229,7 @@ pub fn run(
         data_dir: view.data_dir.clone(),
         network: network.to_string(),
         sources: Sources {
-            valid: valid.as_ref().map(|v| ValidSource {
-                path: v.source.clone(),
-                attachments: v.count,
-            }),
+            valid: valid.as_ref().map(ValidSource::new),
             results_cache: cache.as_ref().map(|c| CacheSource {
                 path: c.dir.clone(),
                 entries: c.entries,
@@ -144,8 +240,9 @@ pub fn run(
         reservations: view.reservations.len(),
         leaks,
         path: view.path.clone(),
+        min_age: a.min_age,
     };
-    if json {
+    if a.json {
         out::json("leaks", &report)?;
     } else {
         out::print(&render(ctx, &report))?;
@@ -164,11 +261,7 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
         style.paint(&format!("({})", r.path.display()), DIM)
     );
     if let Some(v) = &r.sources.valid {
-        let _ = writeln!(
-            o,
-            "source: valid attachments from {} ({} listed; authoritative)",
-            v.path, v.attachments
-        );
+        let _ = writeln!(o, "source: {}", v.describe_with(Some("authoritative")));
     }
     if let Some(c) = &r.sources.results_cache {
         let role = if r.sources.valid.is_some() {
@@ -215,6 +308,17 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
             Reason::NotValid => colored("not a valid attachment", RED),
             Reason::NoCachedResult => colored("no cached result (heuristic)", YELLOW),
         };
+        let why = match &l.gc_keeps {
+            Some(k) if k.starts_with("made after") => colored(
+                format!("{}; gc keeps it: made after the list", why.text),
+                YELLOW,
+            ),
+            Some(_) => colored(
+                format!("{}; gc keeps it for now (--min-age)", why.text),
+                YELLOW,
+            ),
+            None => why,
+        };
         let mut row = vec![x.address.to_string().into(), c, i];
         if with_pods {
             row.push(pod_cell(x));
@@ -231,15 +335,45 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
     }
     o.push_str(&t.render(style));
     let heur = r.leaks.iter().filter(|l| l.heuristic).count();
+    let young = r.leaks.iter().filter(|l| l.gc_keeps.is_some()).count();
+    let mut notes = Vec::new();
+    if heur > 0 {
+        notes.push(format!(
+            "{heur} only suspected: heuristic, verify before releasing"
+        ));
+    }
+    let after = r
+        .leaks
+        .iter()
+        .filter(|l| {
+            l.gc_keeps
+                .as_deref()
+                .is_some_and(|k| k.starts_with("made after"))
+        })
+        .count();
+    if young > after {
+        notes.push(format!(
+            "{} younger than --min-age {}: gc keeps {} for now",
+            young - after,
+            crate::duration::show(r.min_age),
+            if young - after == 1 { "it" } else { "them" }
+        ));
+    }
+    if after > 0 {
+        notes.push(format!(
+            "{after} made after the list was: gc keeps {}; make the list again",
+            if after == 1 { "it" } else { "them" }
+        ));
+    }
     let _ = writeln!(
         o,
         "{} of {} reservations leaked{}",
         r.leaks.len(),
         r.reservations,
-        if heur > 0 {
-            format!(" ({heur} only suspected: heuristic, verify before releasing)")
-        } else {
+        if notes.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
         }
     );
     o

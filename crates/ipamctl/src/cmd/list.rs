@@ -8,10 +8,20 @@ use serde::Serialize;
 
 use super::{load_configs, Ctx, FAILED, FOUND, OK};
 use crate::cli::ConfigArg;
+use crate::configs::ConfigError;
 use crate::inspect::now_secs;
 use crate::out;
 use crate::render::{colored, percent, Cell, Table, DIM, RED, YELLOW};
 use crate::report::NetworkReport;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// JSON output (schema in SCHEMA.md).
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -20,13 +30,15 @@ pub struct ListReport {
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
     pub networks: Vec<NetworkReport>,
+    /// Configuration files that could not be used.
+    pub config_errors: Vec<ConfigError>,
     #[serde(skip)]
     with_config: bool,
 }
 
 impl ListReport {
     pub fn exit_code(&self) -> u8 {
-        if self.networks.iter().any(|n| n.error.is_some()) {
+        if self.networks.iter().any(|n| n.error.is_some()) || !self.config_errors.is_empty() {
             FAILED
         } else if self.networks.iter().any(|n| n.exhausted) {
             FOUND
@@ -36,22 +48,23 @@ impl ListReport {
     }
 }
 
-pub fn run(ctx: &Ctx, cfg_arg: &ConfigArg, json: bool) -> Result<u8> {
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let cfgs = load_configs(a.config.config.as_deref())?;
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let report = ListReport {
-        data_dir: ctx.base_data_dir(&cfgs),
+        data_dir: ctx.base_data_dir(),
         config: cfgs.path.clone(),
         networks: views.iter().map(|v| NetworkReport::new(v, now)).collect(),
-        with_config: cfg_arg.config.is_some(),
+        config_errors: cfgs.errors.clone(),
+        with_config: a.config.config.is_some(),
     };
     for n in &report.networks {
         if let Some(e) = &n.error {
             out::warn(format_args!("{}: {e}", n.name));
         }
     }
-    if json {
+    if a.json {
         out::json("list", &report)?;
     } else {
         out::print(&render(ctx, &report))?;
@@ -104,11 +117,28 @@ fn render(ctx: &Ctx, report: &ListReport) -> String {
             },
         ];
         let mut notes: Vec<String> = Vec::new();
+        if let Some(e) = &n.config_error {
+            row.resize(note_col, "-".into());
+            let mut cell = format!("config error: {e}");
+            if n.exists {
+                cell.push_str(&format!(" ({} reserved)", n.reservations));
+            }
+            row.push(colored(cell, RED));
+            t.row(row);
+            continue;
+        }
         notes.extend(n.etcd_note());
         if !n.exists {
             notes.push("no store yet".into());
         } else if with_cfg && n.config.is_none() {
             notes.push("not in the configuration".into());
+        }
+        if !n.strays.is_empty() {
+            notes.push(format!(
+                "{} stray file{} (not counted)",
+                n.strays.len(),
+                super::plural(n.strays.len())
+            ));
         }
         if !n.notes.is_empty() && n.endpoints.is_none() {
             notes.push(format!("dataDir {}", n.data_dir.display()));
@@ -161,6 +191,16 @@ fn render(ctx: &Ctx, report: &ListReport) -> String {
         o.push_str("no networks\n");
     } else {
         o.push_str(&t.render(ctx.style));
+    }
+    for e in report.config_errors.iter().filter(|e| e.network.is_none()) {
+        let _ = writeln!(
+            o,
+            "{}",
+            ctx.style.paint(
+                &format!("config error: {}: {}", e.file.display(), e.error),
+                RED
+            )
+        );
     }
     o
 }

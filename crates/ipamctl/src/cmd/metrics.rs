@@ -9,21 +9,31 @@ use anyhow::{anyhow, Context, Result};
 
 use super::{load_configs, Ctx, FAILED, OK};
 use crate::cli::ConfigArg;
+use crate::configs::ConfigError;
 use crate::inspect::{now_secs, ProblemKind};
 use crate::out;
 use crate::report::{NetworkReport, RangeSetReport};
 
-pub fn run(ctx: &Ctx, cfg_arg: &ConfigArg, output: Option<std::path::PathBuf>) -> Result<u8> {
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write to this file atomically instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let cfgs = load_configs(a.config.config.as_deref())?;
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let reports: Vec<NetworkReport> = views.iter().map(|v| NetworkReport::new(v, now)).collect();
-    let text = render(&reports, now);
-    match output {
-        Some(p) => write_atomic(&p, &text)?,
+    let text = render(&reports, &cfgs.errors, now);
+    match &a.output {
+        Some(p) => write_atomic(p, &text)?,
         None => out::print(&text)?,
     }
-    let mut code = OK;
+    let mut code = if cfgs.errors.is_empty() { OK } else { FAILED };
     for n in &reports {
         if let Some(e) = &n.error {
             out::warn(format_args!("{}: {e}", n.name));
@@ -51,9 +61,22 @@ fn family(f: &mut String, name: &str, help: &str) {
     let _ = writeln!(f, "# TYPE {name} gauge");
 }
 
-/// The exposition text for every network.
-pub fn render(views: &[NetworkReport], now: i64) -> String {
+/// The exposition text for every network and unusable configuration file.
+pub fn render(views: &[NetworkReport], config_errors: &[ConfigError], now: i64) -> String {
     let mut o = String::new();
+    family(
+        &mut o,
+        "ipamctl_config_error",
+        "1 for each configuration file that could not be used (not JSON, no name, an invalid host-local ipam section): every ADD on its network fails.",
+    );
+    for e in config_errors {
+        let _ = writeln!(
+            o,
+            "ipamctl_config_error{{file=\"{}\",network=\"{}\"}} 1",
+            esc(&e.file.to_string_lossy()),
+            esc(e.network.as_deref().unwrap_or(""))
+        );
+    }
     family(
         &mut o,
         "ipamctl_network_up",
@@ -93,6 +116,22 @@ pub fn render(views: &[NetworkReport], now: i64) -> String {
                 esc(&v.name)
             );
         }
+    }
+    family(
+        &mut o,
+        "ipamctl_stray_files",
+        "Files in the network's directory that are no reservation, lock or cursor (temporaries, non-canonical address names); not counted as reservations.",
+    );
+    for v in views
+        .iter()
+        .filter(|v| v.error.is_none() && v.endpoints.is_none())
+    {
+        let _ = writeln!(
+            o,
+            "ipamctl_stray_files{{network=\"{}\"}} {}",
+            esc(&v.name),
+            v.strays.len()
+        );
     }
     family(
         &mut o,

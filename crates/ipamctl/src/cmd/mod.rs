@@ -5,19 +5,21 @@
 
 pub mod change;
 pub mod check;
+pub mod completions;
+pub mod from_report;
 pub mod gc;
 pub mod leaks;
 pub mod list;
+pub mod lookup;
 pub mod metrics;
+pub mod reconcile;
 pub mod release;
 pub mod show;
+pub mod valid;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use anyhow::{anyhow, Result};
-use clap::CommandFactory;
 
 use crate::attach::ResultsCache;
 use crate::cli::{Cli, Cmd};
@@ -26,6 +28,7 @@ use crate::inspect::{self, NetworkView, StoreKind};
 use crate::out;
 use crate::render::{age, colored, Cell, Style, DIM};
 use crate::report::ReservationReport;
+use anyhow::{anyhow, bail, Result};
 use host_local::config::StoreConfig;
 
 pub const DEFAULT_DATA_DIR: &str = host_local::config::DEFAULT_DATA_DIR;
@@ -42,6 +45,8 @@ pub const FAILED: u8 = 2;
 pub struct Ctx {
     /// `--data-dir`, when given.
     pub data_dir: Option<PathBuf>,
+    /// `--results-dir`, when given.
+    pub results_dir: Option<PathBuf>,
     pub lock_timeout: Duration,
     pub style: Style,
     /// Shorten container IDs (stdout is a terminal and no --no-trunc).
@@ -50,84 +55,25 @@ pub struct Ctx {
 
 pub fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx {
-        data_dir: cli.data_dir,
+        data_dir: cli.data_dir.clone(),
+        results_dir: cli.results_dir.clone(),
         lock_timeout: cli.lock_timeout,
         style: Style::detect(),
         trunc: !cli.no_trunc && std::io::stdout().is_terminal(),
     };
-    match cli.cmd {
-        Cmd::List { config, json } => list::run(&ctx, &config, json),
-        Cmd::Show(args) => show::run(&ctx, &args),
-        Cmd::Leaks {
-            network,
-            config,
-            valid,
-            results,
-            json,
-        } => leaks::run(
-            &ctx,
-            &network,
-            &config,
-            valid.valid.as_deref(),
-            results.results_dir,
-            json,
-        ),
-        Cmd::Release {
-            network,
-            config,
-            container,
-            ifname,
-            ip,
-            results,
-            change,
-        } => {
-            let sel = match (container, ip) {
-                (Some(id), None) => release::Selector::Container { id, ifname },
-                (None, Some(ip)) => release::Selector::Ip(ip),
-                _ => return Err(anyhow!("give --container ID [--ifname IF] or --ip ADDR")),
-            };
-            release::run(&ctx, &network, &config, sel, results.results_dir, &change)
-        }
-        Cmd::Gc {
-            network,
-            config,
-            valid,
-            force,
-            min_age,
-            results,
-            change,
-        } => gc::run(
-            &ctx,
-            &gc::Args {
-                network,
-                config,
-                valid: valid.valid,
-                force,
-                min_age,
-                results_dir: results.results_dir,
-            },
-            &change,
-        ),
-        Cmd::Check {
-            network,
-            config,
-            results,
-            json,
-        } => check::run(&ctx, &network, &config, results.results_dir, json),
-        Cmd::Metrics { config, output } => metrics::run(&ctx, &config, output),
-        Cmd::Completions { shell } => {
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "ipamctl", &mut buf);
-            out::print(&String::from_utf8_lossy(&buf))?;
-            Ok(OK)
-        }
-        Cmd::Cluster(a) => crate::cluster::run(&a),
-        Cmd::Man => {
-            let mut buf = Vec::new();
-            crate::man::write_man(Cli::command(), &mut buf)?;
-            out::print(&String::from_utf8_lossy(&buf))?;
-            Ok(OK)
-        }
+    match &cli.cmd {
+        Cmd::List(a) => list::run(&ctx, a),
+        Cmd::Show(a) => show::run(&ctx, a),
+        Cmd::Leaks(a) => leaks::run(&ctx, a),
+        Cmd::Release(a) => release::run(&ctx, a),
+        Cmd::Gc(a) => gc::run(&ctx, a),
+        Cmd::Check(a) => check::run(&ctx, a),
+        Cmd::Metrics(a) => metrics::run(&ctx, a),
+        Cmd::Reconcile(a) => reconcile::run(&ctx, a),
+        Cmd::Cluster(a) => crate::cluster::run(&ctx, a),
+        Cmd::Completions(a) => completions::run(&ctx, a),
+        Cmd::Man => crate::man::run(&ctx),
+        Cmd::Schema => crate::man::schema(&ctx),
     }
 }
 
@@ -139,6 +85,17 @@ pub fn load_configs(path: Option<&Path>) -> Result<Configs> {
     for w in &c.warnings {
         out::warn(format_args!("warning: config {w}"));
     }
+    for e in &c.errors {
+        out::warn(format_args!(
+            "error: config {}: {}{}",
+            e.file.display(),
+            e.error,
+            e.network
+                .as_deref()
+                .map(|n| format!(" (every ADD on network {n} fails)"))
+                .unwrap_or_default()
+        ));
+    }
     Ok(c)
 }
 
@@ -148,23 +105,90 @@ pub fn check_network_name(network: &str) -> Result<()> {
         .map_err(|e| anyhow!("network {network:?}: {e}"))
 }
 
+/// `; did you mean NAME?` for the known name closest to `name` (a case
+/// difference, or at most two edits for names of four characters or more,
+/// one below), else `; networks: a, b` when there are at most eight.
+pub fn suggest(name: &str, known: &[String]) -> String {
+    let limit = if name.chars().count() >= 4 { 2 } else { 1 };
+    let best = known
+        .iter()
+        .filter(|k| k.as_str() != name)
+        .map(|k| {
+            let d = if k.eq_ignore_ascii_case(name) {
+                0
+            } else {
+                edit_distance(name, k)
+            };
+            (d, k)
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min();
+    match best {
+        Some((_, k)) => format!("; did you mean {k}?"),
+        None if !known.is_empty() && known.len() <= 8 => {
+            format!("; networks: {}", known.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions; a swap of
+/// neighbours counts one).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// How a network's unusable configuration is reported.
+pub fn config_error_text(e: &configs::ConfigError) -> String {
+    format!("configuration {}: {}", e.file.display(), e.error)
+}
+
+/// The network directories of `data_dir`, warning about names that are no
+/// valid network name.
+fn scan_data_dir(data_dir: &Path) -> Result<Vec<String>> {
+    let (names, skipped) = inspect::network_names(data_dir)?;
+    for s in skipped {
+        out::warn(format_args!(
+            "warning: {}: not a valid network name; skipped",
+            data_dir.join(s).display()
+        ));
+    }
+    Ok(names)
+}
+
 impl Ctx {
-    /// The directory for networks without a configured dataDir.
-    pub fn base_data_dir(&self, cfgs: &Configs) -> PathBuf {
+    /// The directory for networks without a configured dataDir: `--data-dir`,
+    /// else the plugin's default. Never another configuration's dataDir: the
+    /// plugin itself falls back to the default.
+    pub fn base_data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
-            .or_else(|| cfgs.single_data_dir())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 
     /// Where `network`'s store is: its configuration's explicit dataDir
     /// (the plugin's), else the base directory; and a note when --data-dir
     /// disagrees with the configuration.
-    pub fn data_dir_for(
-        &self,
-        cfgs: &Configs,
-        cfg: Option<&NetConfig>,
-    ) -> (PathBuf, Option<String>) {
+    pub fn data_dir_for(&self, cfg: Option<&NetConfig>) -> (PathBuf, Option<String>) {
         match (cfg.filter(|c| c.data_dir_explicit), &self.data_dir) {
             (Some(c), Some(given)) if &c.data_dir != given => (
                 c.data_dir.clone(),
@@ -176,12 +200,13 @@ impl Ctx {
                 )),
             ),
             (Some(c), _) => (c.data_dir.clone(), None),
-            (None, _) => (self.base_data_dir(cfgs), None),
+            (None, _) => (self.base_data_dir(), None),
         }
     }
 
-    /// Reads one network (it must exist), from the right data directory, or
-    /// from etcd when its configuration keeps it there.
+    /// Reads one network, from the right data directory, or from etcd when
+    /// its configuration keeps it there. Its directory must exist unless the
+    /// network is configured (then it has no store yet: nothing reserved).
     pub fn read_one(&self, network: &str, cfgs: &Configs) -> Result<NetworkView> {
         check_network_name(network)?;
         if let Some(c) = cfgs.etcd(network) {
@@ -195,36 +220,63 @@ impl Ctx {
             );
         }
         let cfg = cfgs.get(network);
-        let (dir, note) = self.data_dir_for(cfgs, cfg);
+        let (dir, note) = self.data_dir_for(cfg);
         if let Some(n) = &note {
             out::warn(format_args!("warning: network {network}: {n}"));
+        }
+        let broken = cfgs.broken(network);
+        if cfg.is_none()
+            && broken.is_none()
+            && std::fs::symlink_metadata(dir.join(network))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            bail!(
+                "network directory {}: does not exist (no store for network {network}){}",
+                dir.join(network).display(),
+                self.suggestion(network, cfgs)
+            );
         }
         let disk = StoreConfig::Disk {
             data_dir: dir.clone(),
         };
-        let mut v = inspect::read_network(&disk, &dir, network, cfg, false, self.lock_timeout)?;
+        let mut v = inspect::read_network(
+            &disk,
+            &dir,
+            network,
+            cfg,
+            cfg.is_some() || broken.is_some(),
+            self.lock_timeout,
+        )?;
         v.notes.extend(note);
+        v.config_error = broken.map(config_error_text);
         Ok(v)
     }
 
+    /// Networks a mistyped `network` may have meant: `; did you mean NAME?`, or
+    /// the networks there are (when few), or nothing.
+    pub fn suggestion(&self, network: &str, cfgs: &Configs) -> String {
+        let mut known: Vec<String> = cfgs.networks.keys().cloned().collect();
+        known.extend(cfgs.broken_networks().map(str::to_string));
+        if let Ok((names, _)) = inspect::network_names(&self.base_data_dir()) {
+            known.extend(names);
+        }
+        known.sort();
+        known.dedup();
+        suggest(network, &known)
+    }
+
     /// Every network: the configured ones, each from its own dataDir, and
-    /// the directories of the base data directory that no configuration
-    /// names. Unreadable ones carry their error.
+    /// the directories that no configuration names in the base data
+    /// directory and in every configured dataDir. Unreadable ones carry
+    /// their error.
     pub fn read_all(&self, cfgs: &Configs) -> Result<Vec<NetworkView>> {
-        let base = self.base_data_dir(cfgs);
+        let base = self.base_data_dir();
         // Without --data-dir, a missing default directory just holds no
         // networks when configurations say where theirs are.
         let scan = self.data_dir.is_some() || cfgs.networks.is_empty() || base.is_dir();
         let mut found = Vec::new();
         if scan {
-            let (names, skipped) = inspect::network_names(&base)?;
-            for s in skipped {
-                out::warn(format_args!(
-                    "warning: {}: not a valid network name; skipped",
-                    base.join(s).display()
-                ));
-            }
-            found = names;
+            found = scan_data_dir(&base)?;
         }
         let mut views = Vec::new();
         for n in &found {
@@ -233,6 +285,38 @@ impl Ctx {
                     data_dir: base.clone(),
                 };
                 views.push(self.read_or_error(&disk, &base, n, None, None));
+            }
+        }
+        // Networks only an unusable configuration names: reported, with
+        // their store in the base directory when there is one.
+        for n in cfgs.broken_networks() {
+            if !found.iter().any(|f| f == n) {
+                let mut v = NetworkView::new(n, StoreKind::Disk, &base, base.join(n), None);
+                v.exists = false;
+                views.push(v);
+            }
+        }
+        for v in &mut views {
+            v.config_error = cfgs.broken(&v.name).map(config_error_text);
+        }
+        // Unconfigured networks beside configured ones in their own dataDirs.
+        let mut dirs: Vec<PathBuf> = cfgs
+            .networks
+            .values()
+            .filter(|c| c.etcd_store().is_none())
+            .map(|c| self.data_dir_for(Some(c)).0)
+            .filter(|d| *d != base && d.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            for n in scan_data_dir(d)? {
+                if cfgs.get(&n).is_none() {
+                    let disk = StoreConfig::Disk {
+                        data_dir: d.clone(),
+                    };
+                    views.push(self.read_or_error(&disk, d, &n, None, None));
+                }
             }
         }
         for (n, c) in &cfgs.networks {
@@ -252,7 +336,7 @@ impl Ctx {
                 views.push(v);
                 continue;
             }
-            let (dir, mut note) = self.data_dir_for(cfgs, Some(c));
+            let (dir, mut note) = self.data_dir_for(Some(c));
             if note.is_none() && dir != base && found.contains(n) {
                 note = Some(format!(
                     "{} exists, but the configuration {} names dataDir {}; read from there",
@@ -269,7 +353,7 @@ impl Ctx {
             };
             views.push(self.read_or_error(&disk, &dir, n, Some(c), note));
         }
-        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views.sort_by(|a, b| (&a.name, &a.data_dir).cmp(&(&b.name, &b.data_dir)));
         Ok(views)
     }
 
@@ -288,9 +372,7 @@ impl Ctx {
                 StoreConfig::Disk { .. } => dir.join(name),
                 StoreConfig::Etcd(_) => PathBuf::new(),
             };
-            let mut v = NetworkView::new(name, StoreKind::of(store), dir.to_path_buf(), path, cfg);
-            v.error = Some(format!("{e:#}"));
-            v
+            NetworkView::new(name, StoreKind::of(store), dir, path, cfg).failed(format!("{e:#}"))
         });
         v.notes.extend(note);
         v

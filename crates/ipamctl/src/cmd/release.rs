@@ -7,9 +7,10 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use host_local::store::Owner;
 
-use super::change::{apply, plan};
+use super::change::{apply, plan, Plan};
 use super::{load_configs, Ctx, FOUND};
-use crate::cli::{ChangeArgs, ConfigArg};
+use crate::attach::{ResultsCache, ValidSet};
+use crate::cli::{ChangeArgs, ConfigArg, ValidArg};
 use crate::inspect::{now_secs, Reservation};
 
 /// The shortest container ID prefix accepted (as podman and crictl print them).
@@ -71,14 +72,49 @@ fn resolve_id(given: &str, reservations: &[Reservation]) -> Result<Option<String
     }
 }
 
-pub fn run(
-    ctx: &Ctx,
-    network: &str,
-    cfg_arg: &ConfigArg,
-    sel: Selector,
-    results_dir: Option<std::path::PathBuf>,
-    change: &ChangeArgs,
-) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The network name (a directory of the data directory).
+    pub network: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Every reservation of this container (legacy ID-only files included); a unique ID
+    /// prefix of 8 or more characters is accepted.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Only this interface's reservations (and legacy ID-only files of the container).
+    #[arg(long, value_name = "IF", requires = "container")]
+    pub ifname: Option<String>,
+    /// The reservation of this address, whoever holds it (damaged files too).
+    #[arg(long, value_name = "ADDR", conflicts_with = "container")]
+    pub ip: Option<IpAddr>,
+    /// The attachments the runtime still has (as for leaks): a reservation it keeps is refused;
+    /// without it, one with an entry in libcni's result cache is.
+    #[command(flatten)]
+    pub valid: ValidArg,
+    /// Release it although the valid list or libcni's cache says its container is still there.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+impl Args {
+    fn selector(&self) -> Result<Selector> {
+        match (&self.container, self.ip) {
+            (Some(id), None) => Ok(Selector::Container {
+                id: id.clone(),
+                ifname: self.ifname.clone(),
+            }),
+            (None, Some(ip)) => Ok(Selector::Ip(ip)),
+            _ => bail!("give --container ID [--ifname IF] or --ip ADDR"),
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let network = a.network.as_str();
+    let sel = a.selector()?;
     super::check_network_name(network)?;
     if let Selector::Container { id, ifname } = &sel {
         cni_proto::ContainerId::new(id).map_err(|e| anyhow!("--container: {e}"))?;
@@ -86,8 +122,9 @@ pub fn run(
             cni_proto::IfName::new(f).map_err(|e| anyhow!("--ifname: {e}"))?;
         }
     }
-    let cfgs = load_configs(cfg_arg.config.as_deref())?;
+    let cfgs = load_configs(a.config.config.as_deref())?;
     super::refuse_etcd("release", network, &cfgs)?;
+    let valid = a.valid.load()?;
     let view = ctx.read_one(network, &cfgs)?;
     let (sel, what) = match sel {
         Selector::Ip(ip) => (Selector::Ip(ip), format!("{ip}")),
@@ -103,11 +140,17 @@ pub fn run(
         }
     };
     let now = now_secs();
-    let pods = super::change::pod_names(results_dir.as_deref(), network)?;
-    let planned = view
+    let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
+    let selected: Vec<&Reservation> = view
         .reservations
         .iter()
         .filter(|r| sel.matches(r))
+        .collect();
+    if !a.force {
+        refuse_live(network, &selected, valid.as_ref(), pods.as_ref())?;
+    }
+    let planned = selected
+        .into_iter()
         .map(|r| plan(r, "selected", now, pods.as_ref()))
         .collect();
     let nothing = format!("not reserved: no reservation of {what} in network {network}");
@@ -115,11 +158,50 @@ pub fn run(
         ctx,
         "release",
         &view,
-        planned,
-        Vec::new(),
-        change,
+        Plan {
+            planned,
+            ..Plan::default()
+        },
+        &a.change,
         (&nothing, FOUND),
     )
+}
+
+/// Refuses to release a reservation whose container the runtime still has:
+/// the valid list keeps it, or (without a list) libcni's result cache
+/// records the attachment. The plugin would hand its address to a second pod.
+fn refuse_live(
+    network: &str,
+    selected: &[&Reservation],
+    valid: Option<&ValidSet>,
+    cache: Option<&ResultsCache>,
+) -> Result<()> {
+    for r in selected {
+        let why = match (valid, cache) {
+            (Some(v), _) if v.keeps(&r.owner) => format!("{} keeps it", v.label()),
+            (None, Some(c)) if c.knows(network, &r.owner) => format!(
+                "libcni's result cache {} records it as attached{}",
+                c.dir.display(),
+                c.pod(&r.owner)
+                    .map(|p| format!(" (pod {p})"))
+                    .unwrap_or_default()
+            ),
+            _ => continue,
+        };
+        bail!(
+            "{} is held by {} in network {network}, and {why}: its container is probably still \
+             running, and releasing the address lets the plugin hand it to a second pod. Refusing \
+             (use --force if the container is gone{})",
+            r.ip,
+            r.owner,
+            if valid.is_none() {
+                "; or give --valid with the runtime's live containers"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

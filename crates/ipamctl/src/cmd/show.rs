@@ -11,26 +11,28 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
-use crate::cli::{ConfigArg, ResultsArg};
+use crate::attach::ResultsCache;
+use crate::cli::ConfigArg;
 use crate::cmd::list::usage_cell;
 use crate::duration::parse_duration;
-use crate::inspect::{now_secs, StoreKind};
+use crate::inspect::{explain_unreserved, now_secs, Explanation, NetworkView, StoreKind};
 use crate::out;
-use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED};
+use crate::render::{self, colored, MapLine, Table, BOLD, DIM, RED, YELLOW};
 use crate::report::{Count, NetworkReport, Pod, ReservationReport};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The network name (a directory of the data directory).
-    pub network: String,
+    /// The network name (a directory of the data directory). Optional with --ip: then every
+    /// network is searched.
+    #[arg(required_unless_present = "ip")]
+    pub network: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
-    #[command(flatten)]
-    pub results: ResultsArg,
-    /// Only the reservations of this pod (NAMESPACE/NAME, from the result cache).
+    /// Only the reservations of this pod (NAMESPACE/NAME). Pods are named from libcni's result
+    /// cache only: a runtime that keeps none names no pods.
     #[arg(long, value_name = "NS/NAME")]
     pub pod: Option<String>,
-    /// Only the reservation of this address.
+    /// Only the reservation of this address; without NETWORK, searched in every network.
     #[arg(long, value_name = "ADDR")]
     pub ip: Option<IpAddr>,
     /// Only reservations with a problem.
@@ -122,12 +124,19 @@ pub struct ShowReport {
     pub reservations: Vec<ReservationReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<Vec<MapReport>>,
+    /// Why nothing matched --ip or --pod (null when something did, or neither was given).
+    pub no_match: Option<String>,
+    /// With --ip and no match: what the address is to the network. (Not
+    /// `address`: that key marks reservation objects.)
+    pub lookup: Option<Explanation>,
 }
 
 impl ShowReport {
     pub fn exit_code(&self) -> u8 {
         let looked_up = self.filter.pod.is_some() || self.filter.ip.is_some();
         if self.network.exhausted
+            || self.network.config_error.is_some()
+            || !self.network.strays.is_empty()
             || self.reservations.iter().any(|r| !r.problems.is_empty())
             || (looked_up && self.reservations.is_empty())
         {
@@ -149,6 +158,11 @@ fn parse_pod(s: &str) -> Result<Pod> {
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
+    let Some(network) = a.network.as_deref() else {
+        // clap requires NETWORK without --ip.
+        let ip = a.ip.ok_or_else(|| anyhow!("give NETWORK or --ip ADDR"))?;
+        return super::lookup::run(ctx, a, host_local::addr::canonical(ip));
+    };
     let filter = Filter {
         pod: a.pod.as_deref().map(parse_pod).transpose()?,
         ip: a.ip.map(host_local::addr::canonical),
@@ -156,35 +170,37 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         older_than_seconds: a.older_than.map(|d| d.as_secs()),
     };
     let cfgs = load_configs(a.config.config.as_deref())?;
-    let cfg = cfgs.get(&a.network);
-    if let (Some(p), None) = (&a.config.config, cfg) {
+    let cfg = cfgs.get(network);
+    if let (Some(p), None, None) = (&a.config.config, cfg, cfgs.broken(network)) {
+        let names: Vec<String> = cfgs.networks.keys().cloned().collect();
         out::warn(format_args!(
-            "warning: no host-local configuration for network {} in {}",
-            a.network,
-            p.display()
+            "warning: no host-local configuration for network {} in {}{}",
+            network,
+            p.display(),
+            super::suggest(network, &names)
         ));
     }
     if a.map && cfg.is_none() {
         bail!(
             "--map needs --config with the ranges of network {}",
-            a.network
+            network
         );
     }
     if a.map && a.map_rows == 0 {
         bail!("--map-rows must be at least 1");
     }
-    let cache = results_cache(a.results.results_dir.as_deref(), &a.network)?;
+    let cache = results_cache(ctx.results_dir.as_deref(), network)?;
     if filter.pod.is_some() && cache.as_ref().is_none_or(|c| c.attachments.is_empty()) {
         return Err(anyhow!(
             "--pod needs libcni's result cache with entries for network {} (give --results-dir)",
-            a.network
+            network
         ));
     }
-    let view = ctx.read_one(&a.network, &cfgs)?;
+    let view = ctx.read_one(network, &cfgs)?;
     if filter.older_than_seconds.is_some() && view.store != StoreKind::Disk {
         bail!(
             "--older-than: network {} is kept in etcd, which records no reservation times",
-            a.network
+            network
         );
     }
     let now = now_secs();
@@ -214,13 +230,21 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             .map(|(i, j, r)| map_report(i, j, r, render::map_range(r, &marks, a.map_rows)))
             .collect()
     });
+    let kept: Vec<ReservationReport> = all.into_iter().filter(|r| filter.keeps(r)).collect();
+    let (no_match, lookup) = if kept.is_empty() {
+        explain_no_match(&filter, &view, cache.as_ref())
+    } else {
+        (None, None)
+    };
     let report = ShowReport {
         data_dir: view.data_dir.clone(),
         network: NetworkReport::new(&view, now),
         results_cache: cache.as_ref().map(|c| c.dir.clone()),
-        reservations: all.into_iter().filter(|r| filter.keeps(r)).collect(),
+        reservations: kept,
         filter,
         map,
+        no_match,
+        lookup,
     };
     if a.json {
         out::json("show", &report)?;
@@ -228,6 +252,61 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         out::print(&render_text(ctx, &report))?;
     }
     Ok(report.exit_code())
+}
+
+/// Why --ip or --pod matched nothing: what the address is to the network,
+/// or what libcni's cache (where pod names come from) knows of the pod.
+fn explain_no_match(
+    filter: &Filter,
+    view: &NetworkView,
+    cache: Option<&ResultsCache>,
+) -> (Option<String>, Option<Explanation>) {
+    let mut why = Vec::new();
+    let mut address = None;
+    if let Some(ip) = filter.ip {
+        match view.reservations.iter().find(|r| r.ip == ip) {
+            // Reserved, but left out by another filter.
+            Some(_) => why.push(format!(
+                "{ip} is reserved, but not by what the other filters ask for"
+            )),
+            None => {
+                let e = explain_unreserved(view, ip);
+                why.push(format!("{ip} is not reserved: {}", e.detail));
+                address = Some(e);
+            }
+        }
+    }
+    if let Some(pod) = &filter.pod {
+        let dir = cache.map_or_else(String::new, |c| c.dir.display().to_string());
+        let cached: Vec<&crate::attach::Cached> = cache
+            .map(|c| {
+                c.attachments
+                    .values()
+                    .filter(|x| x.pod.as_ref() == Some(pod))
+                    .collect()
+            })
+            .unwrap_or_default();
+        why.push(match cached.as_slice() {
+            [] => format!(
+                "pod {pod} has no entry for network {} in libcni's result cache {dir} (pod names \
+                 come from that cache only)",
+                view.name
+            ),
+            some => format!(
+                "pod {pod} is in libcni's result cache ({}) but holds no reservation: its \
+                 addresses may be handed out again (see `ipamctl check`)",
+                some.iter()
+                    .map(|x| x.file.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    if why.is_empty() {
+        (None, None)
+    } else {
+        (Some(why.join("; ")), address)
+    }
 }
 
 fn map_report(i: usize, j: usize, r: &host_local::config::Range, m: render::RangeMap) -> MapReport {
@@ -322,11 +401,29 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
     for note in &n.notes {
         let _ = writeln!(o, "note    {note}");
     }
+    if let Some(e) = &n.config_error {
+        let _ = writeln!(
+            o,
+            "{}",
+            style.paint(
+                &format!("config error: {e}; every ADD on this network fails"),
+                RED
+            )
+        );
+    }
+    if !n.exists {
+        let _ = writeln!(
+            o,
+            "no store yet: {} does not exist (no ADD on this network so far)",
+            n.path.display()
+        );
+    }
     match &n.config {
         Some(c) => {
             let _ = writeln!(o, "config  {}", c.source.display());
             o.push_str(&sets_table(ctx, n));
         }
+        None if n.config_error.is_some() => {}
         None => {
             let _ = writeln!(
                 o,
@@ -354,11 +451,13 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
     o.push('\n');
     let with_pods = r.reservations.iter().any(|x| x.pod.is_some());
     if r.reservations.is_empty() {
-        o.push_str(if r.filter.active() {
-            "no reservation matches\n"
-        } else {
-            "no reservations\n"
-        });
+        match (&r.no_match, r.filter.active()) {
+            (Some(why), _) => {
+                let _ = writeln!(o, "no reservation matches: {why}");
+            }
+            (None, true) => o.push_str("no reservation matches\n"),
+            (None, false) => o.push_str("no reservations\n"),
+        }
     } else {
         let etcd = n.endpoints.is_some();
         let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
@@ -416,6 +515,23 @@ fn render_text(ctx: &Ctx, r: &ShowReport) -> String {
             plural(n.reservations),
             problems
         );
+    }
+    if !n.strays.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{} stray file{} in {} (no reservation, lock or cursor; not counted):",
+            n.strays.len(),
+            plural(n.strays.len()),
+            n.path.display()
+        );
+        let mut t = Table::new(&["FILE", "WHY"]);
+        for s in &n.strays {
+            t.row(vec![
+                s.name.clone().into(),
+                colored(s.reason.clone(), YELLOW),
+            ]);
+        }
+        o.push_str(&t.render(style));
     }
     if let Some(maps) = &r.map {
         for m in maps {

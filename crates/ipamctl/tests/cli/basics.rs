@@ -60,6 +60,7 @@ fn list_json() {
           "dataDir": "data",
           "exists": true,
           "error": null,
+          "configError": null,
           "reservations": 10,
           "formats": {"attachment": 7, "damaged": 2, "legacy": 1},
           "withProblems": 5,
@@ -83,6 +84,7 @@ fn list_json() {
               "exhausted": false, "lastReserved": "2001:db8::3"
             }
           ],
+          "strays": [],
           "notes": []
         },
         {
@@ -93,6 +95,7 @@ fn list_json() {
           "dataDir": "data",
           "exists": true,
           "error": null,
+          "configError": null,
           "reservations": 1,
           "formats": {"attachment": 1, "damaged": 0, "legacy": 0},
           "withProblems": 0,
@@ -101,9 +104,11 @@ fn list_json() {
           "oldestAgeSeconds": "<time>",
           "config": null,
           "rangeSets": [],
+          "strays": [],
           "notes": []
         }
-      ]
+      ],
+      "configErrors": []
     });
     assert_eq!(v, expected, "{}", serde_json::to_string_pretty(&v).unwrap());
 }
@@ -332,7 +337,7 @@ fn leaks_json_from_gc_config_on_stdin() {
     assert_eq!(v["command"], "leaks");
     assert_eq!(
         v["sources"]["valid"],
-        json!({"path": "stdin", "attachments": 6})
+        json!({"path": "stdin", "kind": "stdin", "cri": null, "attachments": 6, "mtime": "<time>"})
     );
     assert_eq!(v["sources"]["authoritative"], true);
     let leaks: Vec<(&str, &str, bool)> = v["leaks"]
@@ -591,6 +596,8 @@ fn metrics_stdout_and_textfile() {
 ipamctl_network_up{network="other"} 1
 ipamctl_reservations{network="net1"} 10
 ipamctl_reservations{network="other"} 1
+ipamctl_stray_files{network="net1"} 0
+ipamctl_stray_files{network="other"} 0
 ipamctl_network_exhausted{network="net1"} 0
 ipamctl_problems{network="net1",kind="damaged"} 2
 ipamctl_problems{network="net1",kind="outside-ranges"} 1
@@ -697,12 +704,15 @@ fn config_directory_matches_by_name() {
     std::fs::write(d.join("99-broken.conflist"), "{").unwrap();
     std::fs::write(d.join("README"), "not a config").unwrap();
     let r = f.run(&["list", "--config", "net.d", "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The broken file is an error (exit 2), reported, not skipped (reads.rs).
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("99-broken.conflist"),
-        "a warning names it"
+        "a message names it"
     );
     let v = parse_json(&r.stdout);
+    assert_eq!(v["configErrors"][0]["file"], "net.d/99-broken.conflist");
+    assert_eq!(v["configErrors"].as_array().unwrap().len(), 1, "{v}");
     let nets = v["networks"].as_array().unwrap();
     assert_eq!(nets.len(), 2);
     assert_eq!(nets[1]["name"], "other");

@@ -191,3 +191,55 @@ pub fn assert_text(actual: &str, expected: &str) {
         panic!("output differs\n--- expected\n{expected}\n--- actual\n{actual}\n---");
     }
 }
+
+/// A store directory in the reference layout holding `files`, aged.
+pub fn store(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("lock"), "").unwrap();
+    for (name, content) in files {
+        write_aged(&dir.join(name), content.as_bytes());
+    }
+}
+
+pub fn conf(path: &Path, network: &str, data_dir: Option<&Path>, ranges: Value) {
+    let mut ipam = json!({"type": "host-local", "ranges": ranges});
+    if let Some(d) = data_dir {
+        ipam["dataDir"] = json!(d);
+    }
+    let c = json!({"cniVersion": "1.0.0", "name": network,
+                   "plugins": [{"type": "bridge", "ipam": ipam}]});
+    std::fs::write(path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+}
+
+/// Replaces the temporary root in output with `<root>`.
+pub fn rooted(text: &str, root: &Path) -> String {
+    text.replace(root.to_str().unwrap(), "<root>")
+}
+
+/// libcni's cache file for an attachment, with the pod in its CNI args.
+pub fn cache_entry(
+    dir: &Path,
+    net: &str,
+    id: &str,
+    ifname: &str,
+    pod: Option<(&str, &str)>,
+    ips: &[&str],
+) {
+    let mut args = vec![json!(["IgnoreUnknown", "1"])];
+    if let Some((ns, name)) = pod {
+        args.push(json!(["K8S_POD_NAMESPACE", ns]));
+        args.push(json!(["K8S_POD_NAME", name]));
+        args.push(json!(["K8S_POD_INFRA_CONTAINER_ID", id]));
+    }
+    let ips: Vec<Value> = ips
+        .iter()
+        .map(|a| json!({"address": a, "gateway": "10.1.0.1"}))
+        .collect();
+    let v = json!({
+        "kind": "cniCacheV1", "containerId": id, "ifName": ifname, "networkName": net,
+        "config": "e30=", "cniArgs": args,
+        "result": {"cniVersion": "1.0.0", "interfaces": [{"name": ifname}], "ips": ips}
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("{net}-{id}-{ifname}")), v.to_string()).unwrap();
+}

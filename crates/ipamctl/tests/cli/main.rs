@@ -5,3 +5,7 @@ mod basics;
 mod cluster;
 mod common;
 mod guards;
+mod lists;
+mod reads;
+mod reconcile;
+mod smaller;
