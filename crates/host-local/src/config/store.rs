@@ -85,7 +85,16 @@ pub struct EtcdConfig {
     pub node: String,
     pub tls: Option<TlsFiles>,
     pub auth: Option<AuthConfig>,
+    /// Addresses in each node's block (a power of two, [`MIN_BLOCK`] to
+    /// [`MAX_BLOCK`]; the same for both families: 64 is Calico's /26 and /122).
+    pub block_size: u32,
 }
+
+/// The default `blockSize`: Calico's /26 (IPv4) and /122 (IPv6).
+pub const DEFAULT_BLOCK: u32 = 64;
+pub const MIN_BLOCK: u32 = 4;
+/// A block's addresses are read in one range read of at most this many keys.
+pub const MAX_BLOCK: u32 = 4096;
 
 static SCALAR: Kind = Kind::Scalar;
 
@@ -134,6 +143,8 @@ go_struct! {
         tls: Option<RawTls>,
         #[go("auth", Kind::Struct { fields: RawAuth::GO_FIELDS, nullable: true })]
         auth: Option<RawAuth>,
+        #[go("blockSize", Kind::Scalar)]
+        block_size: Option<u64>,
     }
 }
 
@@ -148,6 +159,7 @@ fn expected(key: &str) -> &'static str {
         "type" | "prefix" | "node" => "expected a string",
         "endpoints" => "expected a list of URLs",
         "timeout" => "expected a duration like \"5s\"",
+        "blockSize" => "expected a number of addresses (a power of two, 4 to 4096; 64 is Calico's /26)",
         "tls" => "expected an object {ca, cert, key}",
         k if k.starts_with("tls.") => "expected a file path",
         "auth" => "expected an object {username, passwordFile}",
@@ -324,6 +336,19 @@ impl RawStore {
                 "expected 1 to 253 characters of letters, digits, '.', '-', '_'",
             ));
         }
+        let block_size = match self.block_size {
+            None => DEFAULT_BLOCK,
+            Some(b) => match u32::try_from(b) {
+                Ok(b) if b.is_power_of_two() && (MIN_BLOCK..=MAX_BLOCK).contains(&b) => b,
+                _ => {
+                    return Err(invalid(
+                        "blockSize",
+                        b.to_string(),
+                        format!("expected the number of addresses in a node's block: a power of two from {MIN_BLOCK} to {MAX_BLOCK} (64 is Calico's /26 and /122)"),
+                    ))
+                }
+            },
+        };
         Ok(EtcdConfig {
             endpoints,
             prefix,
@@ -331,6 +356,7 @@ impl RawStore {
             node,
             tls,
             auth,
+            block_size,
         })
     }
 }

@@ -5,12 +5,27 @@
 //! | `P/N/ips/4/0a000005` (IPv4: 8 hex digits; IPv6: `6/` + 32) | `{"containerID","ifname","node"}` |
 //! | `P/N/attachments/<containerID>/<ifname>/4/0a000005` | the same bytes as the address key |
 //! | `P/N/attachments/<containerID>//4/0a000005` (legacy: no ifname) | the same bytes |
-//! | `P/N/cursors/<range set index>` | the last address handed out, as text |
+//! | `P/N/blocks/4/0a000040` | a block claimed by a node: [`BlockRecord`] `{"node","size","full"}` |
+//! | `P/N/nodes/<node>/activity` | the node's last write and its round-robin cursors: [`Activity`] |
+//! | `P/N/nodes/<node>/blocks/4/0a000040` | empty: the node's index of its blocks |
+//! | `P/N/nodes/<node>/ips/4/0a000005` | the same bytes as the address key: the node's index of its reservations |
+//! | `P/N/layout` | [`Layout`] `{"version":2,"blockSize":64}`, written once by the first node |
+//! | `P/N/cursors/<range set index>` | layout 1 only (one shared cursor): no longer read or written |
+//!
+//! The address key is the reservation; the attachment and node keys index it
+//! and are written and deleted in the same transaction. A block is the
+//! aligned run of `size` addresses starting at its key's address; the node
+//! that claimed it (create-if-absent) hands out its addresses, other nodes
+//! borrow from it only when no block is left unclaimed. `full` is a hint
+//! (set when its last usable address is taken, cleared by a release in it):
+//! what is free is always decided by the address keys.
 //!
 //! Fixed-width lowercase hex makes keys sort as the addresses do, so the
 //! keys of a range are one range read `[start, end + "\0")`. Container IDs,
-//! ifnames and network names cannot contain `/`, so each prefix names
-//! exactly one thing.
+//! ifnames, node names and network names cannot contain `/`, so each prefix
+//! names exactly one thing. Under `nodes/<node>/`, `activity` sorts before
+//! `blocks/`, which sorts before `ips/`: the node's activity and blocks are
+//! one range read that does not touch its reservations.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -133,8 +148,168 @@ impl Keys {
         Some((ifname.to_string(), parse_ip_suffix(ip)?))
     }
 
+    /// Layout 1's shared cursor of a range set (read by the migration only).
     pub fn cursor(&self, set_index: usize) -> String {
         format!("{}cursors/{set_index}", self.base)
+    }
+
+    /// `P/N/layout`
+    pub fn layout(&self) -> String {
+        format!("{}layout", self.base)
+    }
+
+    /// `P/N/blocks/`: every block claim.
+    pub fn blocks(&self) -> String {
+        format!("{}blocks/", self.base)
+    }
+
+    /// The claim of the block starting at `base`.
+    pub fn block(&self, base: IpAddr) -> String {
+        format!("{}blocks/{}", self.base, ip_suffix(base))
+    }
+
+    /// The block a claim key names.
+    pub fn parse_block(&self, key: &[u8]) -> Option<IpAddr> {
+        let k = std::str::from_utf8(key).ok()?;
+        parse_ip_suffix(k.strip_prefix(&self.base)?.strip_prefix("blocks/")?)
+    }
+
+    /// `P/N/nodes/`: every node's keys.
+    pub fn nodes(&self) -> String {
+        format!("{}nodes/", self.base)
+    }
+
+    /// `P/N/nodes/<node>/`
+    pub fn node(&self, node: &str) -> String {
+        format!("{}nodes/{node}/", self.base)
+    }
+
+    pub fn activity(&self, node: &str) -> String {
+        format!("{}activity", self.node(node))
+    }
+
+    /// `P/N/nodes/<node>/blocks/`
+    pub fn node_blocks(&self, node: &str) -> String {
+        format!("{}blocks/", self.node(node))
+    }
+
+    pub fn node_block(&self, node: &str, base: IpAddr) -> String {
+        format!("{}{}", self.node_blocks(node), ip_suffix(base))
+    }
+
+    /// `P/N/nodes/<node>/ips/`
+    pub fn node_ips(&self, node: &str) -> String {
+        format!("{}ips/", self.node(node))
+    }
+
+    pub fn node_ip(&self, node: &str, ip: IpAddr) -> String {
+        format!("{}{}", self.node_ips(node), ip_suffix(ip))
+    }
+
+    /// The node index key of a reservation recorded as made by `node`.
+    pub fn node_index_of(&self, node: Option<&str>, ip: IpAddr) -> Option<String> {
+        node.map(|n| self.node_ip(n, ip))
+    }
+
+    /// (node, what follows `nodes/<node>/`) of a key under [`Keys::nodes`].
+    pub fn parse_node_key<'k>(&self, key: &'k [u8]) -> Option<(&'k str, &'k str)> {
+        let k = std::str::from_utf8(key).ok()?;
+        let rest = k.strip_prefix(&self.base)?.strip_prefix("nodes/")?;
+        rest.split_once('/')
+    }
+
+    /// The block of a key under [`Keys::node_blocks`]`(node)`.
+    pub fn parse_node_block(&self, node: &str, key: &[u8]) -> Option<IpAddr> {
+        let k = std::str::from_utf8(key).ok()?;
+        parse_ip_suffix(k.strip_prefix(&self.node_blocks(node))?)
+    }
+
+    /// The address of a key under [`Keys::node_ips`]`(node)`.
+    pub fn parse_node_ip(&self, node: &str, key: &[u8]) -> Option<IpAddr> {
+        let k = std::str::from_utf8(key).ok()?;
+        parse_ip_suffix(k.strip_prefix(&self.node_ips(node))?)
+    }
+}
+
+/// A block claim's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub node: String,
+    /// Addresses in the block.
+    pub size: u32,
+    /// Its last usable address was taken (a hint for borrowers).
+    #[serde(default)]
+    pub full: bool,
+}
+
+impl BlockRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a struct of strings and numbers serializes")
+    }
+
+    pub fn decode(v: &[u8]) -> Option<BlockRecord> {
+        serde_json::from_slice(v).ok()
+    }
+
+    /// The same claim with `full` set to `full`.
+    pub fn with_full(&self, full: bool) -> BlockRecord {
+        BlockRecord {
+            full,
+            ..self.clone()
+        }
+    }
+}
+
+/// A node's activity key: when it last wrote (its own clock, seconds since
+/// the epoch) and, per range set, the last address it handed out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// What it last did: ADD, DEL, GC, import.
+    #[serde(default)]
+    pub op: String,
+    /// Range set index (as text) -> last address handed out.
+    #[serde(default)]
+    pub cursors: std::collections::BTreeMap<String, IpAddr>,
+}
+
+impl Activity {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a struct of strings and numbers serializes")
+    }
+
+    /// None when unreadable (then the node's cursors are unknown).
+    pub fn decode(v: &[u8]) -> Option<Activity> {
+        serde_json::from_slice(v).ok()
+    }
+
+    /// Seconds since the epoch, now.
+    pub fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// The `layout` key's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub version: u32,
+    #[serde(rename = "blockSize")]
+    pub block_size: u32,
+}
+
+/// The layout this version writes.
+pub const LAYOUT_VERSION: u32 = 2;
+
+impl Layout {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("numbers serialize")
+    }
+
+    pub fn decode(v: &[u8]) -> Option<Layout> {
+        serde_json::from_slice(v).ok()
     }
 }
 
