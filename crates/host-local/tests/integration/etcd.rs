@@ -197,6 +197,7 @@ pub fn etcd_config(c: &Cluster, node: &str) -> EtcdConfig {
         node: node.into(),
         tls: None,
         auth: None,
+        block_size: host_local::config::DEFAULT_BLOCK,
     }
 }
 

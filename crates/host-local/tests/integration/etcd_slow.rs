@@ -163,6 +163,7 @@ fn a_transaction_whose_answer_was_lost_is_sent_again_safely() {
         node: "node-a".into(),
         tls: None,
         auth: None,
+        block_size: host_local::config::DEFAULT_BLOCK,
     };
     let att = Attachment::parse("lost", "eth0").unwrap();
     let pick = Pick {

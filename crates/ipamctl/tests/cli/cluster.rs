@@ -27,6 +27,7 @@ fn reserve_in(network: &str, endpoints: &[String], node: &str, id: &str, ip: &st
         node: node.into(),
         tls: None,
         auth: None,
+        block_size: host_local::config::DEFAULT_BLOCK,
     };
     let mut store = EtcdStore::new(cfg, network);
     let mut s = store.session().unwrap();
