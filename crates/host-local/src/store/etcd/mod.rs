@@ -29,10 +29,12 @@ pub use crate::config::EtcdConfig;
 use crate::error::{Failure, StoreError};
 use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Store};
 
+pub mod audit;
 mod errors;
 mod health;
 pub mod keys;
 mod page;
+mod repair;
 mod rpc;
 
 pub use crate::config::AuthConfig;
@@ -40,6 +42,7 @@ pub use errors::{Attempt, Credential, EtcdError, Outcome};
 pub use health::{Alarm, AlarmKind, Health};
 use keys::{prefix_end, Keys, Record};
 use page::Kv;
+pub use repair::Guard;
 use rpc::Rpc;
 
 /// Addresses whose keys one read covers when looking for free addresses:
