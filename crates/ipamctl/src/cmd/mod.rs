@@ -14,6 +14,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod reconcile;
 pub mod release;
+pub mod scope;
 pub mod show;
 pub mod valid;
 
