@@ -19,7 +19,7 @@ use host_local::store::etcd::EtcdStore;
 pub fn open(cfg: &EtcdConfig, network: &str, wait: Duration) -> EtcdStore {
     let mut cfg = cfg.clone();
     cfg.timeout = cfg.timeout.min(wait);
-    EtcdStore::new(cfg, network)
+    EtcdStore::new(cfg, network).for_operator()
 }
 
 /// Every key of the network, from one snapshot.
