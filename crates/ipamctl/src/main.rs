@@ -17,6 +17,7 @@ mod explain;
 mod inspect;
 mod man;
 mod out;
+mod reclaim;
 mod render;
 mod report;
 

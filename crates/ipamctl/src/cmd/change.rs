@@ -96,8 +96,8 @@ pub fn pod_names(given: Option<&Path>, network: &str) -> Result<Option<ResultsCa
     }
 }
 
-/// Asks on the terminal; without one, only --yes allows changes.
-fn confirm(question: &str, yes: bool) -> Result<bool> {
+/// Asks on the terminal; without one, only --yes allows changes (also `cluster reclaim`).
+pub fn confirm(question: &str, yes: bool) -> Result<bool> {
     if yes {
         return Ok(true);
     }

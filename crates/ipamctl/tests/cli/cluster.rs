@@ -188,7 +188,7 @@ fullnet         5       0        0         0    0  10.62.0.1-10.62.0.6          
 network enet  (in etcd <etcd>, keys /ipamctl-test/enet/)
 config  net.d/10-enet.conflist
 SET  RANGES                 GATEWAY    CAPACITY  RESERVED  FREE  USAGE  LAST RESERVED
-  0  10.60.0.1-10.60.0.254  10.60.0.1       253         3   250   1.2%  10.61.0.9
+  0  10.60.0.1-10.60.0.254  10.60.0.1       253         3   250   1.2%  -
 
 ADDRESS    CONTAINER  IFNAME  NODE    AGE  PROBLEMS
 10.60.0.2  c1         eth0    node-a    ?
@@ -300,7 +300,7 @@ fn a_silent_etcd_is_waited_for_at_most_lock_timeout() {
 }
 
 #[test]
-fn leaks_check_gc_release_refuse_an_etcd_network() {
+fn leaks_check_gc_release_on_an_unreachable_etcd_fail_naming_it() {
     let dir = unreachable_enet();
     let d = dir.path();
     std::fs::write(d.join("valid.txt"), "c1 eth0\n").unwrap();
@@ -310,19 +310,16 @@ fn leaks_check_gc_release_refuse_an_etcd_network() {
         &["gc", "enet", "--valid", "valid.txt", "--yes"],
         &["release", "enet", "--ip", "10.60.0.2", "--yes"],
     ] {
-        let mut full = vec!["--data-dir", "data"];
+        let mut full = vec!["--data-dir", "data", "--lock-timeout", "2s"];
         full.extend_from_slice(args);
         full.extend(["--config", "net.d"]);
         let (code, out, err) = run_in(d, &full);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
-        for want in [
-            "network enet (net.d/10-enet.conflist): kept in etcd",
-            &format!("`ipamctl {}` works on disk networks only", args[0]),
-            "ipamctl cluster enet --config net.d",
-            "CNI GC",
-        ] {
-            assert!(err.contains(want), "{args:?}: no {want:?} in {err}");
-        }
+        assert!(
+            err.contains("reading network enet from etcd http://127.0.0.1:9"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("works on disk networks only"), "{err}");
     }
 }
 
