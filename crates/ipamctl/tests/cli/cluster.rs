@@ -321,6 +321,32 @@ fn leaks_check_gc_release_on_an_unreachable_etcd_fail_naming_it() {
         );
         assert!(!err.contains("works on disk networks only"), "{err}");
     }
+    // reconcile keeps a state per store directory: still disk networks only.
+    let (code, _, err) = run_in(
+        d,
+        &[
+            "--data-dir",
+            "data",
+            "reconcile",
+            "enet",
+            "--valid",
+            "valid.txt",
+            "--grace",
+            "1h",
+            "--state",
+            "st.json",
+            "--dry-run",
+            "--config",
+            "net.d",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    for want in [
+        "works on disk networks only",
+        "ipamctl cluster reclaim enet --config net.d --node NODE",
+    ] {
+        assert!(err.contains(want), "no {want:?} in {err}");
+    }
 }
 
 #[test]
