@@ -90,6 +90,9 @@ pub struct Invariants {
     pub revision: i64,
     /// Keys under the network's prefix.
     pub keys: usize,
+    /// The layout key's version (null: none, a layout-1 pool not moved yet, whose missing
+    /// node index keys are no violation; or unreadable).
+    pub layout_version: Option<u32>,
     pub violations: Vec<ViolationReport>,
     /// Keys under the prefix that are no key of the layout (written by hand); not violations.
     pub stray_keys: Vec<String>,
@@ -281,6 +284,10 @@ fn invariants(
     Ok(Invariants {
         revision: keys.revision,
         keys: count,
+        layout_version: keys
+            .layout
+            .as_ref()
+            .and_then(|l| l.as_ref().map(|l| l.version)),
         violations,
         stray_keys: keys.other.iter().map(|k| k.name()).collect(),
     })
@@ -355,6 +362,13 @@ fn render(ctx: &Ctx, r: &CheckReport) -> String {
             o.push_str(&t.render(style));
             let n = i.violations.len();
             let _ = writeln!(o, "{n} violation{}\n", plural(n));
+        }
+        if i.layout_version.is_none() && i.keys > 0 {
+            let _ = writeln!(
+                o,
+                "note: no readable layout key: a layout-1 pool (no node index yet; the first \
+                 node to call moves it), so missing node index keys are not reported"
+            );
         }
         for k in &i.stray_keys {
             let _ = writeln!(

@@ -442,7 +442,9 @@ fn bytes_text(v: &[u8]) -> String {
 
 /// Every broken invariant of `n` (`keys`: its layout; `configured_block`:
 /// the configuration's blockSize, used when there is no layout key), in
-/// key order within each kind.
+/// key order within each kind. A pool without a layout key is layout 1's
+/// (moved by the first node that calls): it has no node index yet, so
+/// missing node index keys are not violations there.
 pub fn audit(keys: &Keys, n: &NetworkKeys, configured_block: u32) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut push = |kind, key: String, ip: Option<IpAddr>, node: Option<&str>, detail: String| {
@@ -496,7 +498,7 @@ pub fn audit(keys: &Keys, n: &NetworkKeys, configured_block: u32) -> Vec<Violati
                 }
             }
         }
-        if let Some(node) = &a.node {
+        if let Some(node) = a.node.as_ref().filter(|_| n.layout.is_some()) {
             let node_key = keys.node_ip(node, a.ip);
             match n.node_index_of(node, a.ip) {
                 None => push(
@@ -906,6 +908,11 @@ mod tests {
         // Without a layout key, the configured size is the rule.
         let kvs: Vec<RawKey> = without(good(), "layout");
         assert_eq!(kinds(kvs.clone()), []);
+        // ... and a layout-1 pool has no node index yet.
+        assert_eq!(
+            kinds(without(kvs.clone(), "nodes/node-a/ips/4/0a000005")),
+            []
+        );
         let v = audit(&keys(), &parse(kvs), 128);
         assert_eq!(v.len(), 1);
         assert!(
