@@ -125,7 +125,12 @@ fn plan_table(ctx: &Ctx, title: &str, planned: &[Planned]) -> String {
     if with_nodes {
         headers.push("NODE");
     }
-    headers.extend(["AGE>", "WHY"]);
+    // etcd records no times: no column of question marks.
+    let with_ages = !with_nodes || planned.iter().any(|p| p.reservation.age_seconds.is_some());
+    if with_ages {
+        headers.push("AGE>");
+    }
+    headers.push("WHY");
     let mut t = Table::new(&headers);
     for p in planned {
         let (c, i) = ctx.owner_cells(&p.reservation);
@@ -142,7 +147,10 @@ fn plan_table(ctx: &Ctx, title: &str, planned: &[Planned]) -> String {
                     .into(),
             );
         }
-        row.extend([age_cell(&p.reservation), p.why.clone().into()]);
+        if with_ages {
+            row.push(age_cell(&p.reservation));
+        }
+        row.push(p.why.clone().into());
         t.row(row);
     }
     o.push_str(&t.render(ctx.style));
