@@ -46,6 +46,7 @@ use keys::{prefix_end, Activity, BlockRecord, Keys, Record};
 use page::Kv;
 use place::{Mine, Seen};
 use rpc::Rpc;
+pub use rpc::{Calls, CALLS};
 
 /// Addresses whose keys one read covers when looking for free addresses:
 /// the span read is bounded, not only the answer (etcd 3.4 walks every key
