@@ -80,7 +80,7 @@ fn etcd_configs(dir: &Path, endpoints: &[String], nets: &[(&str, &str)]) {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for (name, subnet) in nets {
         let store = json!({"type": "etcd", "endpoints": endpoints, "prefix": "/ipamctl-test",
-            "node": "n1", "timeout": "2s"});
+            "node": "node-b", "timeout": "2s"});
         let net = json!({"cniVersion": "1.0.0", "name": name,
             "plugins": [{"type": "bridge", "ipam": {"type": "host-local", "subnet": subnet,
                 "store": store}}]});
@@ -100,7 +100,8 @@ fn etcd_networks_are_read_from_etcd_by_list_metrics_and_show() {
     let c = etcd_util::Cluster::start(1);
     let eps = c.endpoints();
     // enet: three reservations on two nodes, one outside the subnet (its
-    // commit moves the cursor there), one damaged value.
+    // commit moves node-b's cursor there: LAST RESERVED is the configured
+    // node's), one damaged value.
     reserve_in("enet", &eps, "node-a", "c1", "10.60.0.2");
     reserve_in("enet", &eps, "node-a", "c2", "10.60.0.3");
     reserve_in("enet", &eps, "node-b", "c3", "10.61.0.9");
