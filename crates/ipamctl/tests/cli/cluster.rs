@@ -80,7 +80,7 @@ fn etcd_configs(dir: &Path, endpoints: &[String], nets: &[(&str, &str)]) {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for (name, subnet) in nets {
         let store = json!({"type": "etcd", "endpoints": endpoints, "prefix": "/ipamctl-test",
-            "node": "n1", "timeout": "2s"});
+            "node": "node-b", "timeout": "2s"});
         let net = json!({"cniVersion": "1.0.0", "name": name,
             "plugins": [{"type": "bridge", "ipam": {"type": "host-local", "subnet": subnet,
                 "store": store}}]});
@@ -100,7 +100,8 @@ fn etcd_networks_are_read_from_etcd_by_list_metrics_and_show() {
     let c = etcd_util::Cluster::start(1);
     let eps = c.endpoints();
     // enet: three reservations on two nodes, one outside the subnet (its
-    // commit moves the cursor there), one damaged value.
+    // commit moves node-b's cursor there: LAST RESERVED is the configured
+    // node's), one damaged value.
     reserve_in("enet", &eps, "node-a", "c1", "10.60.0.2");
     reserve_in("enet", &eps, "node-a", "c2", "10.60.0.3");
     reserve_in("enet", &eps, "node-b", "c3", "10.61.0.9");
@@ -188,7 +189,7 @@ fullnet         5       0        0         0    0  10.62.0.1-10.62.0.6          
 network enet  (in etcd <etcd>, keys /ipamctl-test/enet/)
 config  net.d/10-enet.conflist
 SET  RANGES                 GATEWAY    CAPACITY  RESERVED  FREE  USAGE  LAST RESERVED
-  0  10.60.0.1-10.60.0.254  10.60.0.1       253         3   250   1.2%  -
+  0  10.60.0.1-10.60.0.254  10.60.0.1       253         3   250   1.2%  10.61.0.9
 
 ADDRESS    CONTAINER  IFNAME  NODE    AGE  PROBLEMS
 10.60.0.2  c1         eth0    node-a    ?

@@ -49,6 +49,7 @@ use page::Kv;
 use place::{Mine, Seen};
 pub use repair::Guard;
 use rpc::Rpc;
+pub use rpc::{Calls, CALLS};
 
 /// Addresses whose keys one read covers when looking for free addresses:
 /// the span read is bounded, not only the answer (etcd 3.4 walks every key
