@@ -4,6 +4,9 @@
 //! operator can reclaim: GC on a node only ever removes its own).
 //!
 //! Reads only; the etcd connection comes from the network's `ipam.store`.
+//! `cluster reclaim` ([`reclaim`]) writes: a gone node's keys removed.
+
+pub mod reclaim;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -39,13 +42,13 @@ pub struct Args {
     json: bool,
 }
 
-/// What `ipamctl cluster` does beside showing the nodes.
+/// What `cluster` does besides its view.
 #[derive(clap::Subcommand, Debug)]
-enum Action {
+pub enum Action {
     /// Removes everything a gone node holds (reservations, blocks, activity) once it has been
     /// idle long enough.
-    #[command(after_help = crate::reclaim::AFTER_HELP)]
-    Reclaim(crate::reclaim::Args),
+    #[command(after_help = reclaim::AFTER_HELP)]
+    Reclaim(reclaim::Args),
 }
 
 /// The after_help text of the subcommand.
@@ -207,7 +210,7 @@ fn render(
 
 pub fn run(ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
     match &a.action {
-        Some(Action::Reclaim(r)) => crate::reclaim::run(ctx, r),
+        Some(Action::Reclaim(r)) => reclaim::run(ctx, r),
         None => view(a),
     }
 }

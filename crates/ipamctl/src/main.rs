@@ -17,7 +17,6 @@ mod explain;
 mod inspect;
 mod man;
 mod out;
-mod reclaim;
 mod render;
 mod report;
 
