@@ -233,6 +233,44 @@ fn leaks_gc_and_release_on_an_etcd_network_act_for_one_node() {
     );
     assert!(young.contains("node n1 was last active"), "{young}");
 
+    // A reviewed report is applied for the node it was made for only.
+    let (_, report, _) = f.run(&with(&["leaks", NET, "--valid", "valid.txt", "--json"]));
+    f.write("report.json", &report);
+    let (code, out, err) = f.run(&with(&[
+        "gc",
+        NET,
+        "--from-report",
+        "report.json",
+        "--dry-run",
+        "--json",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json_of(&out);
+    assert_eq!(addresses(&v["planned"]), ["10.60.0.3"], "{out}");
+    assert_eq!(addresses(&v["kept"]), ["10.60.0.5", "10.60.0.9"], "{out}");
+    let (code, _, err) = f.run(&with(&[
+        "gc",
+        NET,
+        "--from-report",
+        "report.json",
+        "--node",
+        "n2",
+        "--yes",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("made for node n1, not node n2"), "{err}");
+    // The plan as a table: each reservation's node, no column of unknown ages.
+    let (_, out, _) = f.run(&with(&["gc", NET, "--valid", "valid.txt", "--dry-run"]));
+    let table = "\
+ADDRESS    CONTAINER  IFNAME  NODE  WHY
+10.60.0.3  c2         eth0    n1    not a valid attachment
+";
+    assert!(out.contains(table), "{out}");
+    assert!(
+        out.contains("kept 10.60.0.9: damaged, and names no node"),
+        "{out}"
+    );
+
     let (code, out, err) = f.run(&with(&[
         "gc",
         NET,
