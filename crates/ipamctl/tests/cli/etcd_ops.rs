@@ -364,6 +364,36 @@ fn check_lists_each_broken_invariant_of_an_etcd_network() {
     assert_eq!(v["invariants"]["violations"], json!([]), "{out}");
     assert!(v["invariants"]["keys"].as_u64().unwrap() >= 6, "{out}");
 
+    // This host's cache: c1 (n1's, this node's), c2 (recorded by n2: n2's GC
+    // would remove it), c9 (reserved by nobody).
+    let res = f.dir.path().join("results");
+    for (id, ip) in [
+        ("c1", "10.60.0.2/24"),
+        ("c2", "10.60.0.70/24"),
+        ("c9", "10.60.0.99/24"),
+    ] {
+        crate::common::cache_entry(&res, NET, id, "eth0", None, &[ip]);
+    }
+    let (code, out, err) = f.run(&with(&["--results-dir", "results", "check", NET, "--json"]));
+    assert_eq!(code, 1, "{out}{err}");
+    let v = json_of(&out);
+    let found: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["kind"].as_str().unwrap(), x["address"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        found,
+        [("other-node", "10.60.0.70"), ("missing", "10.60.0.99")],
+        "{out}"
+    );
+    assert!(v["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("node n2's GC removes it"));
+    assert_eq!(v["invariants"]["violations"], json!([]));
+
     // An index key deleted by hand, a damaged value, a block key without its claim.
     f.del(&f.key(&format!("attachments/c1/eth0/4/{}", hex("10.60.0.2"))));
     f.put(&f.key(&format!("ips/4/{}", hex("10.60.0.9"))), "garbage");
