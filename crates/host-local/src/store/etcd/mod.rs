@@ -782,8 +782,17 @@ impl EtcdSession<'_> {
             .iter()
             .map(|(ip, _)| blocks::base_of(*ip, self.block_size))
             .collect();
+        // The node's own blocks' claims are known bytes: no read.
+        let own = match self.record {
+            true => self.mine()?.blocks.clone(),
+            false => BTreeSet::new(),
+        };
         for base in bases {
             let key = self.keys.block(base);
+            if own.contains(&base) {
+                ops.push(mark(&key, &self.own_claim().with_full(true), false));
+                continue;
+            }
             let (kv, _) = self.rpc.get_one(
                 &format!("read block {base}"),
                 self.deadline,
