@@ -118,10 +118,13 @@ fn a_mistyped_network_gets_a_suggestion() {
 #[test]
 fn cri_endpoints_that_do_not_answer_are_errors_naming_them() {
     let f = fixture();
+    std::fs::create_dir_all(f.root().join("results")).unwrap();
     for cmd in [
         &["leaks", "net1"][..],
         &["gc", "net1", "--dry-run"],
-        &["check", "net1"],
+        // An empty result cache: check reads it beside the runtime (the
+        // machine may have none at /var/lib/cni/results).
+        &["check", "net1", "--results-dir", "results"],
     ] {
         let mut args = cmd.to_vec();
         args.extend([
