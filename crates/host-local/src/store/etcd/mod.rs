@@ -31,6 +31,7 @@ use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Sto
 
 mod errors;
 mod health;
+pub mod import;
 pub mod keys;
 mod page;
 mod rpc;
@@ -38,6 +39,7 @@ mod rpc;
 pub use crate::config::AuthConfig;
 pub use errors::{Attempt, Credential, EtcdError, Outcome};
 pub use health::{Alarm, AlarmKind, Health};
+pub use import::{Holder, ImportError, ImportRequest, Imported, Progress, Refusal, WriteFailure};
 use keys::{prefix_end, Keys, Record};
 use page::Kv;
 use rpc::Rpc;
