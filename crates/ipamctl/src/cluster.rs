@@ -4,6 +4,9 @@
 //! operator can reclaim: GC on a node only ever removes its own).
 //!
 //! Reads only; the etcd connection comes from the network's `ipam.store`.
+//! `cluster import` ([`import`]) writes: a node's disk store into etcd.
+
+pub mod import;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,13 +21,17 @@ use serde::Serialize;
 const FOUND: u8 = 1;
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// The network name.
-    network: String,
+    #[arg(required = true)]
+    network: Option<String>,
     /// A network configuration (.conf, .conflist) or a directory of them whose host-local
     /// section for NETWORK has a `store` of type etcd.
     #[arg(long, value_name = "PATH", required = true)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Live node names, one per line (`#` comments), or - for stdin: nodes holding reservations
     /// that are not listed are reported (exit status 1).
     #[arg(long, value_name = "FILE")]
@@ -35,11 +42,21 @@ pub struct Args {
     json: bool,
 }
 
+/// What `cluster` does besides its view.
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Imports a node's disk store (a network directory) into the network's etcd store as that
+    /// node's reservations: the step that moves a node to cluster mode with its pods' addresses.
+    #[command(after_help = import::AFTER_HELP)]
+    Import(import::Args),
+}
+
 /// The after_help text of the subcommand.
 pub const AFTER_HELP: &str = "Examples:\n  ipamctl cluster mynet --config /etc/cni/net.d\n  \
     kubectl get nodes -o name | sed 's|node/||' > live.txt\n  \
     ipamctl cluster mynet --config /etc/cni/net.d --live-nodes live.txt\n\n\
-    Reservations without a node (damaged values) are counted under \"-\".";
+    Reservations without a node (damaged values) are counted under \"-\".\n\n\
+    `ipamctl cluster import --help`: moving a node from the disk store to cluster mode.";
 
 fn read_live(src: &str) -> Result<BTreeSet<String>> {
     let text = crate::cli::read_file_arg(src, "live nodes")?;
@@ -150,18 +167,24 @@ fn render(
     o
 }
 
-pub fn run(_ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
-    cni_proto::NetworkName::new(&a.network).map_err(|e| anyhow!("network {:?}: {e}", a.network))?;
+pub fn run(ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
+    if let Some(Action::Import(i)) = &a.action {
+        return import::run(ctx, i);
+    }
+    let (Some(network), Some(config)) = (&a.network, &a.config) else {
+        bail!("ipamctl cluster: NETWORK and --config are required");
+    };
+    cni_proto::NetworkName::new(network).map_err(|e| anyhow!("network {network:?}: {e}"))?;
     let live = a.live_nodes.as_deref().map(read_live).transpose()?;
     if live.as_ref().is_some_and(|l| l.is_empty()) {
         bail!("the live node list is empty: every node would be reported");
     }
-    let (mut store, cfg) = store_for(&a.config, &a.network)?;
+    let (mut store, cfg) = store_for(config, network)?;
     let endpoints = cfg.endpoints.join(",");
     let entries = store
         .read_session()
         .and_then(|mut s| s.list())
-        .with_context(|| format!("reading network {} from etcd {endpoints}", a.network))?;
+        .with_context(|| format!("reading network {network} from etcd {endpoints}"))?;
     let counts = per_node(&entries);
     let not_live: Vec<&String> = match &live {
         Some(l) => counts
@@ -174,7 +197,7 @@ pub fn run(_ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
         let doc = ClusterReport {
             schema: 1,
             command: "cluster",
-            network: &a.network,
+            network,
             reservations: entries.len(),
             nodes: counts
                 .iter()

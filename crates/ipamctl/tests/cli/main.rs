@@ -5,6 +5,7 @@ mod basics;
 mod cluster;
 mod common;
 mod guards;
+mod import;
 mod lists;
 mod reads;
 mod reconcile;
