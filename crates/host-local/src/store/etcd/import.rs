@@ -1136,7 +1136,14 @@ impl Importer<'_> {
             };
             out.written += a.batch.addresses().count();
             let what = format!("take back {span}");
-            let txn = Txn::new().and_then(self.undo_ops(plan, &a.batch, rev));
+            // The layout key (in the first transaction, taken back last)
+            // stays when anything this run wrote does: the keys left
+            // follow it.
+            let mut batch = a.batch.clone();
+            if !out.left.is_empty() || !out.undo.is_empty() {
+                batch.ops.retain(|o| *o != Op::Layout);
+            }
+            let txn = Txn::new().and_then(self.undo_ops(plan, &batch, rev));
             let d = self.deadline();
             match self.rpc.txn(&what, d, txn) {
                 Ok(resp) => {
@@ -1144,7 +1151,7 @@ impl Importer<'_> {
                         .op_responses()
                         .into_iter()
                         .map(|r| matches!(r, TxnOpResponse::Txn(t) if t.succeeded()));
-                    for (op, ok) in a.batch.ops.iter().zip(undone) {
+                    for (op, ok) in batch.ops.iter().zip(undone) {
                         if let Op::Address(i) = op {
                             if ok {
                                 out.taken_back += 1;
