@@ -62,6 +62,7 @@ pub const AFTER_HELP: &str = "Imports every reservation of DIR (files `container
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RefusedReport {
+    #[serde(rename = "address")]
     ip: IpAddr,
     /// `held`, `outside-ranges` or `damaged`.
     problem: &'static str,

@@ -298,7 +298,7 @@ damaged: these files name no container; release them on disk (ipamctl release NE
     assert_eq!(v["imported"], 0);
     assert_eq!(
         v["refused"][0],
-        json!({"ip": "10.70.0.3", "problem": "held", "containerId": "c9", "ifname": "eth0",
+        json!({"address": "10.70.0.3", "problem": "held", "containerId": "c9", "ifname": "eth0",
             "node": "node-b", "detail": null})
     );
     let problems: Vec<&str> = v["refused"]
