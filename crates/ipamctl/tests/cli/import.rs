@@ -508,3 +508,33 @@ fn import_of_200000_reservations_of_a_slash_14() {
     eprintln!("second run (nothing new) in {:.1?}", start.elapsed());
     assert!(took < Duration::from_secs(600), "{took:?}");
 }
+
+#[test]
+fn import_of_an_empty_directory_says_so_without_asking_etcd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    store(&d.join("data/net1"), &[]);
+    // Nothing listens on the discard port.
+    etcd_conf(d, &["http://127.0.0.1:9".to_string()], "node-a");
+    let (code, out, err) = import(d, "node-a", false);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "nothing to import: data/net1 holds no reservations\n");
+    // Not a store directory: refused, naming it.
+    std::fs::create_dir_all(d.join("data/net2")).unwrap();
+    let (code, _, err) = ipamctl(
+        d,
+        &[
+            "cluster",
+            "import",
+            "net1",
+            "--config",
+            "net.d",
+            "--node",
+            "node-a",
+            "--from",
+            "data/net2",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("data/net2/lock: no lock file"), "{err}");
+}

@@ -718,6 +718,9 @@ impl EtcdStore {
                 node: req.node.to_string(),
             });
         }
+        if req.entries.is_empty() {
+            return Ok(Imported::default()); // nothing to read or write
+        }
         if self.rpc.is_none() {
             self.rpc = Some(Rpc::new(&self.cfg, self.keys.base())?);
         }
