@@ -402,27 +402,8 @@ fn import_takes_back_its_writes_when_a_later_transaction_fails() {
     }
     let c = etcd_util::Cluster::start(1);
     let eps = c.endpoints();
-    let sets = host_local::config::IpamConfig::load(
-        "net1",
-        cni_proto::SpecVersion::V1_0_0,
-        Some(&json!({"type": "host-local", "subnet": "10.70.0.0/22"})),
-        None,
-        None,
-        &cni_proto::CniArgs::default(),
-    )
-    .unwrap()
-    .ranges;
     // 300 reservations: 8 transactions of at most 40.
-    let entries: Vec<Entry> = (0..300u32)
-        .map(|i| {
-            let ip = IpAddr::V4((u32::from(std::net::Ipv4Addr::new(10, 70, 0, 2)) + i).into());
-            let owner = Owner::Attachment {
-                id: format!("c{i}"),
-                ifname: "eth0".into(),
-            };
-            Entry::new(ip, owner)
-        })
-        .collect();
+    let (entries, sets) = three_hundred();
     let cursors = BTreeMap::new();
     let req = ImportRequest {
         node: "node-a",
@@ -462,6 +443,72 @@ fn import_takes_back_its_writes_when_a_later_transaction_fails() {
     let mut after = dump(&c);
     assert_eq!(after.remove(&intruder).as_deref(), Some(intruder_value));
     assert_eq!(after, before, "everything the run wrote was taken back");
+}
+
+/// 300 reservations of 10.70.0.0/22 for containers c0..c299, and its range sets.
+fn three_hundred() -> (Vec<Entry>, Vec<host_local::config::RangeSet>) {
+    let sets = host_local::config::IpamConfig::load(
+        "net1",
+        cni_proto::SpecVersion::V1_0_0,
+        Some(&json!({"type": "host-local", "subnet": "10.70.0.0/22"})),
+        None,
+        None,
+        &cni_proto::CniArgs::default(),
+    )
+    .unwrap()
+    .ranges;
+    let entries = (0..300u32)
+        .map(|i| {
+            let ip = IpAddr::V4((u32::from(std::net::Ipv4Addr::new(10, 70, 0, 2)) + i).into());
+            let owner = Owner::Attachment {
+                id: format!("c{i}"),
+                ifname: "eth0".into(),
+            };
+            Entry::new(ip, owner)
+        })
+        .collect();
+    (entries, sets)
+}
+
+#[test]
+fn import_recognises_its_own_transaction_sent_again_after_a_lost_answer() {
+    use etcd_util::{Proxy, ProxyMode};
+    if !have_etcd() {
+        return;
+    }
+    let c = etcd_util::Cluster::start(1);
+    // Two ways to the one member: a answers first; then a drops answers
+    // and b forwards, so a transaction applied through a is sent again
+    // through b and fails its compares against its own writes.
+    let a = Proxy::start(&c.endpoint(0), ProxyMode::Forward);
+    let b = Proxy::start(&c.endpoint(0), ProxyMode::Reject);
+    let mut store = etcd_store(&[a.endpoint(), b.endpoint()], "node-a");
+    let (entries, sets) = three_hundred();
+    let cursors = BTreeMap::new();
+    let req = ImportRequest {
+        node: "node-a",
+        entries: &entries,
+        cursors: &cursors,
+        sets: &sets,
+    };
+    let done = store
+        .import(&req, &mut |p| {
+            if p.batch == 2 {
+                a.set(ProxyMode::DropAnswers);
+                b.set(ProxyMode::Forward);
+            }
+        })
+        .unwrap();
+    assert_eq!((done.imported, done.already_present), (300, 0));
+    assert_eq!(done.blocks_claimed.len(), 5, "{done:?}");
+    assert_eq!(done.transactions, 8);
+    let keys = dump(&c);
+    // 300 reservations of three keys, 5 claims of two, layout, activity.
+    assert_eq!(keys.len(), 300 * 3 + 5 * 2 + 2);
+    assert!(keys
+        .iter()
+        .filter(|(k, _)| k.contains("/ips/4/") && !k.contains("/nodes/"))
+        .all(|(_, v)| v.ends_with(r#""node":"node-a"}"#)));
 }
 
 /// A /14 of 200,000 reservations: the reads are range reads and the
