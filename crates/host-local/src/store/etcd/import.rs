@@ -724,7 +724,7 @@ impl EtcdStore {
         if self.rpc.is_none() {
             self.rpc = Some(Rpc::new(&self.cfg, self.keys.base())?);
         }
-        let EtcdStore { cfg, keys, rpc } = self;
+        let EtcdStore { cfg, keys, rpc, .. } = self;
         let mut im = Importer {
             rpc: rpc.as_mut().expect("set above"),
             keys,
