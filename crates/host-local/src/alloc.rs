@@ -203,9 +203,7 @@ fn pick(
                 ifname: ifname.to_string(),
             });
         }
-        let cursor = s.cursor(idx)?;
-        let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
-        let free = s.first_free(&mut candidates, Spread::choices(lost))?;
+        let free = s.next_free(idx, set, Spread::choices(lost))?;
         let found = match free.len() {
             0 => None,
             1 => Some(free[0]),
@@ -388,8 +386,9 @@ pub fn gc(
     }
 }
 
-/// STATUS: every range set can hand out an address. Cheap when the store
-/// holds fewer reservations than a set's capacity; otherwise probes.
+/// STATUS: every range set can hand out an address ([`Session::has_free`]:
+/// on disk cheap while the store holds fewer reservations than a set's
+/// capacity, otherwise a probe).
 /// Store failures are reported as [`Error::for_status`] says.
 pub fn status(cfg: &IpamConfig, store: &mut dyn Store) -> Result<()> {
     status_of(cfg, store).map_err(Error::for_status)
@@ -398,14 +397,8 @@ pub fn status(cfg: &IpamConfig, store: &mut dyn Store) -> Result<()> {
 fn status_of(cfg: &IpamConfig, store: &mut dyn Store) -> Result<()> {
     let mut s = store.session()?;
     s.writable()?;
-    let count = s.count()?;
     for (idx, set) in cfg.ranges.iter().enumerate() {
-        if u128::from(count) < set.capacity() {
-            continue;
-        }
-        let cursor = s.cursor(idx)?;
-        let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
-        if s.first_free(&mut candidates, 1)?.is_empty() {
+        if !s.has_free(idx, set)? {
             return Err(Error::NotAvailable {
                 reason: format!("range set {idx} ({set}) has no free address"),
             });

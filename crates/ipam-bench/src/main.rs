@@ -27,6 +27,7 @@ use clap::Parser;
 use serde_json::Value;
 
 mod backends;
+mod fleet;
 mod plugin;
 mod report;
 use plugin::{
@@ -59,6 +60,9 @@ struct Args {
     /// Print the tables as Markdown.
     #[arg(long)]
     markdown: bool,
+    /// Only the cluster-mode fleet rows (bursts of 64 nodes, the /14 pool).
+    #[arg(long)]
+    fleet_only: bool,
     /// Parent of the data directories (should be a disk, not tmpfs).
     #[arg(long, default_value = "/var/tmp")]
     data_root: PathBuf,
@@ -91,6 +95,10 @@ fn main() -> Result<()> {
         None => build_ours()?,
     };
     let root = &args.data_root;
+    if args.fleet_only {
+        print_fleet(&ours, root, &args)?;
+        return Ok(());
+    }
     let reference = match &args.reference {
         Some(p) => p.clone(),
         None => default_reference(),
@@ -258,6 +266,20 @@ fn main() -> Result<()> {
         Ok(t) => print!(
             "\nours by store backend (ADD then DEL of one new container per cycle, the \
              backends alternating):\n\n{}",
+            t.render(args.markdown)
+        ),
+        Err(why) => println!("\nnote: {why}"),
+    }
+    print_fleet(&ours, root, &args)
+}
+
+/// The fleet rows (`fleet`), printed.
+fn print_fleet(ours: &Path, root: &Path, args: &Args) -> Result<()> {
+    match fleet::measure(ours, &fleet::ipamctl_beside(ours), root, args.quick)? {
+        Ok(t) => print!(
+            "\ncluster mode at fleet scale (three etcd members on loopback sharing the {} cores \
+             with the plugins; the disk store beside it, one data directory per node):\n\n{}",
+            report::cores(),
             t.render(args.markdown)
         ),
         Err(why) => println!("\nnote: {why}"),

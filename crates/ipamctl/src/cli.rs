@@ -19,9 +19,12 @@ use crate::duration::parse_duration;
         confirmed.",
     after_help = "Exit status:\n  0  fine\n  1  findings: problems, an exhausted range set (show, list), \
         leaks (leaks), inconsistencies (check), an address or container not reserved (release), \
-        a planned removal skipped or declined (release, gc)\n  2  errors: usage, I/O, a lock held \
-        longer than --lock-timeout, a refused gc or release, a valid list matching nothing, an unreachable etcd, leaks/check/gc/release on \
-        a network kept in etcd\n\n\
+        a planned removal skipped or declined (release, gc, cluster reclaim)\n  2  errors: usage, I/O, a lock held \
+        longer than --lock-timeout, a refused gc, release or cluster reclaim, a valid list or live node list matching \
+        nothing, an unreachable etcd, an etcd alarm (metrics)\n\n\
+        Networks kept in etcd: leaks, gc, release and check act for the configuration's \
+        ipam.store.node (--node names another), as the plugin's GC does; `cluster` shows every node, \
+        `cluster reclaim` removes a gone node's keys.\n\n\
         Examples:\n  ipamctl list --config /etc/cni/net.d\n  ipamctl show mynet --config /etc/cni/net.d --map\n  \
         ipamctl show mynet --pod kube-system/coredns-7db6d8ff4d-x2x9q\n  \
         ipamctl leaks mynet --valid attachments.txt\n  ipamctl gc mynet --valid attachments.txt --dry-run\n  \
@@ -177,8 +180,8 @@ pub enum Cmd {
         ipamctl reconcile mynet --valid valid.txt --grace 30m --state st.json --dry-run"
     )]
     Reconcile(crate::cmd::reconcile::Args),
-    /// Reservations per node of a network kept in etcd (cluster mode), and
-    /// nodes that hold reservations but are not in --live-nodes.
+    /// Reservations per node of a network kept in etcd (cluster mode), nodes that hold
+    /// reservations but are not in --live-nodes; `cluster reclaim`: a gone node's keys removed.
     #[command(after_help = crate::cluster::AFTER_HELP)]
     Cluster(crate::cluster::Args),
     /// Prints a shell completion script.

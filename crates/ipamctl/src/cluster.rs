@@ -4,9 +4,11 @@
 //! operator can reclaim: GC on a node only ever removes its own).
 //!
 //! Reads only; the etcd connection comes from the network's `ipam.store`.
+//! `cluster reclaim` ([`reclaim`]) writes: a gone node's keys removed;
 //! `cluster import` ([`import`]) writes: a node's disk store into etcd.
 
 pub mod import;
+pub mod reclaim;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -37,7 +39,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     live_nodes: Option<String>,
     /// JSON output: {"schema", "command": "cluster", "network", "nodes": [{"node", "reservations",
-    /// "live"?}], "notLive"?: [names]}.
+    /// "live"?}], "notLive"?: [names], "nearMatches"?: [{"node", "listed"}]}.
     #[arg(long)]
     json: bool,
 }
@@ -45,6 +47,10 @@ pub struct Args {
 /// What `cluster` does besides its view.
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
+    /// Removes everything a gone node holds (reservations, blocks, activity) once it has been
+    /// idle long enough.
+    #[command(after_help = reclaim::AFTER_HELP)]
+    Reclaim(reclaim::Args),
     /// Imports a node's disk store (a network directory) into the network's etcd store as that
     /// node's reservations: the step that moves a node to cluster mode with its pods' addresses.
     #[command(after_help = import::AFTER_HELP)]
@@ -54,8 +60,13 @@ pub enum Action {
 /// The after_help text of the subcommand.
 pub const AFTER_HELP: &str = "Examples:\n  ipamctl cluster mynet --config /etc/cni/net.d\n  \
     kubectl get nodes -o name | sed 's|node/||' > live.txt\n  \
-    ipamctl cluster mynet --config /etc/cni/net.d --live-nodes live.txt\n\n\
-    Reservations without a node (damaged values) are counted under \"-\".\n\n\
+    ipamctl cluster mynet --config /etc/cni/net.d --live-nodes live.txt\n  \
+    ipamctl cluster reclaim mynet --config /etc/cni/net.d --node worker-9 --dry-run\n\n\
+    Reservations without a node (damaged values) are counted under \"-\". A --live-nodes list \
+    that names none of the nodes holding reservations is refused (exit 2): it is not this \
+    cluster's, or names nodes differently; names that differ only in case or as a short name \
+    and an FQDN (node-1, node-1.example.com) are pointed out. Node names are compared exactly \
+    (each node's ipam.store.node, by default its host name).\n\n\
     `ipamctl cluster import --help`: moving a node from the disk store to cluster mode.";
 
 fn read_live(src: &str) -> Result<BTreeSet<String>> {
@@ -111,6 +122,34 @@ struct ClusterReport<'a> {
     /// Only with --live-nodes.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_live: Option<Vec<&'a String>>,
+    /// Only with --live-nodes: nodes not live whose name the list has in another spelling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    near_matches: Option<Vec<NearMatch<'a>>>,
+}
+
+/// A node holding reservations that the live list names differently.
+#[derive(Serialize)]
+struct NearMatch<'a> {
+    node: &'a str,
+    listed: Vec<&'a str>,
+}
+
+/// For each node of `nodes` not in `live`, the names of `live` it may be.
+fn near<'a>(nodes: &[&'a String], live: &'a BTreeSet<String>) -> Vec<NearMatch<'a>> {
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let listed = crate::etcd::near_matches(n, live.iter().map(String::as_str));
+            (!listed.is_empty()).then_some(NearMatch { node: n, listed })
+        })
+        .collect()
+}
+
+fn near_text(near: &[NearMatch<'_>]) -> String {
+    near.iter()
+        .map(|m| format!("{} is listed as {}", m.node, m.listed.join(" or ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Serialize)]
@@ -126,6 +165,7 @@ fn render(
     counts: &BTreeMap<String, usize>,
     live: Option<&BTreeSet<String>>,
     not_live: &[&String],
+    near: &[NearMatch<'_>],
     total: usize,
 ) -> String {
     use std::fmt::Write as _;
@@ -155,8 +195,8 @@ fn render(
         let held: usize = not_live.iter().map(|n| counts[*n]).sum();
         let _ = writeln!(
             o,
-            "not live: {} ({held} reservation(s); reclaim them with a CNI GC whose store \
-             names that node)",
+            "not live: {} ({held} reservation(s); reclaim them with `ipamctl cluster reclaim \
+             NETWORK --config PATH --node NODE`, or a CNI GC whose store names that node)",
             not_live
                 .iter()
                 .map(|s| s.as_str())
@@ -164,15 +204,28 @@ fn render(
                 .join(", ")
         );
     }
+    if !near.is_empty() {
+        let _ = writeln!(
+            o,
+            "near matches: {} (node names are compared exactly: each node's ipam.store.node, by \
+             default its host name)",
+            near_text(near)
+        );
+    }
     o
 }
 
 pub fn run(ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
-    if let Some(Action::Import(i)) = &a.action {
-        return import::run(ctx, i);
+    match &a.action {
+        Some(Action::Reclaim(r)) => reclaim::run(ctx, r),
+        Some(Action::Import(i)) => import::run(ctx, i),
+        None => view(a),
     }
-    let (Some(network), Some(config)) = (&a.network, &a.config) else {
-        bail!("ipamctl cluster: NETWORK and --config are required");
+}
+
+fn view(a: &Args) -> Result<u8> {
+    let (Some(network), Some(config)) = (a.network.as_deref(), a.config.as_deref()) else {
+        bail!("give NETWORK and --config PATH");
     };
     cni_proto::NetworkName::new(network).map_err(|e| anyhow!("network {network:?}: {e}"))?;
     let live = a.live_nodes.as_deref().map(read_live).transpose()?;
@@ -193,6 +246,31 @@ pub fn run(ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
             .collect(),
         None => Vec::new(),
     };
+    let near = live
+        .as_ref()
+        .map(|l| near(&not_live, l))
+        .unwrap_or_default();
+    let holding = counts.keys().filter(|n| *n != "-").count();
+    if let (Some(l), Some(src)) = (&live, &a.live_nodes) {
+        if holding > 0 && not_live.len() == holding {
+            let names: Vec<&str> = not_live.iter().map(|n| n.as_str()).collect();
+            bail!(
+                "live nodes {src}: the list ({} name{}) matches none of the {holding} node{} holding \
+                 reservations in network {network} ({}){}; it is not this cluster's list, or names \
+                 nodes differently (node names are compared exactly: each node's ipam.store.node, by \
+                 default its host name). Refusing: every node would be reported as not live",
+                l.len(),
+                crate::cmd::plural(l.len()),
+                crate::cmd::plural(holding),
+                names.join(", "),
+                if near.is_empty() {
+                    String::new()
+                } else {
+                    format!("; near matches: {}", near_text(&near))
+                }
+            );
+        }
+    }
     if a.json {
         let doc = ClusterReport {
             schema: 1,
@@ -208,10 +286,17 @@ pub fn run(ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
                 })
                 .collect(),
             not_live: live.as_ref().map(|_| not_live.clone()),
+            near_matches: live.as_ref().map(|_| near),
         };
         crate::out::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
-        crate::out::print(&render(&counts, live.as_ref(), &not_live, entries.len()))?;
+        crate::out::print(&render(
+            &counts,
+            live.as_ref(),
+            &not_live,
+            &near,
+            entries.len(),
+        ))?;
     }
     if live.is_some() && !not_live.is_empty() {
         return Ok(FOUND);

@@ -96,6 +96,10 @@ pub struct Reservation {
     pub mtime: Option<i64>,
     /// The node that made it (etcd only; None on disk or when the value names none).
     pub node: Option<String>,
+    /// When `mtime` is unknown (etcd), the latest it can have been made
+    /// (seconds since the epoch) and what says so: an activity key written
+    /// after it (see `crate::etcd::made_by`).
+    pub made_by: Option<(i64, String)>,
     /// The range set this address is handed out from (None: not allocatable).
     pub set_index: Option<usize>,
     pub problems: Vec<Problem>,
@@ -143,6 +147,7 @@ impl From<Entry> for Reservation {
             damage: e.damage,
             mtime: e.reserved_at.map(epoch_secs),
             node: e.node,
+            made_by: None,
             set_index: None,
             problems: Vec::new(),
         }

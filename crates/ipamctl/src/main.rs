@@ -12,6 +12,7 @@ mod cluster;
 mod cmd;
 mod configs;
 mod duration;
+mod etcd;
 mod explain;
 mod inspect;
 mod man;

@@ -104,8 +104,21 @@ pub fn write_man(cmd: clap::Command, out: &mut impl Write) -> Result<()> {
         );
     }
     page.push_str(&extra_sections());
+    // Each subcommand, then its own (`cluster reclaim`), each a section.
+    let mut subs: Vec<(String, clap::Command)> = Vec::new();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = sub.get_name();
+        subs.push((sub.get_name().to_string(), sub.clone()));
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            subs.push((
+                format!("{} {}", sub.get_name(), nested.get_name()),
+                nested.clone(),
+            ));
+        }
+    }
+    for (name, sub) in &subs {
         let man = clap_mangen::Man::new(sub.clone());
         let mut part = Vec::new();
         man.render_synopsis_section(&mut part)
@@ -158,6 +171,8 @@ mod tests {
             "METRICS",
             "COMPLETIONS",
             "MAN",
+            "CLUSTER",
+            "CLUSTER RECLAIM",
         ] {
             assert!(
                 page.contains(&format!(".SH \"IPAMCTL {sub}\"")),

@@ -20,7 +20,9 @@ use serde_json::Value;
 
 use crate::addr;
 use crate::error::{Error, Result};
-pub use store::{AuthConfig, EtcdConfig, StoreConfig, TlsFiles, DEFAULT_BLOCK, MAX_BLOCK, MIN_BLOCK};
+pub use store::{
+    AuthConfig, EtcdConfig, StoreConfig, TlsFiles, DEFAULT_BLOCK, MAX_BLOCK, MIN_BLOCK,
+};
 pub use validate::parse_addr;
 
 /// Where the reference keeps its stores.

@@ -159,7 +159,9 @@ fn expected(key: &str) -> &'static str {
         "type" | "prefix" | "node" => "expected a string",
         "endpoints" => "expected a list of URLs",
         "timeout" => "expected a duration like \"5s\"",
-        "blockSize" => "expected a number of addresses (a power of two, 4 to 4096; 64 is Calico's /26)",
+        "blockSize" => {
+            "expected a number of addresses (a power of two, 4 to 4096; 64 is Calico's /26)"
+        }
         "tls" => "expected an object {ca, cert, key}",
         k if k.starts_with("tls.") => "expected a file path",
         "auth" => "expected an object {username, passwordFile}",

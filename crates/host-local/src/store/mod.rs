@@ -19,7 +19,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use crate::config::StoreConfig;
+use crate::alloc::Candidates;
+use crate::config::{RangeSet, StoreConfig};
 use crate::error::{Error, Failure, StoreError};
 
 #[doc(hidden)]
@@ -344,6 +345,33 @@ pub trait Session {
         want: usize,
     ) -> Result<Vec<IpAddr>, StoreError>;
 
+    /// The next free addresses range set `set_index` hands out, in the order
+    /// to try them (at least one wanted; fewer when the set is full). By
+    /// default the reference's round robin over the whole set: the first
+    /// `want` free of [`Candidates`] after [`Session::cursor`]. A backend
+    /// shared by nodes hands out each node's addresses from its own part of
+    /// the set (etcd: the node's blocks), reading only what that needs.
+    fn next_free(
+        &mut self,
+        set_index: usize,
+        set: &RangeSet,
+        want: usize,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        let cursor = self.cursor(set_index)?;
+        let mut candidates = Candidates::new(set, cursor).map(|(ip, _)| ip);
+        self.first_free(&mut candidates, want)
+    }
+
+    /// Whether range set `set_index` could hand out an address now (STATUS).
+    /// By default: fewer reservations than the set's capacity, or else
+    /// [`Session::next_free`] finds one.
+    fn has_free(&mut self, set_index: usize, set: &RangeSet) -> Result<bool, StoreError> {
+        if u128::from(self.count()?) < set.capacity() {
+            return Ok(true);
+        }
+        Ok(!self.next_free(set_index, set, 1)?.is_empty())
+    }
+
     /// The reservation of `ip`, when reserved.
     fn owner_of(&mut self, ip: IpAddr) -> Result<Option<Entry>, StoreError>;
 
@@ -437,6 +465,9 @@ pub fn open_for_operator(
         StoreConfig::Etcd(c) => {
             let mut c = c.clone();
             c.timeout = c.timeout.min(wait);
+            #[cfg(feature = "etcd")]
+            return Ok(Box::new(etcd::EtcdStore::new(c, network).for_operator()));
+            #[cfg(not(feature = "etcd"))]
             open(&StoreConfig::Etcd(c), network)
         }
     }

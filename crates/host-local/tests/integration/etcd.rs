@@ -41,6 +41,8 @@ pub struct Net {
     pub timeout: String,
     pub ipam: Value,
     pub tls: Option<Value>,
+    /// `blockSize` in the store object, when set.
+    pub block_size: Option<u32>,
     /// The dataDir given to the plugin: the etcd store must leave it empty.
     pub data: tempfile::TempDir,
 }
@@ -54,6 +56,7 @@ impl Net {
             timeout: "5s".into(),
             ipam,
             tls: None,
+            block_size: None,
             data: tempfile::Builder::new()
                 .prefix("etcd-test-data-")
                 .tempdir()
@@ -69,6 +72,7 @@ impl Net {
             timeout: self.timeout.clone(),
             ipam: self.ipam.clone(),
             tls: self.tls.clone(),
+            block_size: self.block_size,
             data: tempfile::Builder::new()
                 .prefix("etcd-test-data-")
                 .tempdir()
@@ -81,6 +85,9 @@ impl Net {
             "timeout": self.timeout, "node": self.node});
         if let Some(t) = &self.tls {
             s["tls"] = t.clone();
+        }
+        if let Some(b) = self.block_size {
+            s["blockSize"] = b.into();
         }
         s
     }
@@ -137,27 +144,41 @@ pub fn dump(c: &Cluster, network: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The store's invariants, read from etcd: every address key has its index
-/// key with the same value and every index key its address key; returns
-/// address -> (containerID, node).
+/// The store's invariants, read from etcd: every address key has its
+/// attachment and node index keys with the same value and every index key
+/// its address key; every block claim has its node's block index key and
+/// every block index key its claim. Returns address -> (containerID, node).
 pub fn check_consistent(c: &Cluster, network: &str) -> BTreeMap<String, (String, String)> {
     let keys = Keys::new(PREFIX, network);
     let all = dump(c, network);
     let mut out = BTreeMap::new();
-    let mut indexed = 0;
+    let (mut indexed, mut by_node, mut node_blocks, mut claims) = (0, 0, 0, 0);
     for (k, v) in &all {
         if let Some(ip) = keys.parse_ip(k.as_bytes()) {
             let r: Value = serde_json::from_str(v).unwrap_or_else(|e| panic!("{k}: {v}: {e}"));
             let id = r["containerID"].as_str().unwrap().to_string();
             let ifname = r["ifname"].as_str().unwrap();
+            let node = r["node"].as_str().unwrap().to_string();
             let idx = keys.index(&id, ifname, ip);
             assert_eq!(all.get(&idx), Some(v), "index key {idx} of {k}");
-            out.insert(
-                ip.to_string(),
-                (id, r["node"].as_str().unwrap().to_string()),
-            );
+            let nidx = keys.node_ip(&node, ip);
+            assert_eq!(all.get(&nidx), Some(v), "node index key {nidx} of {k}");
+            out.insert(ip.to_string(), (id, node));
         } else if k.contains("/attachments/") {
             indexed += 1;
+        } else if let Some(base) = keys.parse_block(k.as_bytes()) {
+            let r: Value = serde_json::from_str(v).unwrap_or_else(|e| panic!("{k}: {v}: {e}"));
+            let pointer = keys.node_block(r["node"].as_str().unwrap(), base);
+            assert!(all.contains_key(&pointer), "{k}: no {pointer}");
+            claims += 1;
+        } else if let Some((node, rest)) = keys.parse_node_key(k.as_bytes()) {
+            if rest.starts_with("ips/") {
+                by_node += 1;
+            } else if rest.starts_with("blocks/") {
+                let base = keys.parse_node_block(node, k.as_bytes()).unwrap();
+                assert!(all.contains_key(&keys.block(base)), "{k}: no claim");
+                node_blocks += 1;
+            }
         }
     }
     assert_eq!(
@@ -165,7 +186,26 @@ pub fn check_consistent(c: &Cluster, network: &str) -> BTreeMap<String, (String,
         out.len(),
         "index keys without an address key: {all:#?}"
     );
+    assert_eq!(
+        by_node,
+        out.len(),
+        "node index keys without an address key: {all:#?}"
+    );
+    assert_eq!(node_blocks, claims, "block index keys against claims");
     out
+}
+
+/// Block claims: first address -> node.
+pub fn claims(c: &Cluster, network: &str) -> BTreeMap<String, String> {
+    let keys = Keys::new(PREFIX, network);
+    dump(c, network)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let base = keys.parse_block(k.as_bytes())?;
+            let r: Value = serde_json::from_str(&v).ok()?;
+            Some((base.to_string(), r["node"].as_str()?.to_string()))
+        })
+        .collect()
 }
 
 /// Writes `seed` behind the store's back, as an import of old reservations

@@ -18,6 +18,7 @@ mod differential; // reference vs ours, step by step
 mod etcd; // the etcd store against real etcd members
 mod etcd_auth; // username/password, roles limited to the prefix, refusals: one code
 mod etcd_cluster; // several nodes, member and quorum loss, TLS
+mod etcd_fleet; // per-node blocks: claims, borrowing, many nodes, kills, layout 1
 mod etcd_forged; // CHECK and DEL verify the address key behind an index key
 mod etcd_handoff; // host-local hands etcd-store calls to host-local-etcd
 mod etcd_health; // STATUS 50 under NOSPACE, CORRUPT, without a leader

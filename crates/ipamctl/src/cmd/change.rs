@@ -11,10 +11,11 @@ use host_local::config::StoreConfig;
 use host_local::store::Entry;
 use serde::Serialize;
 
+use super::scope::NodeScope;
 use super::{age_cell, plural, pod_cell, results_cache, Ctx, FAILED, FOUND, OK};
 use crate::attach::ResultsCache;
 use crate::cli::ChangeArgs;
-use crate::inspect::{NetworkView, Reservation};
+use crate::inspect::{NetworkView, Reservation, StoreKind};
 use crate::out;
 use crate::render::{Table, YELLOW};
 use crate::report::ReservationReport;
@@ -42,6 +43,8 @@ pub struct Skipped {
 pub struct ChangeReport {
     pub data_dir: PathBuf,
     pub network: String,
+    /// The node acted for (a network kept in etcd); null on disk.
+    pub node: Option<String>,
     pub dry_run: bool,
     pub planned: Vec<Planned>,
     pub removed: Vec<IpAddr>,
@@ -93,8 +96,8 @@ pub fn pod_names(given: Option<&Path>, network: &str) -> Result<Option<ResultsCa
     }
 }
 
-/// Asks on the terminal; without one, only --yes allows changes.
-fn confirm(question: &str, yes: bool) -> Result<bool> {
+/// Asks on the terminal; without one, only --yes allows changes (also `cluster reclaim`).
+pub fn confirm(question: &str, yes: bool) -> Result<bool> {
     if yes {
         return Ok(true);
     }
@@ -114,11 +117,20 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
 fn plan_table(ctx: &Ctx, title: &str, planned: &[Planned]) -> String {
     let mut o = format!("{title}\n");
     let with_pods = planned.iter().any(|p| p.reservation.pod.is_some());
+    let with_nodes = planned.iter().any(|p| p.reservation.node.is_some());
     let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
     if with_pods {
         headers.push("POD");
     }
-    headers.extend(["AGE>", "WHY"]);
+    if with_nodes {
+        headers.push("NODE");
+    }
+    // etcd records no times: no column of question marks.
+    let with_ages = !with_nodes || planned.iter().any(|p| p.reservation.age_seconds.is_some());
+    if with_ages {
+        headers.push("AGE>");
+    }
+    headers.push("WHY");
     let mut t = Table::new(&headers);
     for p in planned {
         let (c, i) = ctx.owner_cells(&p.reservation);
@@ -126,7 +138,19 @@ fn plan_table(ctx: &Ctx, title: &str, planned: &[Planned]) -> String {
         if with_pods {
             row.push(pod_cell(&p.reservation));
         }
-        row.extend([age_cell(&p.reservation), p.why.clone().into()]);
+        if with_nodes {
+            row.push(
+                p.reservation
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| "-".into())
+                    .into(),
+            );
+        }
+        if with_ages {
+            row.push(age_cell(&p.reservation));
+        }
+        row.push(p.why.clone().into());
         t.row(row);
     }
     o.push_str(&t.render(ctx.style));
@@ -140,17 +164,21 @@ pub fn apply(
     ctx: &Ctx,
     command: &str,
     view: &NetworkView,
+    scope: Option<&NodeScope>,
     plan: Plan,
     change: &ChangeArgs,
     nothing: (&str, u8),
 ) -> Result<u8> {
-    refuse_non_disk(command, view)?;
+    if let (Some(s), false) = (scope, change.json) {
+        out::print(&format!("{}\n", s.describe()))?;
+    }
     let skipped_before = !plan.skipped.is_empty();
     let skipped_in_plan = plan.skipped.len();
     let mut report = ChangeReport {
         skipped_in_plan,
         data_dir: view.data_dir.clone(),
         network: view.name.clone(),
+        node: scope.map(|s| s.node.clone()),
         dry_run: change.dry_run,
         planned: plan.planned,
         removed: Vec::new(),
@@ -191,18 +219,6 @@ pub fn apply(
     } else {
         FOUND
     })
-}
-
-/// Commands refuse etcd networks before planning; never remove from a
-/// directory that is not the network's store.
-fn refuse_non_disk(command: &str, view: &NetworkView) -> Result<()> {
-    if view.store != crate::inspect::StoreKind::Disk {
-        bail!(
-            "network {}: kept in etcd; {command} changes disk stores only",
-            view.name
-        );
-    }
-    Ok(())
 }
 
 /// Prints the report as JSON, or `text()` for humans.
@@ -267,18 +283,31 @@ pub enum Removal {
     Failed(String),
 }
 
-/// Releases each entry in one session of the plugin's own store code under
-/// the network's lock, only while its file still names the entry's owner.
+/// Releases each entry in one session of the plugin's own store code (on
+/// disk under the network's lock; in etcd each a transaction guarded by the
+/// revision read), only while it still names the entry's owner.
 pub fn release_unchanged(
     ctx: &Ctx,
     view: &NetworkView,
     entries: Vec<Entry>,
 ) -> Result<Vec<(IpAddr, Removal)>> {
-    refuse_non_disk("a removal", view)?;
-    let disk = StoreConfig::Disk {
-        data_dir: view.data_dir.clone(),
+    let cfg = match &view.store {
+        StoreKind::Disk => StoreConfig::Disk {
+            data_dir: view.data_dir.clone(),
+        },
+        // The network's own store (its configuration is how it is known to be in etcd).
+        StoreKind::Etcd { .. } => view
+            .config
+            .as_ref()
+            .map(|c| c.ipam.store.clone())
+            .ok_or_else(|| {
+                anyhow!(
+                    "network {}: kept in etcd, but no configuration names its store",
+                    view.name
+                )
+            })?,
     };
-    let mut store = crate::inspect::open_store(&disk, &view.name, ctx.lock_timeout)?;
+    let mut store = crate::inspect::open_store(&cfg, &view.name, ctx.lock_timeout)?;
     let mut s = store.session().map_err(|e| anyhow!("{e}"))?;
     Ok(entries
         .into_iter()
@@ -304,7 +333,8 @@ fn remove(ctx: &Ctx, view: &NetworkView, report: &mut ChangeReport) -> Result<bo
             Removal::Removed => report.removed.push(ip),
             Removal::Changed => report.skipped.push(Skipped {
                 address: ip,
-                reason: "changed since it was listed (gone or another owner); left alone".into(),
+                reason: "changed since it was listed (gone, another owner, or written again); left alone"
+                    .into(),
             }),
             Removal::Failed(e) => {
                 errors = true;

@@ -23,6 +23,9 @@ struct LeaksIn {
     command: String,
     data_dir: PathBuf,
     network: String,
+    /// The node of a network kept in etcd (absent in reports of older versions).
+    #[serde(default)]
+    node: Option<String>,
     sources: SourcesIn,
     leaks: Vec<LeakIn>,
 }
@@ -85,6 +88,7 @@ fn same_owner(a: &Owner, b: &Owner) -> bool {
 pub fn plan_from_report(
     path: &str,
     view: &NetworkView,
+    node: Option<&str>,
     force: bool,
     now: i64,
     pods: Option<&ResultsCache>,
@@ -105,6 +109,19 @@ pub fn plan_from_report(
             "leaks report {label}: a report for network {:?}, not {:?}; refusing",
             report.network,
             view.name
+        );
+    }
+    if report.node.as_deref() != node {
+        let text = |n: Option<&str>| {
+            n.map_or_else(
+                || "no node (a disk store)".to_string(),
+                |n| format!("node {n}"),
+            )
+        };
+        bail!(
+            "leaks report {label}: made for {}, not {}; refusing (give --node as the report was made)",
+            text(report.node.as_deref()),
+            text(node)
         );
     }
     if !same_dir(&report.data_dir, &view.data_dir) {

@@ -9,6 +9,7 @@ use host_local::store::Owner;
 
 use super::change::{apply, plan, Plan, Skipped};
 use super::from_report;
+use super::scope::NodeScope;
 use super::valid::{guard_list, KeepRule};
 use super::{load_configs, Ctx, OK};
 
@@ -33,7 +34,12 @@ pub struct Args {
     /// removing every reservation, a report made without --valid.
     #[arg(long, alias = "allow-empty")]
     pub force: bool,
-    /// Never remove a reservation younger than this.
+    /// A network kept in etcd: remove this node's reservations (default: the configuration's
+    /// ipam.store.node); other nodes' are never touched.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Never remove a reservation younger than this (etcd records no times: the latest a
+    /// reservation can have been made is its node's last activity).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse_duration)]
     pub min_age: Duration,
     #[command(flatten)]
@@ -45,15 +51,23 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let network = a.network.as_str();
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
-    super::refuse_etcd("gc", network, &cfgs)?;
     if let Some(report) = a.from_report.as_deref() {
-        let view = ctx.read_one(network, &cfgs)?;
+        let (mut view, scope) = ctx.read_scoped(network, &cfgs, a.node.as_deref(), false)?;
+        super::scope::restrict(&mut view, scope.as_ref(), true);
         let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
-        let p = from_report::plan_from_report(report, &view, a.force, now_secs(), pods.as_ref())?;
+        let p = from_report::plan_from_report(
+            report,
+            &view,
+            scope.as_ref().map(|s| s.node.as_str()),
+            a.force,
+            now_secs(),
+            pods.as_ref(),
+        )?;
         return apply(
             ctx,
             "gc",
             &view,
+            scope.as_ref(),
             p,
             change,
             (&format!("nothing to remove in network {network}"), OK),
@@ -68,7 +82,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             valid.source
         );
     }
-    let view = ctx.read_one(network, &cfgs)?;
+    let (mut view, scope) = ctx.read_scoped(network, &cfgs, a.node.as_deref(), true)?;
+    super::scope::restrict(&mut view, scope.as_ref(), true);
     guard_list(&valid, &view, a.force, "removed")?;
     let now = now_secs();
     let pods = super::change::pod_names(ctx.results_dir.as_deref(), network)?;
@@ -79,7 +94,13 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let mut planned = Vec::new();
     let mut kept = Vec::new();
     for r in view.reservations.iter().filter(|r| !valid.keeps(&r.owner)) {
-        if let Some(reason) = rule.reason(r, now) {
+        let nodeless = scope.is_some() && NodeScope::nodeless(r);
+        let keep = if nodeless {
+            Some(super::scope::nodeless_text(network, r))
+        } else {
+            rule.reason(r, now)
+        };
+        if let Some(reason) = keep {
             kept.push(Skipped {
                 address: r.ip,
                 reason,
@@ -87,6 +108,9 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             continue;
         }
         let why = match (&r.owner, &r.damage) {
+            (Owner::Damaged, Some(reason)) if scope.is_some() => {
+                format!("damaged value ({reason})")
+            }
             (Owner::Damaged, Some(reason)) => format!("damaged file ({reason})"),
             _ => "not a valid attachment".into(),
         };
@@ -96,6 +120,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         ctx,
         "gc",
         &view,
+        scope.as_ref(),
         Plan {
             planned,
             kept,

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use host_local::store::Owner;
 use serde::Serialize;
 
+use super::scope::NodeScope;
 use super::valid::{guard_list, KeepRule};
 use super::{age_cell, load_configs, plural, pod_cell, results_cache, Ctx, FOUND, OK};
 use crate::attach;
@@ -119,6 +120,15 @@ pub enum Reason {
     NoCachedResult,
 }
 
+/// Why gc keeps a leak, for the table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    No,
+    MinAge,
+    AfterList,
+    Nodeless,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Leak {
@@ -138,6 +148,9 @@ pub struct Leak {
 pub struct LeaksReport {
     pub data_dir: PathBuf,
     pub network: String,
+    /// The node whose reservations were looked at (a network kept in
+    /// etcd); null on disk.
+    pub node: Option<String>,
     pub sources: Sources,
     pub reservations: usize,
     pub leaks: Vec<Leak>,
@@ -145,6 +158,8 @@ pub struct LeaksReport {
     path: PathBuf,
     #[serde(skip)]
     min_age: std::time::Duration,
+    #[serde(skip)]
+    scope: Option<super::scope::NodeScope>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -158,6 +173,10 @@ pub struct Args {
     /// Report every reservation although the list keeps none of them (see gc's guards).
     #[arg(long)]
     pub force: bool,
+    /// A network kept in etcd: this node's reservations (default: the configuration's
+    /// ipam.store.node).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
     /// Mark the leaks younger than this: `gc` with the same --min-age keeps them.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse_duration)]
     pub min_age: std::time::Duration,
@@ -171,7 +190,6 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let results_dir = &ctx.results_dir;
     super::check_network_name(network)?;
     let cfgs = load_configs(a.config.config.as_deref())?;
-    super::refuse_etcd("leaks", network, &cfgs)?;
     let valid = a.valid.load()?;
     let cache = results_cache(results_dir.as_deref(), network)?;
     // An empty cache for this network says the runtime does not keep one:
@@ -192,7 +210,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             super::DEFAULT_RESULTS_DIR
         );
     }
-    let view = ctx.read_one(network, &cfgs)?;
+    let (mut view, scope) = ctx.read_scoped(network, &cfgs, a.node.as_deref(), true)?;
+    super::scope::restrict(&mut view, scope.as_ref(), true);
     let now = now_secs();
     if let Some(v) = &valid {
         guard_list(v, &view, a.force, "reported as leaked")?;
@@ -221,13 +240,18 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             reason,
             heuristic: reason == Reason::NoCachedResult,
             cached_result: cached,
-            gc_keeps: rule.reason(r, now),
+            gc_keeps: if scope.is_some() && NodeScope::nodeless(r) {
+                Some(super::scope::nodeless_text(network, r))
+            } else {
+                rule.reason(r, now)
+            },
             damage: r.damage.clone(),
         });
     }
     let report = LeaksReport {
         data_dir: view.data_dir.clone(),
         network: network.to_string(),
+        node: scope.as_ref().map(|s| s.node.clone()),
         sources: Sources {
             valid: valid.as_ref().map(ValidSource::new),
             results_cache: cache.as_ref().map(|c| CacheSource {
@@ -241,6 +265,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         leaks,
         path: view.path.clone(),
         min_age: a.min_age,
+        scope,
     };
     if a.json {
         out::json("leaks", &report)?;
@@ -260,6 +285,9 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
         r.network,
         style.paint(&format!("({})", r.path.display()), DIM)
     );
+    if let Some(s) = &r.scope {
+        let _ = writeln!(o, "{}", s.describe());
+    }
     if let Some(v) = &r.sources.valid {
         let _ = writeln!(o, "source: {}", v.describe_with(Some("authoritative")));
     }
@@ -288,42 +316,65 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
     }
     let with_pods = r.leaks.iter().any(|l| l.reservation.pod.is_some());
     let with_cached = r.sources.results_cache.is_some() && r.sources.valid.is_some();
+    // etcd records no ages: the node is what tells reservations apart.
+    let etcd = r.scope.is_some();
     let mut headers = vec!["ADDRESS", "CONTAINER", "IFNAME"];
     if with_pods {
         headers.push("POD");
     }
-    headers.extend(["AGE>", "WHY"]);
+    headers.extend([if etcd { "NODE" } else { "AGE>" }, "WHY"]);
     if with_cached {
         headers.push("CACHED");
     }
+    let kind_of = |l: &Leak| match l.gc_keeps.as_deref() {
+        None => Keep::No,
+        Some(k) if k.starts_with("damaged, and names no node") => Keep::Nodeless,
+        Some(k) if k.starts_with("made after") || k.starts_with("may have been made after") => {
+            Keep::AfterList
+        }
+        Some(_) => Keep::MinAge,
+    };
     let mut t = Table::new(&headers);
     for l in &r.leaks {
         let x = &l.reservation;
         let (c, i) = ctx.owner_cells(x);
         let why = match l.reason {
             Reason::Damaged => colored(
-                format!("damaged file ({})", l.damage.as_deref().unwrap_or("")),
+                format!(
+                    "damaged {} ({})",
+                    if etcd { "value" } else { "file" },
+                    l.damage.as_deref().unwrap_or("")
+                ),
                 RED,
             ),
             Reason::NotValid => colored("not a valid attachment", RED),
             Reason::NoCachedResult => colored("no cached result (heuristic)", YELLOW),
         };
-        let why = match &l.gc_keeps {
-            Some(k) if k.starts_with("made after") => colored(
+        let why = match kind_of(l) {
+            Keep::AfterList => colored(
                 format!("{}; gc keeps it: made after the list", why.text),
                 YELLOW,
             ),
-            Some(_) => colored(
+            Keep::MinAge => colored(
                 format!("{}; gc keeps it for now (--min-age)", why.text),
                 YELLOW,
             ),
-            None => why,
+            Keep::Nodeless => colored(
+                format!("{}; names no node: only release --ip removes it", why.text),
+                YELLOW,
+            ),
+            Keep::No => why,
         };
         let mut row = vec![x.address.to_string().into(), c, i];
         if with_pods {
             row.push(pod_cell(x));
         }
-        row.extend([age_cell(x), why]);
+        let third = if etcd {
+            x.node.clone().map_or_else(|| colored("-", DIM), Into::into)
+        } else {
+            age_cell(x)
+        };
+        row.extend([third, why]);
         if with_cached {
             row.push(match l.cached_result {
                 Some(true) => "yes".into(),
@@ -335,34 +386,36 @@ fn render(ctx: &Ctx, r: &LeaksReport) -> String {
     }
     o.push_str(&t.render(style));
     let heur = r.leaks.iter().filter(|l| l.heuristic).count();
-    let young = r.leaks.iter().filter(|l| l.gc_keeps.is_some()).count();
+    let count = |k: Keep| r.leaks.iter().filter(|l| kind_of(l) == k).count();
+    let (young, after, nodeless) = (
+        count(Keep::MinAge),
+        count(Keep::AfterList),
+        count(Keep::Nodeless),
+    );
     let mut notes = Vec::new();
     if heur > 0 {
         notes.push(format!(
             "{heur} only suspected: heuristic, verify before releasing"
         ));
     }
-    let after = r
-        .leaks
-        .iter()
-        .filter(|l| {
-            l.gc_keeps
-                .as_deref()
-                .is_some_and(|k| k.starts_with("made after"))
-        })
-        .count();
-    if young > after {
+    if young > 0 {
         notes.push(format!(
-            "{} younger than --min-age {}: gc keeps {} for now",
-            young - after,
+            "{young} younger than --min-age {}: gc keeps {} for now",
             crate::duration::show(r.min_age),
-            if young - after == 1 { "it" } else { "them" }
+            if young == 1 { "it" } else { "them" }
         ));
     }
     if after > 0 {
         notes.push(format!(
             "{after} made after the list was: gc keeps {}; make the list again",
             if after == 1 { "it" } else { "them" }
+        ));
+    }
+    if nodeless > 0 {
+        notes.push(format!(
+            "{nodeless} damaged naming no node: gc keeps {}; release --ip removes {}",
+            if nodeless == 1 { "it" } else { "them" },
+            if nodeless == 1 { "it" } else { "them" }
         ));
     }
     let _ = writeln!(

@@ -7,10 +7,14 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 
+use std::collections::BTreeMap;
+
+use host_local::store::etcd::Alarm;
+
 use super::{load_configs, Ctx, FAILED, OK};
 use crate::cli::ConfigArg;
 use crate::configs::ConfigError;
-use crate::inspect::{now_secs, ProblemKind};
+use crate::inspect::{now_secs, NetworkView, ProblemKind};
 use crate::out;
 use crate::report::{NetworkReport, RangeSetReport};
 
@@ -28,7 +32,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
     let views = ctx.read_all(&cfgs)?;
     let now = now_secs();
     let reports: Vec<NetworkReport> = views.iter().map(|v| NetworkReport::new(v, now)).collect();
-    let text = render(&reports, &cfgs.errors, now);
+    let alarms = etcd_alarms(ctx, &views);
+    let text = render_with(&reports, &cfgs.errors, &alarms, now);
     match &a.output {
         Some(p) => write_atomic(p, &text)?,
         None => out::print(&text)?,
@@ -39,8 +44,52 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
             out::warn(format_args!("{}: {e}", n.name));
             code = FAILED;
         }
+        if let Some(raised) = alarms.get(&n.name).filter(|a| !a.is_empty()) {
+            out::warn(format_args!(
+                "{}: etcd raised {}: {}",
+                n.name,
+                raised
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Alarm::advice(raised)
+            ));
+            code = FAILED;
+        }
     }
     Ok(code)
+}
+
+/// The raised alarms of each network kept in etcd that could be read:
+/// etcd's alarm list (NOSPACE: the backend reached its quota and every
+/// write fails; CORRUPT), else the answering member's status (the alarm
+/// list needs etcd's root role under authentication). A network whose
+/// alarms cannot be read either way is warned about and left out.
+fn etcd_alarms(ctx: &Ctx, views: &[NetworkView]) -> BTreeMap<String, Vec<Alarm>> {
+    let mut out = BTreeMap::new();
+    for v in views.iter().filter(|v| v.error.is_none()) {
+        let Some(cfg) = v.config.as_ref().and_then(|c| c.etcd_store()) else {
+            continue;
+        };
+        let mut store = crate::etcd::open(cfg, &v.name, ctx.lock_timeout);
+        let listed = store.etcd_session().and_then(|mut s| {
+            s.alarms().or_else(|first| match s.health() {
+                Ok(h) => Ok(h.alarms),
+                Err(_) => Err(first),
+            })
+        });
+        match listed {
+            Ok(a) => {
+                out.insert(v.name.clone(), a);
+            }
+            Err(e) => out::warn(format_args!(
+                "warning: {}: etcd alarms not read: {e}",
+                v.name
+            )),
+        }
+    }
+    out
 }
 
 fn esc(s: &str) -> String {
@@ -63,6 +112,18 @@ fn family(f: &mut String, name: &str, help: &str) {
 
 /// The exposition text for every network and unusable configuration file.
 pub fn render(views: &[NetworkReport], config_errors: &[ConfigError], now: i64) -> String {
+    render_with(views, config_errors, &BTreeMap::new(), now)
+}
+
+/// [`render`] with the raised etcd alarms of networks kept in etcd (by
+/// network name): each an `ipamctl_etcd_alarm` sample, and the network not up.
+pub fn render_with(
+    views: &[NetworkReport],
+    config_errors: &[ConfigError],
+    alarms: &BTreeMap<String, Vec<Alarm>>,
+    now: i64,
+) -> String {
+    let raised = |v: &NetworkReport| alarms.get(&v.name).is_some_and(|a| !a.is_empty());
     let mut o = String::new();
     family(
         &mut o,
@@ -80,15 +141,31 @@ pub fn render(views: &[NetworkReport], config_errors: &[ConfigError], now: i64) 
     family(
         &mut o,
         "ipamctl_network_up",
-        "1 when the network's store could be read (under its lock, or from etcd), else 0.",
+        "1 when the network's store could be read (under its lock, or from etcd) and, in etcd, no alarm is raised; else 0.",
     );
     for v in views {
         let _ = writeln!(
             o,
             "ipamctl_network_up{{network=\"{}\"}} {}",
             esc(&v.name),
-            u8::from(v.error.is_none())
+            u8::from(v.error.is_none() && !raised(v))
         );
+    }
+    family(
+        &mut o,
+        "ipamctl_etcd_alarm",
+        "1 for each alarm raised in the etcd cluster of a network kept in etcd (NOSPACE: the backend reached its quota and every write fails; CORRUPT: a member's data is inconsistent).",
+    );
+    for (network, list) in alarms {
+        for a in list {
+            let _ = writeln!(
+                o,
+                "ipamctl_etcd_alarm{{network=\"{}\",alarm=\"{}\",member=\"{}\"}} 1",
+                esc(network),
+                esc(a.kind.name()),
+                esc(&a.member)
+            );
+        }
     }
     family(
         &mut o,

@@ -14,6 +14,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod reconcile;
 pub mod release;
+pub mod scope;
 pub mod show;
 pub mod valid;
 
@@ -397,8 +398,8 @@ impl Ctx {
     }
 }
 
-/// Refuses `command` on a network its configuration keeps in etcd: this
-/// command reads and changes a store directory, which such a network does
+/// Refuses `command` (`reconcile`) on a network its configuration keeps in
+/// etcd: it keeps a state per store directory, which such a network does
 /// not have.
 pub fn refuse_etcd(command: &str, network: &str, cfgs: &Configs) -> Result<()> {
     let Some(c) = cfgs.etcd(network) else {
@@ -407,10 +408,9 @@ pub fn refuse_etcd(command: &str, network: &str, cfgs: &Configs) -> Result<()> {
     let config = cfgs.path.as_deref().unwrap_or(&c.source);
     Err(anyhow!(
         "network {network} ({}): kept in etcd, not in a store directory; `ipamctl {command}` \
-         works on disk networks only. See its reservations with `ipamctl show {network} \
-         --config {}` or per node with `ipamctl cluster {network} --config {}`; reclaim a \
-         node's leaked addresses with the runtime's CNI GC (or the plugin's GC) run with that \
-         node's name in ipam.store.node",
+         works on disk networks only. On this node use `ipamctl gc {network} --config {} --valid \
+         FILE` (or --cri URL), which acts for this node's ipam.store.node; reclaim a gone node's \
+         addresses with `ipamctl cluster reclaim {network} --config {} --node NODE`",
         c.source.display(),
         config.display(),
         config.display()

@@ -95,6 +95,10 @@ pub struct Args {
     /// Release it although the valid list or libcni's cache says its container is still there.
     #[arg(long)]
     pub force: bool,
+    /// A network kept in etcd: release this node's reservations (default: the configuration's
+    /// ipam.store.node); reservations naming no node (damaged values) are anyone's.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -123,9 +127,26 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         }
     }
     let cfgs = load_configs(a.config.config.as_deref())?;
-    super::refuse_etcd("release", network, &cfgs)?;
     let valid = a.valid.load()?;
-    let view = ctx.read_one(network, &cfgs)?;
+    let (mut view, scope) = ctx.read_scoped(network, &cfgs, a.node.as_deref(), false)?;
+    if let (Some(s), Selector::Ip(ip)) = (&scope, &sel) {
+        let ip = host_local::addr::canonical(*ip);
+        if let Some(r) = view.reservations.iter().find(|r| r.ip == ip) {
+            if let Some(other) = r.node.as_deref().filter(|n| *n != s.node) {
+                bail!(
+                    "{ip} in network {network} is held by {} of node {other}, not of node {} ({}); \
+                     refusing (give --node {other} to release another node's reservation)",
+                    r.owner,
+                    s.node,
+                    if s.named { "--node" } else { "ipam.store.node of the configuration" }
+                );
+            }
+        }
+    }
+    // This node's reservations, and those naming no node (no node's GC removes them).
+    if let Some(s) = &scope {
+        view.reservations.retain(|r| s.owns(r) || r.node.is_none());
+    }
     let (sel, what) = match sel {
         Selector::Ip(ip) => (Selector::Ip(ip), format!("{ip}")),
         Selector::Container { id, ifname } => {
@@ -158,6 +179,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> Result<u8> {
         ctx,
         "release",
         &view,
+        scope.as_ref(),
         Plan {
             planned,
             ..Plan::default()
@@ -218,6 +240,7 @@ mod tests {
             damage: None,
             mtime: None,
             node: None,
+            made_by: None,
             set_index: None,
             problems: vec![],
         }

@@ -76,19 +76,32 @@ impl KeepRule {
     /// (less `--min-age`, for a container not listed yet when it started).
     pub fn reason(&self, r: &Reservation, now: i64) -> Option<String> {
         let min_age = self.min_age.as_secs() as i64;
-        let Some(mtime) = r.mtime else {
-            return Some(format!(
-                "age unknown; --min-age {} cannot be checked",
-                duration::show(self.min_age)
-            ));
+        // etcd records no times: the latest it can have been made stands in.
+        let (mtime, bound) = match (r.mtime, &r.made_by) {
+            (Some(m), _) => (m, None),
+            (None, Some((at, what))) => (*at, Some(what.as_str())),
+            (None, None) => {
+                return Some(format!(
+                    "age unknown; --min-age {} cannot be checked",
+                    duration::show(self.min_age)
+                ))
+            }
         };
         let age = now - mtime;
         if age < min_age {
-            return Some(format!(
-                "younger than --min-age {} ({} old); the container may have started after the list was made",
-                duration::show(self.min_age),
-                render::age(age.max(0))
-            ));
+            return Some(match bound {
+                None => format!(
+                    "younger than --min-age {} ({} old); the container may have started after the list was made",
+                    duration::show(self.min_age),
+                    render::age(age.max(0))
+                ),
+                Some(what) => format!(
+                    "may be younger than --min-age {}: etcd records no times, and {what} {} ago; \
+                     the container may have started after the list was made",
+                    duration::show(self.min_age),
+                    render::age(age.max(0))
+                ),
+            });
         }
         let (made, what) = self.list.as_ref()?;
         // A list from the future (a skewed clock) was made now at the
@@ -99,12 +112,21 @@ impl KeepRule {
         if (mtime as f64) < made - min_age as f64 {
             return None;
         }
-        Some(format!(
-            "made after {what} was written less --min-age {} (the list is {} old, the reservation {}); \
-             its container cannot be in it: make the list again",
-            duration::show(self.min_age),
-            render::age(now - made as i64),
-            render::age(age)
-        ))
+        Some(match bound {
+            None => format!(
+                "made after {what} was written less --min-age {} (the list is {} old, the reservation {}); \
+                 its container cannot be in it: make the list again",
+                duration::show(self.min_age),
+                render::age(now - made as i64),
+                render::age(age)
+            ),
+            Some(bwhat) => format!(
+                "may have been made after {what} was written less --min-age {}: etcd records no times, \
+                 and {bwhat} {} ago (the list is {} old); make the list again",
+                duration::show(self.min_age),
+                render::age(age.max(0)),
+                render::age(now - made as i64)
+            ),
+        })
     }
 }

@@ -80,7 +80,7 @@ fn etcd_configs(dir: &Path, endpoints: &[String], nets: &[(&str, &str)]) {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for (name, subnet) in nets {
         let store = json!({"type": "etcd", "endpoints": endpoints, "prefix": "/ipamctl-test",
-            "node": "n1", "timeout": "2s"});
+            "node": "node-b", "timeout": "2s"});
         let net = json!({"cniVersion": "1.0.0", "name": name,
             "plugins": [{"type": "bridge", "ipam": {"type": "host-local", "subnet": subnet,
                 "store": store}}]});
@@ -100,7 +100,8 @@ fn etcd_networks_are_read_from_etcd_by_list_metrics_and_show() {
     let c = etcd_util::Cluster::start(1);
     let eps = c.endpoints();
     // enet: three reservations on two nodes, one outside the subnet (its
-    // commit moves the cursor there), one damaged value.
+    // commit moves node-b's cursor there: LAST RESERVED is the configured
+    // node's), one damaged value.
     reserve_in("enet", &eps, "node-a", "c1", "10.60.0.2");
     reserve_in("enet", &eps, "node-a", "c2", "10.60.0.3");
     reserve_in("enet", &eps, "node-b", "c3", "10.61.0.9");
@@ -300,7 +301,7 @@ fn a_silent_etcd_is_waited_for_at_most_lock_timeout() {
 }
 
 #[test]
-fn leaks_check_gc_release_refuse_an_etcd_network() {
+fn leaks_check_gc_release_on_an_unreachable_etcd_fail_naming_it() {
     let dir = unreachable_enet();
     let d = dir.path();
     std::fs::write(d.join("valid.txt"), "c1 eth0\n").unwrap();
@@ -310,19 +311,42 @@ fn leaks_check_gc_release_refuse_an_etcd_network() {
         &["gc", "enet", "--valid", "valid.txt", "--yes"],
         &["release", "enet", "--ip", "10.60.0.2", "--yes"],
     ] {
-        let mut full = vec!["--data-dir", "data"];
+        let mut full = vec!["--data-dir", "data", "--lock-timeout", "2s"];
         full.extend_from_slice(args);
         full.extend(["--config", "net.d"]);
         let (code, out, err) = run_in(d, &full);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
-        for want in [
-            "network enet (net.d/10-enet.conflist): kept in etcd",
-            &format!("`ipamctl {}` works on disk networks only", args[0]),
-            "ipamctl cluster enet --config net.d",
-            "CNI GC",
-        ] {
-            assert!(err.contains(want), "{args:?}: no {want:?} in {err}");
-        }
+        assert!(
+            err.contains("reading network enet from etcd http://127.0.0.1:9"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("works on disk networks only"), "{err}");
+    }
+    // reconcile keeps a state per store directory: still disk networks only.
+    let (code, _, err) = run_in(
+        d,
+        &[
+            "--data-dir",
+            "data",
+            "reconcile",
+            "enet",
+            "--valid",
+            "valid.txt",
+            "--grace",
+            "1h",
+            "--state",
+            "st.json",
+            "--dry-run",
+            "--config",
+            "net.d",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    for want in [
+        "works on disk networks only",
+        "ipamctl cluster reclaim enet --config net.d --node NODE",
+    ] {
+        assert!(err.contains(want), "no {want:?} in {err}");
     }
 }
 

@@ -4,6 +4,7 @@
 mod basics;
 mod cluster;
 mod common;
+mod etcd_ops;
 mod guards;
 mod import;
 mod lists;

@@ -18,31 +18,40 @@
 //! etcd commits through its raft log (fsynced on a quorum) before it
 //! answers, so a successful commit is already durable.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 
 use crate::addr;
 pub use crate::config::EtcdConfig;
 use crate::error::{Failure, StoreError};
 use crate::store::{self, Attachment, Committed, Entry, Owner, Pick, Session, Store};
 
+pub mod audit;
+pub mod blocks;
 mod errors;
 mod health;
 pub mod import;
 pub mod keys;
+mod layout;
+mod node_lock;
 mod page;
+mod place;
+mod repair;
 mod rpc;
 
 pub use crate::config::AuthConfig;
 pub use errors::{Attempt, Credential, EtcdError, Outcome};
 pub use health::{Alarm, AlarmKind, Health};
 pub use import::{Holder, ImportError, ImportRequest, Imported, Progress, Refusal, WriteFailure};
-use keys::{prefix_end, Keys, Record};
+use keys::{prefix_end, Activity, BlockRecord, Keys, Record};
 use page::Kv;
+use place::{Mine, Seen};
+pub use repair::Guard;
 use rpc::Rpc;
+pub use rpc::{Calls, CALLS};
 
 /// Addresses whose keys one read covers when looking for free addresses:
 /// the span read is bounded, not only the answer (etcd 3.4 walks every key
@@ -56,6 +65,9 @@ pub struct EtcdStore {
     keys: Keys,
     /// Created by the first session.
     rpc: Option<Rpc>,
+    /// The operator CLI: records no activity, takes no node lock, migrates
+    /// nothing.
+    operator: bool,
 }
 
 impl EtcdStore {
@@ -65,7 +77,15 @@ impl EtcdStore {
             cfg,
             keys,
             rpc: None,
+            operator: false,
         }
+    }
+
+    /// The store as the operator CLI uses it: its writes (a release, a
+    /// reclaim) are not the node's activity, and it takes no node lock.
+    pub fn for_operator(mut self) -> Self {
+        self.operator = true;
+        self
     }
 
     pub fn config(&self) -> &EtcdConfig {
@@ -79,26 +99,60 @@ impl EtcdStore {
     /// A session with its own view of the node name (the cluster view and
     /// tests act for several nodes).
     pub fn etcd_session(&mut self) -> Result<EtcdSession<'_>, StoreError> {
+        self.session_with(false)
+    }
+
+    /// A session; with `lock`, holding the node's lock ([`node_lock`]) for
+    /// its lifetime, waited for at most half the timeout.
+    fn session_with(&mut self, lock: bool) -> Result<EtcdSession<'_>, StoreError> {
         if self.rpc.is_none() {
             self.rpc = Some(Rpc::new(&self.cfg, self.keys.base())?);
         }
-        let EtcdStore { cfg, keys, rpc } = self;
+        let EtcdStore {
+            cfg,
+            keys,
+            rpc,
+            operator,
+        } = self;
         let rpc = rpc.as_mut().expect("set above");
+        let lock = match lock && !*operator {
+            true => node_lock::take(keys.base(), &cfg.node, rpc.timeout() / 2),
+            false => None,
+        };
         Ok(EtcdSession {
             deadline: Instant::now() + rpc.timeout(),
             rpc,
             keys,
             node: &cfg.node,
+            block_size: cfg.block_size,
+            record: !*operator,
             revision: None,
             values: HashMap::new(),
             windows: Vec::new(),
+            mine: None,
+            claims: BTreeSet::new(),
+            seen: HashMap::new(),
+            collecting: false,
+            _lock: lock,
         })
     }
 }
 
 impl Store for EtcdStore {
     fn session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
-        Ok(Box::new(self.etcd_session()?))
+        Ok(Box::new(self.session_with(true)?))
+    }
+
+    fn add_session(
+        &mut self,
+        _att: &Attachment,
+        _count: usize,
+    ) -> Result<Box<dyn Session + '_>, StoreError> {
+        Ok(Box::new(self.session_with(true)?))
+    }
+
+    fn read_session(&mut self) -> Result<Box<dyn Session + '_>, StoreError> {
+        Ok(Box::new(self.session_with(false)?))
     }
 
     /// The network's key prefix (the endpoints are in the configuration).
@@ -171,16 +225,23 @@ pub struct EtcdSession<'a> {
     values: HashMap<IpAddr, Held>,
     /// Stretches of addresses whose reservations were read.
     windows: Vec<Window>,
+    /// Addresses per block.
+    block_size: u32,
+    /// Whether writes record the node's activity (not the operator CLI's).
+    record: bool,
+    /// The node's activity and blocks, once read.
+    mine: Option<Mine>,
+    /// Blocks the commit claims for this node (their first addresses).
+    claims: BTreeSet<IpAddr>,
+    /// Blocks placement read: first address -> claim and free count.
+    seen: HashMap<IpAddr, Seen>,
+    /// The reservations were listed for GC: releases are GC's.
+    collecting: bool,
+    /// The node's lock, held until the session ends (None: not taken).
+    _lock: Option<std::fs::File>,
 }
 
 impl EtcdSession<'_> {
-    fn opts(&self) -> GetOptions {
-        match self.revision {
-            Some(r) => GetOptions::new().with_revision(r),
-            None => GetOptions::new(),
-        }
-    }
-
     fn note_revision(&mut self, header: Option<&etcd_client::ResponseHeader>) {
         if self.revision.is_none() {
             self.revision = header.map(|h| h.revision());
@@ -363,24 +424,38 @@ impl Session for EtcdSession<'_> {
         Ok(self.read_value(ip, false)?.map(|h| h.entry(ip)))
     }
 
+    /// The last address this node handed out in the set (its activity key).
     fn cursor(&mut self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
-        let (kv, rev) = self.rpc.get_one(
-            &format!("read cursor {set_index}"),
-            self.deadline,
-            self.keys.cursor(set_index).into_bytes(),
-            self.revision,
-        )?;
-        if self.revision.is_none() {
-            self.revision = rev;
-        }
-        // An unreadable (or oversized) cursor is no cursor: a hint only.
-        Ok(kv.and_then(|kv| {
-            std::str::from_utf8(kv.value.ok()?.as_slice())
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        }))
+        Ok(self
+            .mine()?
+            .activity
+            .cursors
+            .get(&set_index.to_string())
+            .copied())
+    }
+
+    /// From the node's blocks, else a block it claims, else borrowed
+    /// ([`place`]).
+    fn next_free(
+        &mut self,
+        set_index: usize,
+        set: &crate::config::RangeSet,
+        want: usize,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        self.place(set_index, set, want)
+    }
+
+    /// What an ADD would find, with the reads an ADD makes (never a count
+    /// of the pool); refreshes the node's activity when it is old, so a
+    /// node whose runtime asks for STATUS stays seen as alive.
+    fn has_free(
+        &mut self,
+        set_index: usize,
+        set: &crate::config::RangeSet,
+    ) -> Result<bool, StoreError> {
+        let free = !self.place(set_index, set, 1)?.is_empty();
+        self.heartbeat("STATUS")?;
+        Ok(free)
     }
 
     fn commit(&mut self, att: &Attachment, picks: &[Pick]) -> Result<Committed, StoreError> {
@@ -388,9 +463,11 @@ impl Session for EtcdSession<'_> {
             return Ok(Committed::durable());
         }
         let value = Record::new(att.id(), att.ifname(), self.node).encode();
-        let mut when = Vec::with_capacity(picks.len() + 1);
-        let mut then = Vec::with_capacity(picks.len() * 3);
+        let node = self.node;
+        let mut when = Vec::with_capacity(picks.len() + 2);
+        let mut then = Vec::with_capacity(picks.len() * 4 + 4);
         let mut check = Vec::with_capacity(picks.len());
+        let mut per_block: BTreeMap<IpAddr, usize> = BTreeMap::new();
         for p in picks {
             let key = self.keys.ip(p.ip);
             when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
@@ -401,11 +478,54 @@ impl Session for EtcdSession<'_> {
                 None,
             ));
             then.push(TxnOp::put(
-                self.keys.cursor(p.set_index),
-                p.ip.to_string(),
+                self.keys.node_ip(node, p.ip),
+                value.clone(),
                 None,
             ));
             check.push(TxnOp::get(key, None));
+            *per_block
+                .entry(blocks::base_of(p.ip, self.block_size))
+                .or_default() += 1;
+        }
+        // Blocks: claimed with the first address handed out from them (the
+        // claim compared absent: two nodes never claim one block); marked
+        // full when this takes their last free address.
+        let mut marked = BTreeSet::new();
+        for (base, n) in &per_block {
+            let full = self.seen.get(base).is_some_and(|s| s.free <= *n);
+            let key = self.keys.block(*base);
+            if self.claims.contains(base) {
+                let claim = BlockRecord {
+                    full,
+                    ..self.own_claim()
+                };
+                when.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+                then.push(TxnOp::put(key, claim.encode(), None));
+                then.push(TxnOp::put(self.keys.node_block(node, *base), "", None));
+            } else if let Some(claim) = self.seen.get(base).and_then(|s| s.claim.clone()) {
+                if full && !claim.full {
+                    then.push(mark(&key, &claim, true));
+                    marked.insert(*base);
+                }
+            }
+        }
+        for (base, claim) in self.newly_full() {
+            if !marked.contains(&base) && !per_block.contains_key(&base) {
+                then.push(mark(&self.keys.block(base), &claim, true));
+            }
+        }
+        if self.record {
+            let mut activity = self.mine()?.activity.clone();
+            for p in picks {
+                activity.cursors.insert(p.set_index.to_string(), p.ip);
+            }
+            activity.at = Activity::now();
+            activity.op = "ADD".into();
+            then.push(TxnOp::put(
+                self.keys.activity(node),
+                activity.encode(),
+                None,
+            ));
         }
         if let Some(rev) = self.revision {
             // Nothing added to this attachment since the snapshot (a
@@ -441,6 +561,13 @@ impl Session for EtcdSession<'_> {
                 })
                 .collect();
             self.wrote(resp.header());
+            if let Some(m) = self.mine.as_mut() {
+                for p in picks {
+                    m.activity.cursors.insert(p.set_index.to_string(), p.ip);
+                }
+                m.blocks.extend(std::mem::take(&mut self.claims));
+            }
+            self.seen.clear();
             for (k, p) in picks.iter().enumerate() {
                 let (create_revision, mod_revision) = revs.get(k).copied().unwrap_or((rev, rev));
                 let held = Held {
@@ -472,18 +599,19 @@ impl Session for EtcdSession<'_> {
     /// (`mod_revision`), so the transaction is guarded: sent again after a
     /// member did not answer, or applied late by that member, it deletes
     /// nothing that was written since (a new reservation of the same
-    /// attachment holds the same bytes, not the same revision).
+    /// attachment holds the same bytes, not the same revision). Its
+    /// attachment and node index keys go with it; its block is no longer
+    /// full.
     fn release(&mut self, entry: &Entry) -> Result<bool, StoreError> {
         let Some(held) = self.held_value(entry)? else {
             return Ok(false);
         };
         let key = self.keys.ip(entry.ip);
-        let index = self.keys.index_of(&entry.owner, entry.ip);
         let mut then = vec![TxnOp::delete(key.clone(), None)];
-        // When the address moved on, the index key written with the
-        // reservation read (same create_revision) is stale.
+        // When the address moved on, the index keys written with the
+        // reservation read (same create_revision) are stale.
         let mut otherwise = Vec::new();
-        if let Some(i) = index {
+        for i in self.index_keys(&entry.owner, &held, entry.ip) {
             then.push(TxnOp::delete(i.clone(), None));
             let stale = Compare::create_revision(i.clone(), CompareOp::Equal, held.create_revision);
             otherwise.push(TxnOp::txn(
@@ -492,6 +620,7 @@ impl Session for EtcdSession<'_> {
                     .and_then(vec![TxnOp::delete(i, None)]),
             ));
         }
+        then.extend(self.after_release(&[(entry.ip, held.node.clone())])?);
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(
                 key,
@@ -524,7 +653,7 @@ impl Session for EtcdSession<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let (mut when, mut then) = (Vec::new(), Vec::new());
+        let (mut when, mut then, mut released) = (Vec::new(), Vec::new(), Vec::new());
         for e in entries {
             let held = match self.held_value(e) {
                 Ok(Some(h)) => h,
@@ -538,12 +667,17 @@ impl Session for EtcdSession<'_> {
                 held.mod_revision,
             ));
             then.push(TxnOp::delete(key, None));
-            if let Some(i) = self.keys.index_of(&e.owner, e.ip) {
+            for i in self.index_keys(&e.owner, &held, e.ip) {
                 then.push(TxnOp::delete(i, None));
             }
+            released.push((e.ip, held.node.clone()));
         }
         if when.is_empty() {
             return Vec::new();
+        }
+        match self.after_release(&released) {
+            Ok(ops) => then.extend(ops),
+            Err(source) => return vec![Failure { what, source }],
         }
         let txn = Txn::new().when(when).and_then(then);
         match self.rpc.txn(&what, self.deadline, txn) {
@@ -580,14 +714,134 @@ impl Session for EtcdSession<'_> {
         self.rpc.writable(self.deadline)
     }
 
-    /// Only what this node reserved: other nodes' runtimes own theirs.
+    /// Only what this node reserved (its node index): other nodes'
+    /// runtimes own theirs. Records the node's activity when it is old
+    /// (a GC that removes nothing still shows the node alive).
     fn list_collectable(&mut self) -> Result<Vec<Entry>, StoreError> {
         let node = self.node;
-        Ok(self
-            .list_all()?
-            .into_iter()
-            .filter(|e| e.node.as_deref() == Some(node))
-            .collect())
+        let start = self.keys.node_ips(node).into_bytes();
+        let end = prefix_end(&start);
+        let kvs = self.range("list this node's reservations", start, end, false)?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let Some(ip) = self.keys.parse_node_ip(node, &kv.key) else {
+                continue; // not a node index key (written by hand): names no reservation
+            };
+            // The index key's revisions are not the address key's: a
+            // release reads the address key itself.
+            out.push(Held::of(&kv).entry(ip));
+        }
+        self.collecting = true;
+        self.heartbeat("GC")?;
+        Ok(out)
+    }
+}
+
+/// A nested transaction setting a block claim's `full` hint, applied only
+/// while the claim is still `current` byte for byte.
+fn mark(key: &str, current: &BlockRecord, full: bool) -> TxnOp {
+    TxnOp::txn(
+        Txn::new()
+            .when(vec![Compare::value(
+                key.to_string(),
+                CompareOp::Equal,
+                current.encode(),
+            )])
+            .and_then(vec![TxnOp::put(
+                key.to_string(),
+                current.with_full(full).encode(),
+                None,
+            )]),
+    )
+}
+
+/// How old a node's activity may get before a STATUS or GC that writes
+/// nothing else records it (seconds): the clock `ipamctl cluster reclaim`
+/// reads, refreshed without a write per STATUS call.
+const HEARTBEAT_SECS: u64 = 300;
+
+impl EtcdSession<'_> {
+    /// The index keys of a reservation: its attachment's and its node's.
+    fn index_keys(&self, owner: &Owner, held: &Held, ip: IpAddr) -> Vec<String> {
+        [
+            self.keys.index_of(owner, ip),
+            self.keys.node_index_of(held.node.as_deref(), ip),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// What a release writes beside the deletions: the blocks it frees an
+    /// address in are no longer full; this node's own releases are its
+    /// activity (DEL, or GC after [`Session::list_collectable`]).
+    fn after_release(
+        &mut self,
+        released: &[(IpAddr, Option<String>)],
+    ) -> Result<Vec<TxnOp>, StoreError> {
+        let mut ops = Vec::new();
+        let bases: BTreeSet<IpAddr> = released
+            .iter()
+            .map(|(ip, _)| blocks::base_of(*ip, self.block_size))
+            .collect();
+        // The node's own blocks' claims are known bytes: no read.
+        let own = match self.record {
+            true => self.mine()?.blocks.clone(),
+            false => BTreeSet::new(),
+        };
+        for base in bases {
+            let key = self.keys.block(base);
+            if own.contains(&base) {
+                ops.push(mark(&key, &self.own_claim().with_full(true), false));
+                continue;
+            }
+            let (kv, _) = self.rpc.get_one(
+                &format!("read block {base}"),
+                self.deadline,
+                key.clone().into_bytes(),
+                None,
+            )?;
+            let claim = kv.and_then(|kv| BlockRecord::decode(kv.value.ok()?.as_slice()));
+            if let Some(c) = claim.filter(|c| c.full) {
+                ops.push(mark(&key, &c, false));
+            }
+        }
+        let mine = released
+            .iter()
+            .any(|(_, n)| n.as_deref() == Some(self.node));
+        if self.record && mine {
+            let op = if self.collecting { "GC" } else { "DEL" };
+            ops.push(self.activity_op(op)?);
+        }
+        Ok(ops)
+    }
+
+    /// The put of this node's activity key: now, `op`, its cursors as read.
+    fn activity_op(&mut self, op: &str) -> Result<TxnOp, StoreError> {
+        let mut a = self.mine()?.activity.clone();
+        a.at = Activity::now();
+        a.op = op.to_string();
+        Ok(TxnOp::put(self.keys.activity(self.node), a.encode(), None))
+    }
+
+    /// Records the node's activity when it is older than
+    /// [`HEARTBEAT_SECS`] (STATUS, a GC removing nothing).
+    fn heartbeat(&mut self, op: &str) -> Result<(), StoreError> {
+        if !self.record {
+            return Ok(());
+        }
+        let at = self.mine()?.activity.at;
+        if Activity::now().saturating_sub(at) < HEARTBEAT_SECS {
+            return Ok(());
+        }
+        let put = self.activity_op(op)?;
+        let resp = self.rpc.txn(
+            "record this node's activity",
+            self.deadline,
+            Txn::new().and_then(vec![put]),
+        )?;
+        self.wrote(resp.header());
+        Ok(())
     }
 }
 

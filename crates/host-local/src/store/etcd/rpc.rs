@@ -32,6 +32,7 @@ use std::future::Future;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,6 +213,18 @@ fn classify(e: &etcd_client::Error, tls: bool, answered: bool) -> Class {
 fn auth_not_enabled(e: &etcd_client::Error) -> bool {
     chain(e).contains("authentication is not enabled")
 }
+
+/// Calls made by this process (each counted once, however many members it
+/// was sent to): what the benchmark reads per invocation.
+pub struct Calls {
+    pub reads: AtomicU64,
+    pub txns: AtomicU64,
+}
+
+pub static CALLS: Calls = Calls {
+    reads: AtomicU64::new(0),
+    txns: AtomicU64::new(0),
+};
 
 /// How a request may be repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -588,6 +601,10 @@ impl Rpc {
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
         T: Send + 'static,
     {
+        match kind {
+            Kind::Read => CALLS.reads.fetch_add(1, Ordering::Relaxed),
+            Kind::Guarded => CALLS.txns.fetch_add(1, Ordering::Relaxed),
+        };
         let f = Arc::new(f);
         let n = self.endpoints.len();
         let start = Instant::now();
