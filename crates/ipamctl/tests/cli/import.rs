@@ -89,8 +89,7 @@ fn hex(ip: &str) -> String {
     format!("{:08x}", u32::from(a))
 }
 
-/// etcd's layout key as a layout 2 network has it (the plugin of this
-/// branch does not write it yet; the block allocation does).
+/// The network's layout key as its first node writes it, with `block_size`.
 fn put_layout(c: &etcd_util::Cluster, block_size: u32) {
     let (ok, t) = c.etcdctl(&[
         "put",
@@ -207,6 +206,25 @@ fn import_of_a_plugin_made_disk_store_keeps_its_addresses_in_cluster_mode() {
     assert_eq!(act["op"], "import");
     assert_eq!(act["cursors"], json!({"0": "10.70.0.4"}));
     assert_eq!(keys.len(), 4 * 3 + 2 + 1 + 1, "{keys:#?}");
+    // The keys' invariants hold (check walks them on an etcd network).
+    std::fs::create_dir_all(d.join("results")).unwrap();
+    let invariants = || {
+        let args = [
+            "--results-dir",
+            "results",
+            "check",
+            "net1",
+            "--config",
+            "net.d",
+            "--json",
+        ];
+        let (code, out, err) = ipamctl(d, &args);
+        assert_eq!(code, 0, "{out}{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["invariants"]["violations"], json!([]), "{out}");
+        v["invariants"]["keys"].clone()
+    };
+    assert_eq!(invariants(), json!(16));
 
     // The node in cluster mode: a new pod gets none of the imported
     // addresses; the imported pods' DEL and CHECK work, the legacy one's too.
@@ -228,6 +246,7 @@ fn import_of_a_plugin_made_disk_store_keeps_its_addresses_in_cluster_mode() {
         format!("{base}/attachments/c1/eth0/4/{}", hex(&ips["c1"])),
         format!("{base}/ips/4/{h9}"),
         format!("{base}/attachments/legacy-c4//4/{h9}"),
+        format!("{base}/nodes/node-a/ips/4/{h9}"),
     ] {
         assert!(!keys.contains_key(&gone), "{gone} left after DEL");
     }
@@ -239,6 +258,7 @@ fn import_of_a_plugin_made_disk_store_keeps_its_addresses_in_cluster_mode() {
         json!([{"node": "node-a", "reservations": 3}]),
         "c2, c3, c5"
     );
+    invariants();
     assert_eq!(
         tree(&data.join("net1")),
         before,

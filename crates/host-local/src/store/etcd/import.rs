@@ -36,6 +36,7 @@ use std::time::Instant;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
+use super::blocks::{self, base_of, last_of};
 use super::keys::{prefix_end, Activity, BlockRecord, Keys, Layout, Record, LAYOUT_VERSION};
 use super::page::{Kv, Oversized};
 use super::rpc::Rpc;
@@ -274,25 +275,10 @@ pub fn valid_node(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// The first address of the `size`-address block holding `ip` (aligned:
-/// a multiple of `size`, a power of two).
-pub fn block_base(ip: IpAddr, size: u32) -> IpAddr {
-    let n = addr::to_u128(ip);
-    addr::from_u128(ip, n & !(u128::from(size) - 1))
-}
-
-/// The last address of the block starting at `base`.
-fn block_last(base: IpAddr, size: u32) -> IpAddr {
-    addr::from_u128(base, addr::to_u128(base) + (u128::from(size) - 1))
-}
-
-/// Whether the allocator may hand out `ip`: inside a range of a set, not
-/// its gateway, not excluded.
+/// Whether some range set hands out `ip` (inside one of its ranges, not
+/// that range's gateway, not excluded): what a block's `full` hint counts.
 pub fn usable(sets: &[RangeSet], ip: IpAddr) -> bool {
-    sets.iter().any(|s| {
-        s.range_for(ip)
-            .is_some_and(|r| r.gateway != ip && !r.is_excluded(ip))
-    })
+    sets.iter().any(|s| blocks::usable(s, ip))
 }
 
 /// What etcd held before the import, where it writes (read from one revision).
@@ -410,7 +396,7 @@ pub fn plan(
     // Blocks holding an imported address, in address order.
     let mut blocks: BTreeMap<(bool, u128), (IpAddr, usize)> = BTreeMap::new();
     for n in &new {
-        let b = block_base(n.ip, block_size);
+        let b = base_of(n.ip, block_size);
         blocks.entry(sort_key(&b)).or_insert((b, 0)).1 += 1;
     }
     for &(v6, n) in &imported {
@@ -419,7 +405,7 @@ pub fn plan(
         } else {
             IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
         };
-        let b = block_base(addr::from_u128(like, n), block_size);
+        let b = base_of(addr::from_u128(like, n), block_size);
         blocks.entry(sort_key(&b)).or_insert((b, 0));
     }
     let mut claims = Vec::new();
@@ -554,7 +540,7 @@ pub fn batches(plan: &Plan, keys: &Keys, node: &str, layout: bool) -> Vec<Batch>
         .map(|(i, (base, _))| (*base, i))
         .collect();
     for (i, n) in plan.new.iter().enumerate() {
-        if let Some(c) = claim_of.remove(&block_base(n.ip, plan.block_size)) {
+        if let Some(c) = claim_of.remove(&base_of(n.ip, plan.block_size)) {
             order.push(Op::Claim(c));
         }
         order.push(Op::Address(i));
@@ -585,12 +571,12 @@ pub fn batches(plan: &Plan, keys: &Keys, node: &str, layout: bool) -> Vec<Batch>
 /// (blocks closer than [`MERGE_GAP`] merged), each at most [`READ_SPAN`]
 /// addresses: what the import reads.
 pub fn read_spans(ips: &[IpAddr], block_size: u32) -> Vec<(IpAddr, IpAddr)> {
-    let mut bases: Vec<IpAddr> = ips.iter().map(|ip| block_base(*ip, block_size)).collect();
+    let mut bases: Vec<IpAddr> = ips.iter().map(|ip| base_of(*ip, block_size)).collect();
     bases.sort_by_key(sort_key);
     bases.dedup();
     let mut spans: Vec<(IpAddr, IpAddr)> = Vec::new();
     for b in bases {
-        let last = block_last(b, block_size);
+        let last = last_of(b, block_size);
         match spans.last_mut() {
             Some((first, end))
                 if addr::same_family(*end, b)
@@ -1303,12 +1289,18 @@ mod tests {
     }
 
     #[test]
-    fn blocks_are_aligned_runs() {
-        assert_eq!(block_base(ip("10.0.0.77"), 64), ip("10.0.0.64"));
-        assert_eq!(block_base(ip("10.0.0.63"), 64), ip("10.0.0.0"));
-        assert_eq!(block_last(ip("10.0.0.64"), 64), ip("10.0.0.127"));
-        assert_eq!(block_base(ip("2001:db8::1:ff"), 4096), ip("2001:db8::1:0"));
-        assert_eq!(block_base(ip("255.255.255.255"), 4), ip("255.255.255.252"));
+    fn node_names_and_usable_addresses() {
+        let s = sets(
+            json!({"ranges": [[{"subnet": "10.0.0.0/24", "exclude": ["10.0.0.9/32"]}],
+            [{"subnet": "10.0.1.0/24"}]]}),
+        );
+        assert!(usable(&s, ip("10.0.0.2")) && usable(&s, ip("10.0.1.2")));
+        assert!(!usable(&s, ip("10.0.0.1")), "a gateway");
+        assert!(!usable(&s, ip("10.0.0.9")), "excluded");
+        assert!(
+            !usable(&s, ip("10.0.0.0")) && !usable(&s, ip("10.0.2.1")),
+            "outside"
+        );
         assert!(valid_node("worker-3.example_1"));
         assert!(!valid_node("a/b") && !valid_node("") && !valid_node(&"x".repeat(254)));
     }
@@ -1509,7 +1501,7 @@ mod tests {
                 match o {
                     Op::Address(i) => {
                         assert!(seen.insert(*i));
-                        let base = block_base(p.new[*i].ip, p.block_size);
+                        let base = base_of(p.new[*i].ip, p.block_size);
                         if let Some(c) = p.claims.iter().position(|(b, _)| *b == base) {
                             assert!(claims.contains(&c), "claim of {base} after its address");
                         }
