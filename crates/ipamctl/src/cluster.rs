@@ -4,8 +4,10 @@
 //! operator can reclaim: GC on a node only ever removes its own).
 //!
 //! Reads only; the etcd connection comes from the network's `ipam.store`.
-//! `cluster reclaim` ([`reclaim`]) writes: a gone node's keys removed.
+//! `cluster reclaim` ([`reclaim`]) writes: a gone node's keys removed;
+//! `cluster import` ([`import`]) writes: a node's disk store into etcd.
 
+pub mod import;
 pub mod reclaim;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +51,10 @@ pub enum Action {
     /// idle long enough.
     #[command(after_help = reclaim::AFTER_HELP)]
     Reclaim(reclaim::Args),
+    /// Imports a node's disk store (a network directory) into the network's etcd store as that
+    /// node's reservations: the step that moves a node to cluster mode with its pods' addresses.
+    #[command(after_help = import::AFTER_HELP)]
+    Import(import::Args),
 }
 
 /// The after_help text of the subcommand.
@@ -60,7 +66,8 @@ pub const AFTER_HELP: &str = "Examples:\n  ipamctl cluster mynet --config /etc/c
     that names none of the nodes holding reservations is refused (exit 2): it is not this \
     cluster's, or names nodes differently; names that differ only in case or as a short name \
     and an FQDN (node-1, node-1.example.com) are pointed out. Node names are compared exactly \
-    (each node's ipam.store.node, by default its host name).";
+    (each node's ipam.store.node, by default its host name).\n\n\
+    `ipamctl cluster import --help`: moving a node from the disk store to cluster mode.";
 
 fn read_live(src: &str) -> Result<BTreeSet<String>> {
     let text = crate::cli::read_file_arg(src, "live nodes")?;
@@ -211,6 +218,7 @@ fn render(
 pub fn run(ctx: &crate::cmd::Ctx, a: &Args) -> Result<u8> {
     match &a.action {
         Some(Action::Reclaim(r)) => reclaim::run(ctx, r),
+        Some(Action::Import(i)) => import::run(ctx, i),
         None => view(a),
     }
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod etcd_ops;
 mod guards;
+mod import;
 mod lists;
 mod reads;
 mod reconcile;
