@@ -311,6 +311,7 @@ pub fn measure(
     let disk_root = data.path().join("disk-big");
     let net_dir = disk_root.join("big");
     std::fs::create_dir_all(&net_dir)?;
+    std::fs::write(net_dir.join("lock"), "")?;
     for i in 0..big {
         let a = Ipv4Addr::from(BIG_FIRST + i as u32);
         std::fs::write(net_dir.join(a.to_string()), format!("imported-{i}\r\neth0"))?;
