@@ -115,6 +115,23 @@ impl Drop for MountGuard {
     }
 }
 
+/// Runs `f(i)` for every i in `0..n` on threads started together.
+pub fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (f, b) = (&f, &barrier);
+                s.spawn(move || {
+                    b.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// True when mounts can be made here (root with CAP_SYS_ADMIN). Otherwise
 /// a loud skip, or a panic under IPAM_REQUIRE_ALL=1.
 pub fn can_mount_or_skip(what: &str) -> bool {

@@ -12,23 +12,6 @@ use crate::etcd::{check_consistent, etcd_or_skip, Net};
 use crate::etcd_tls::Pki;
 use test_support::etcd::Cluster;
 
-/// Runs `f(i)` for every i in `0..n` on threads started together.
-fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let barrier = std::sync::Barrier::new(n);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..n)
-            .map(|i| {
-                let (f, b) = (&f, &barrier);
-                s.spawn(move || {
-                    b.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
-
 #[test]
 fn nodes_allocate_concurrently_without_duplicates_and_gc_stays_local() {
     if !etcd_or_skip("etcd concurrent nodes") {

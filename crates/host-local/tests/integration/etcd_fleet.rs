@@ -12,25 +12,9 @@ use host_local::store::etcd::blocks::base_of;
 use host_local::store::etcd::keys::Keys;
 use serde_json::json;
 
+use crate::common::all_at_once;
 use crate::etcd::{check_consistent, claims, dump, etcd_or_skip, Net, PREFIX};
 use test_support::etcd::Cluster;
-
-/// Runs `f(i)` for every i in `0..n` on threads started together.
-fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let barrier = std::sync::Barrier::new(n);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..n)
-            .map(|i| {
-                let (f, b) = (&f, &barrier);
-                s.spawn(move || {
-                    b.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
