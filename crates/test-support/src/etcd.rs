@@ -229,6 +229,18 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Every key starting with `prefix` and its value, read with etcdctl
+    /// (asserting that it worked).
+    pub fn dump(&self, prefix: &str) -> std::collections::BTreeMap<String, String> {
+        let (ok, out) = self.etcdctl(&["get", prefix, "--prefix"]);
+        assert!(ok, "etcdctl get {prefix} --prefix: {out}");
+        let lines: Vec<&str> = out.lines().collect();
+        lines
+            .chunks(2)
+            .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
+            .collect()
+    }
+
     /// `etcdctl` against every running member, with the client certificate
     /// when TLS is on; returns (success, stdout + stderr).
     pub fn etcdctl(&self, args: &[&str]) -> (bool, String) {

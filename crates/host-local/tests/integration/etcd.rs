@@ -133,15 +133,7 @@ impl Net {
 
 /// Every key under the network's prefix with its value, read with etcdctl.
 pub fn dump(c: &Cluster, network: &str) -> BTreeMap<String, String> {
-    let base = Keys::new(PREFIX, network).base().to_string();
-    let (ok, out) = c.etcdctl(&["get", &base, "--prefix"]);
-    assert!(ok, "etcdctl get: {out}");
-    let lines: Vec<&str> = out.lines().collect();
-    lines
-        .chunks(2)
-        .filter(|kv| kv.len() == 2)
-        .map(|kv| (kv[0].to_string(), kv[1].to_string()))
-        .collect()
+    c.dump(Keys::new(PREFIX, network).base())
 }
 
 /// The store's invariants, read from etcd: every address key has its

@@ -7,12 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use host_local::store::etcd::{EtcdConfig, EtcdStore};
-use host_local::store::{Attachment, Pick, Store};
 use serde_json::{json, Value};
 
 use test_support::etcd as etcd_util;
 
+use crate::common::have_etcd;
 use crate::common::BIN;
 
 fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
@@ -20,36 +19,8 @@ fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
 }
 
 fn reserve_in(network: &str, endpoints: &[String], node: &str, id: &str, ip: &str) {
-    let cfg = EtcdConfig {
-        endpoints: endpoints.to_vec(),
-        prefix: "/ipamctl-test".into(),
-        timeout: Duration::from_secs(5),
-        node: node.into(),
-        tls: None,
-        auth: None,
-        block_size: host_local::config::DEFAULT_BLOCK,
-    };
-    let mut store = EtcdStore::new(cfg, network);
-    let mut s = store.session().unwrap();
-    let pick = Pick {
-        ip: ip.parse().unwrap(),
-        set_index: 0,
-    };
-    s.commit(&Attachment::parse(id, "eth0").unwrap(), &[pick])
-        .unwrap()
-        .finish()
-        .unwrap();
-}
-
-fn have_etcd() -> bool {
-    if !etcd_util::etcd_installed() {
-        if std::env::var("IPAM_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("IPAM_REQUIRE_ALL=1 but etcd is not installed");
-        }
-        eprintln!("SKIPPED: etcd not installed (apt-get install etcd-server etcd-client)");
-        return false;
-    }
-    true
+    let mut store = crate::common::etcd_store(endpoints, "/ipamctl-test", network, node);
+    crate::common::etcd_reserve(&mut store, id, ip);
 }
 
 /// (exit status, stdout, stderr) of ipamctl run in `dir`.

@@ -23,6 +23,50 @@ pub fn skip(what: &str) {
     test_support::skip("ipamctl cli test", what);
 }
 
+/// Whether etcd is installed; otherwise a loud skip (a failure under
+/// IPAM_REQUIRE_ALL=1).
+pub fn have_etcd() -> bool {
+    if test_support::etcd::etcd_installed() {
+        return true;
+    }
+    skip("etcd not installed (apt-get install etcd-server etcd-client)");
+    false
+}
+
+/// The etcd store of `network` under `prefix` as `node` (5 s timeout,
+/// default block size), as the plugin opens it.
+pub fn etcd_store(
+    endpoints: &[String],
+    prefix: &str,
+    network: &str,
+    node: &str,
+) -> host_local::store::etcd::EtcdStore {
+    let cfg = host_local::store::etcd::EtcdConfig {
+        endpoints: endpoints.to_vec(),
+        prefix: prefix.into(),
+        timeout: Duration::from_secs(5),
+        node: node.into(),
+        tls: None,
+        auth: None,
+        block_size: host_local::config::DEFAULT_BLOCK,
+    };
+    host_local::store::etcd::EtcdStore::new(cfg, network)
+}
+
+/// Reserves `ip` for `id` eth0 through `store` (one session, one commit).
+pub fn etcd_reserve(store: &mut host_local::store::etcd::EtcdStore, id: &str, ip: &str) {
+    use host_local::store::{Attachment, Pick, Store};
+    let mut s = store.session().unwrap();
+    let pick = Pick {
+        ip: ip.parse().unwrap(),
+        set_index: 0,
+    };
+    s.commit(&Attachment::parse(id, "eth0").unwrap(), &[pick])
+        .unwrap()
+        .finish()
+        .unwrap();
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,

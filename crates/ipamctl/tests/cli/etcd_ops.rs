@@ -7,11 +7,8 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use host_local::store::etcd::keys::Activity;
-use host_local::store::etcd::{EtcdConfig, EtcdStore};
-use host_local::store::{Attachment, Pick, Store};
 use serde_json::{json, Value};
 
 use test_support::etcd::{self as etcd_util, Cluster};
@@ -42,8 +39,7 @@ fn fixture_with(c: Cluster) -> Fixture {
 
 /// None (the test skips) without etcd.
 fn fixture() -> Option<Fixture> {
-    if !etcd_util::etcd_installed() {
-        crate::common::skip("etcd not installed (apt-get install etcd-server etcd-client)");
+    if !crate::common::have_etcd() {
         return None;
     }
     Some(fixture_with(Cluster::start(1)))
@@ -61,25 +57,8 @@ impl Fixture {
 
     /// Reserves `ip` for `id` eth0 as node `node` through the plugin's store.
     fn reserve(&self, node: &str, id: &str, ip: &str) {
-        let cfg = EtcdConfig {
-            endpoints: self.c.endpoints(),
-            prefix: PREFIX.into(),
-            timeout: Duration::from_secs(5),
-            node: node.into(),
-            tls: None,
-            auth: None,
-            block_size: host_local::config::DEFAULT_BLOCK,
-        };
-        let mut store = EtcdStore::new(cfg, NET);
-        let mut s = store.session().unwrap();
-        let pick = Pick {
-            ip: ip.parse().unwrap(),
-            set_index: 0,
-        };
-        s.commit(&Attachment::parse(id, "eth0").unwrap(), &[pick])
-            .unwrap()
-            .finish()
-            .unwrap();
+        let mut store = crate::common::etcd_store(&self.c.endpoints(), PREFIX, NET, node);
+        crate::common::etcd_reserve(&mut store, id, ip);
     }
 
     fn put(&self, key: &str, value: &str) {

@@ -9,24 +9,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use host_local::config::DEFAULT_BLOCK;
-use host_local::store::etcd::{EtcdConfig, EtcdStore, ImportError, ImportRequest};
-use host_local::store::{Attachment, Entry, Owner, Pick, Store};
+use host_local::store::etcd::{EtcdStore, ImportError, ImportRequest};
+use host_local::store::{Entry, Owner};
 use serde_json::{json, Value};
 use test_support::etcd as etcd_util;
 use test_support::Net;
 
-use crate::common::{run_in, skip, store, tree, BIN};
+use crate::common::{have_etcd, run_in, skip, store, tree, BIN};
 
 const PREFIX: &str = "/imp";
 const SUBNET: &str = "10.70.0.0/24";
-
-fn have_etcd() -> bool {
-    if etcd_util::etcd_installed() {
-        return true;
-    }
-    skip("etcd not installed (apt-get install etcd-server etcd-client)");
-    false
-}
 
 /// Our plugin, built next to ipamctl (`cargo build -p host-local`), with
 /// `host-local-etcd` beside it for the etcd store.
@@ -51,13 +43,7 @@ fn etcd_conf(dir: &Path, endpoints: &[String], node: &str) {
 
 /// Every key under the test prefix with its value.
 fn dump(c: &etcd_util::Cluster) -> BTreeMap<String, String> {
-    let (ok, text) = c.etcdctl(&["get", "--prefix", &format!("{PREFIX}/")]);
-    assert!(ok, "{text}");
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .chunks(2)
-        .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
-        .collect()
+    c.dump(&format!("{PREFIX}/"))
 }
 
 /// ipamctl in `dir`: (exit status, stdout, stderr).
@@ -100,30 +86,12 @@ fn put_layout(c: &etcd_util::Cluster, block_size: u32) {
 }
 
 fn etcd_store(endpoints: &[String], node: &str) -> EtcdStore {
-    let cfg = EtcdConfig {
-        endpoints: endpoints.to_vec(),
-        prefix: PREFIX.into(),
-        timeout: Duration::from_secs(5),
-        node: node.into(),
-        tls: None,
-        auth: None,
-        block_size: DEFAULT_BLOCK,
-    };
-    EtcdStore::new(cfg, "net1")
+    crate::common::etcd_store(endpoints, PREFIX, "net1", node)
 }
 
 /// A reservation made through the etcd store as `node`.
 fn reserve(endpoints: &[String], node: &str, id: &str, ip: &str) {
-    let mut store = etcd_store(endpoints, node);
-    let mut s = store.session().unwrap();
-    let pick = Pick {
-        ip: ip.parse().unwrap(),
-        set_index: 0,
-    };
-    s.commit(&Attachment::parse(id, "eth0").unwrap(), &[pick])
-        .unwrap()
-        .finish()
-        .unwrap();
+    crate::common::etcd_reserve(&mut etcd_store(endpoints, node), id, ip);
 }
 
 #[test]
