@@ -82,6 +82,29 @@ impl SetBlocks {
         None
     }
 
+    /// The blocks of a scan from block number `start` round the whole set
+    /// once, in windows of at most `max` consecutive blocks of one range:
+    /// each window as the list of its blocks' first addresses.
+    pub fn windows(&self, start: u128, max: u128) -> impl Iterator<Item = Vec<IpAddr>> + '_ {
+        let n = self.len();
+        let (mut i, mut scanned) = (start % n.max(1), 0u128);
+        std::iter::from_fn(move || {
+            if scanned >= n {
+                return None;
+            }
+            let (first, _, left) = self.nth(i).expect("i < len");
+            let take = left.min(max).min(n - scanned);
+            scanned += take;
+            i = (i + take) % n;
+            let f = addr::to_u128(first);
+            Some(
+                (0..take)
+                    .map(|j| addr::from_u128(first, f + j * u128::from(self.size)))
+                    .collect(),
+            )
+        })
+    }
+
     /// The number of the block starting at `base` (its first occurrence).
     pub fn index_of(&self, base: IpAddr) -> Option<u128> {
         let mut before = 0u128;
@@ -131,6 +154,16 @@ mod tests {
         assert_eq!(b.nth(3), Some((ip("10.9.0.0"), 1, 1)));
         assert_eq!(b.nth(4), None);
         assert_eq!(b.index_of(ip("10.9.0.0")), Some(3));
+        let w: Vec<Vec<IpAddr>> = b.windows(1, 2).collect();
+        assert_eq!(
+            w,
+            [
+                vec![ip("10.0.0.64"), ip("10.0.0.128")],
+                vec![ip("10.9.0.0")],
+                vec![ip("10.0.0.0")]
+            ],
+            "from block 1, at most 2, never across ranges, once round"
+        );
         assert_eq!(b.index_of(ip("10.0.0.64")), Some(1));
         assert_eq!(b.index_of(ip("10.0.0.65")), None);
         assert_eq!(b.index_of(ip("10.0.1.0")), None);

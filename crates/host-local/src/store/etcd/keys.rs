@@ -168,6 +168,14 @@ impl Keys {
         format!("{}blocks/{}", self.base, ip_suffix(base))
     }
 
+    /// The claims of the blocks from `first` to `last` as an etcd range
+    /// `[key, range_end)`.
+    pub fn block_range(&self, first: IpAddr, last: IpAddr) -> (Vec<u8>, Vec<u8>) {
+        let mut e = self.block(last).into_bytes();
+        e.push(0);
+        (self.block(first).into_bytes(), e)
+    }
+
     /// The block a claim key names.
     pub fn parse_block(&self, key: &[u8]) -> Option<IpAddr> {
         let k = std::str::from_utf8(key).ok()?;

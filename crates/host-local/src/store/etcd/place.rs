@@ -261,67 +261,58 @@ impl EtcdSession<'_> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let mut i = self.scan_start(set_index, n, want);
-        let mut scanned = 0u128;
+        let start = self.scan_start(set_index, n, want);
         let pick = if want > 1 {
             random()
         } else {
             name_hash(self.node, set_index)
         };
-        while scanned < n {
-            let (first, _, left) = all.nth(i).expect("i < n");
-            let take = left.min(CLAIM_WINDOW).min(n - scanned);
-            let last = addr::from_u128(first, addr::to_u128(first) + (take - 1) * u128::from(size));
-            let claimed: BTreeSet<IpAddr> = self.block_keys(first, last)?;
-            let unclaimed: Vec<IpAddr> = (0..take)
-                .map(|j| addr::from_u128(first, addr::to_u128(first) + j * u128::from(size)))
+        for window in all.windows(start, CLAIM_WINDOW) {
+            let claimed = self.block_keys(&window)?;
+            let unclaimed: Vec<IpAddr> = window
+                .into_iter()
                 .filter(|b| !claimed.contains(b))
                 .collect();
-            if !unclaimed.is_empty() {
-                let k = (pick % unclaimed.len() as u64) as usize;
-                for base in unclaimed
-                    .iter()
-                    .cycle()
-                    .skip(k)
-                    .take(TRIES_PER_WINDOW.min(unclaimed.len()))
-                {
-                    let (f, total) = self.free_from(set, *base, want, cursor)?;
-                    if !f.is_empty() {
-                        self.claims.insert(*base);
-                        self.seen.insert(
-                            *base,
-                            Seen {
-                                claim: None,
-                                free: total,
-                            },
-                        );
-                        return Ok(f);
-                    }
+            if unclaimed.is_empty() {
+                continue;
+            }
+            let k = (pick % unclaimed.len() as u64) as usize;
+            for base in unclaimed
+                .iter()
+                .cycle()
+                .skip(k)
+                .take(TRIES_PER_WINDOW.min(unclaimed.len()))
+            {
+                let (f, total) = self.free_from(set, *base, want, cursor)?;
+                if !f.is_empty() {
+                    self.claims.insert(*base);
+                    self.seen.insert(
+                        *base,
+                        Seen {
+                            claim: None,
+                            free: total,
+                        },
+                    );
+                    return Ok(f);
                 }
             }
-            scanned += take;
-            i = (i + take) % n;
         }
         Ok(Vec::new())
     }
 
-    /// The claimed blocks among those from `first` to `last` (keys only).
-    fn block_keys(&mut self, first: IpAddr, last: IpAddr) -> Result<BTreeSet<IpAddr>, StoreError> {
-        let start = self.keys.block(first);
-        let mut end = self.keys.block(last).into_bytes();
-        end.push(0);
-        let o = self.opts().with_range(end).with_keys_only();
-        let mut resp = self.rpc.get(
+    /// The claims among the blocks of `window` (keys only).
+    fn block_keys(&mut self, window: &[IpAddr]) -> Result<BTreeSet<IpAddr>, StoreError> {
+        let (first, last) = (window[0], window[window.len() - 1]);
+        let (start, end) = self.keys.block_range(first, last);
+        let kvs = self.range(
             &format!("read block claims {first}-{last}"),
-            self.deadline,
-            start.into_bytes(),
-            o,
+            start,
+            end,
+            true,
         )?;
-        self.note_revision(resp.header());
-        Ok(resp
-            .take_kvs()
+        Ok(kvs
             .iter()
-            .filter_map(|kv| self.keys.parse_block(kv.key()))
+            .filter_map(|kv| self.keys.parse_block(&kv.key))
             .collect())
     }
 
@@ -340,19 +331,14 @@ impl EtcdSession<'_> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let mut i = self.scan_start(set_index, n, want);
-        let mut scanned = 0u128;
-        while scanned < n {
-            let (first, _, left) = all.nth(i).expect("i < n");
-            let take = left.min(BORROW_WINDOW).min(n - scanned);
-            let last = addr::from_u128(first, addr::to_u128(first) + (take - 1) * u128::from(size));
-            let start = self.keys.block(first).into_bytes();
-            let mut end = self.keys.block(last).into_bytes();
-            end.push(0);
+        let start = self.scan_start(set_index, n, want);
+        for window in all.windows(start, BORROW_WINDOW) {
+            let (first, last) = (window[0], window[window.len() - 1]);
+            let (from, to) = self.keys.block_range(first, last);
             let kvs = self.range(
                 &format!("read block claims {first}-{last}"),
-                start,
-                end,
+                from,
+                to,
                 false,
             )?;
             let claims: HashMap<IpAddr, Option<BlockRecord>> = kvs
@@ -363,8 +349,7 @@ impl EtcdSession<'_> {
                     Some((base, rec))
                 })
                 .collect();
-            for j in 0..take {
-                let base = addr::from_u128(first, addr::to_u128(first) + j * u128::from(size));
+            for base in window {
                 let Some(rec) = claims.get(&base) else {
                     continue; // unclaimed: the claim pass found nothing free in it
                 };
@@ -383,8 +368,6 @@ impl EtcdSession<'_> {
                     return Ok(f);
                 }
             }
-            scanned += take;
-            i = (i + take) % n;
         }
         Ok(Vec::new())
     }
