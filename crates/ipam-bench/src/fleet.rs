@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -110,17 +110,16 @@ fn etcd_store(c: &Cluster, node: &str) -> Value {
 
 /// One invocation started (stdin written), its calls appended to `calls`.
 fn start(plugin: &Path, cmd: &str, id: &str, stdin: &[u8], calls: &Path) -> Result<Child> {
-    let mut child = Command::new(plugin)
-        .env_clear()
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", "/var/run/netns/bench")
-        .env("CNI_IFNAME", "eth0")
-        .env("HOST_LOCAL_ETCD_CALLS", calls)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let calls = calls.to_string_lossy();
+    let env = [
+        ("CNI_COMMAND", cmd),
+        ("CNI_PATH", "/usr/lib/cni"),
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", "/var/run/netns/bench"),
+        ("CNI_IFNAME", "eth0"),
+        ("HOST_LOCAL_ETCD_CALLS", &calls),
+    ];
+    let mut child = test_support::plugin_command(plugin, &env)
         .spawn()
         .with_context(|| format!("spawning {}", plugin.display()))?;
     child
@@ -167,20 +166,13 @@ fn read_calls(path: &Path) -> Result<Vec<Calls>> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// `median (p90)` of `v`, or `n/a` when no invocation reported.
+fn median_p90(v: &[f64]) -> String {
     if v.is_empty() {
-        return f64::NAN;
+        return "n/a".into();
     }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn p90(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[(v.len() * 9 / 10).min(v.len() - 1)]
+    let (m, _, p90) = stats(v);
+    format!("{m} ({p90})")
 }
 
 /// One burst: `NODES` × `k` ADDs started at once; (failures, duplicates,
@@ -283,13 +275,7 @@ pub fn measure(
                 "  etcd calls per ADD ({racers} racers): txns median (p90), reads median (p90)"
             ),
             String::new(),
-            format!(
-                "{} ({}) txns, {} ({}) reads",
-                median(txns.clone()),
-                p90(txns),
-                median(reads.clone()),
-                p90(reads)
-            ),
+            format!("{} txns, {} reads", median_p90(&txns), median_p90(&reads)),
             format!(
                 "served: {:.2} Txn, {:.2} Range per ADD",
                 s.txns / adds,
