@@ -578,6 +578,12 @@ mod tests {
     fn defaults_apply() {
         let c = parse(json!({"type": "etcd", "endpoints": ["http://127.0.0.1:2379"]})).unwrap();
         assert_eq!(c.prefix, "/cni/ipam");
+        assert_eq!(c.block_size, DEFAULT_BLOCK);
+        for (b, want) in [(json!(4), 4), (json!(4096), 4096), (json!(null), 64)] {
+            let c = parse(json!({"type": "etcd", "endpoints": ["http://a:1"], "blocksize": b}))
+                .unwrap();
+            assert_eq!(c.block_size, want, "blockSize {b}");
+        }
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.node, "host-a");
         assert_eq!(c.tls, None);
@@ -639,6 +645,12 @@ mod tests {
             (json!({"timeout": 5}), "ipam.store.timeout"),
             (json!({"node": ""}), "ipam.store.node"),
             (json!({"node": "a/b"}), "ipam.store.node"),
+            (json!({"blockSize": 26}), "ipam.store.blockSize"),
+            (json!({"blockSize": 0}), "ipam.store.blockSize"),
+            (json!({"blockSize": 2}), "ipam.store.blockSize"),
+            (json!({"blockSize": 8192}), "ipam.store.blockSize"),
+            (json!({"blockSize": "64"}), "ipam.store.blockSize"),
+            (json!({"blockSize": -64}), "ipam.store.blockSize"),
             (json!({"tls": "yes"}), "ipam.store.tls"),
             (
                 json!({"tls": {"cert": "/c", "key": "/k"}}),
